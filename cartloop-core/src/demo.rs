@@ -1,0 +1,458 @@
+//! The demo data set (SPEC §5), as data, so every storage imports exactly the same rows.
+//!
+//! Ids start at 1. Operators and clients share one id space: 21–25 are operators, 1–20 and
+//! 26–28 clients. Conversation 1 is the original task's sample conversation (operator 24,
+//! client 27, discount code `PROMO50`, three messages). The clients' zones span the day, so
+//! at any hour some are inside their active hours and some outside; client 13 has no zone
+//! and falls back to the store's. Every client has an open conversation; conversations 24
+//! and 25 are resolved.
+
+use crate::domain::{
+    Client, Conversation, ConversationStatus, Message, MessageStatus, Operator, Store,
+};
+use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Everything the demo import loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoData {
+    /// Stores, ids 1–3.
+    pub stores: Vec<Store>,
+    /// Operators.
+    pub operators: Vec<Operator>,
+    /// Clients.
+    pub clients: Vec<Client>,
+    /// Conversations.
+    pub conversations: Vec<Conversation>,
+    /// Messages, already delivered or received (the import never triggers an email).
+    pub messages: Vec<Message>,
+}
+
+const STORES: &[(i64, &str, Tz, &str)] = &[
+    (
+        1,
+        "Sneaker Hub",
+        chrono_tz::America::New_York,
+        "hello@sneakerhub.example.com",
+    ),
+    (
+        2,
+        "Berlin Books",
+        chrono_tz::Europe::Berlin,
+        "team@berlinbooks.example.com",
+    ),
+    (
+        3,
+        "Tokyo Tea House",
+        chrono_tz::Asia::Tokyo,
+        "shop@tokyotea.example.com",
+    ),
+];
+
+const OPERATORS: &[(i64, &str, i64, &str)] = &[
+    (21, "Alice Martin", 1, "support"),
+    (22, "Bruno Keller", 2, "sales"),
+    (23, "Chiara Rossi", 3, "sales"),
+    (24, "Dan Brooks", 1, "sales"),
+    (25, "Emi Sato", 3, "support"),
+];
+
+/// (id, name, email local part, zone)
+const CLIENTS: &[(i64, &str, &str, Option<Tz>)] = &[
+    (
+        1,
+        "Olivia Smith",
+        "olivia.smith",
+        Some(chrono_tz::America::New_York),
+    ),
+    (
+        2,
+        "Liam Johnson",
+        "liam.johnson",
+        Some(chrono_tz::America::Los_Angeles),
+    ),
+    (
+        3,
+        "Emma Walsh",
+        "emma.walsh",
+        Some(chrono_tz::America::St_Johns),
+    ),
+    (
+        4,
+        "Noah Taylor",
+        "noah.taylor",
+        Some(chrono_tz::Europe::London),
+    ),
+    (
+        5,
+        "Mia M\u{fc}ller",
+        "mia.mueller",
+        Some(chrono_tz::Europe::Berlin),
+    ),
+    (
+        6,
+        "Arjun Patel",
+        "arjun.patel",
+        Some(chrono_tz::Asia::Kolkata),
+    ),
+    (
+        7,
+        "Sita Sharma",
+        "sita.sharma",
+        Some(chrono_tz::Asia::Kathmandu),
+    ),
+    (
+        8,
+        "Yuki Tanaka",
+        "yuki.tanaka",
+        Some(chrono_tz::Asia::Tokyo),
+    ),
+    (
+        9,
+        "Jack Wilson",
+        "jack.wilson",
+        Some(chrono_tz::Australia::Adelaide),
+    ),
+    (
+        10,
+        "Chloe Brown",
+        "chloe.brown",
+        Some(chrono_tz::Australia::Lord_Howe),
+    ),
+    (
+        11,
+        "Aroha Ngata",
+        "aroha.ngata",
+        Some(chrono_tz::Pacific::Auckland),
+    ),
+    (
+        12,
+        "Kai Kahale",
+        "kai.kahale",
+        Some(chrono_tz::Pacific::Honolulu),
+    ),
+    (13, "Sam Doe", "sam.doe", None),
+    (
+        14,
+        "Lucas Silva",
+        "lucas.silva",
+        Some(chrono_tz::America::Sao_Paulo),
+    ),
+    (
+        15,
+        "Omar Haddad",
+        "omar.haddad",
+        Some(chrono_tz::Asia::Dubai),
+    ),
+    (16, "Wei Chen", "wei.chen", Some(chrono_tz::Asia::Singapore)),
+    (
+        17,
+        "Ana L\u{f3}pez",
+        "ana.lopez",
+        Some(chrono_tz::America::Mexico_City),
+    ),
+    (
+        18,
+        "Teiki Tane",
+        "teiki.tane",
+        Some(chrono_tz::Pacific::Kiritimati),
+    ),
+    (
+        19,
+        "Tala Faleolo",
+        "tala.faleolo",
+        Some(chrono_tz::Pacific::Pago_Pago),
+    ),
+    (
+        20,
+        "Sara Ahmed",
+        "sara.ahmed",
+        Some(chrono_tz::Africa::Cairo),
+    ),
+    (
+        26,
+        "Ivan Petrov",
+        "ivan.petrov",
+        Some(chrono_tz::Europe::Moscow),
+    ),
+    (
+        27,
+        "John Carter",
+        "john.carter",
+        Some(chrono_tz::America::Chicago),
+    ),
+    (
+        28,
+        "Leila Karimi",
+        "leila.karimi",
+        Some(chrono_tz::Asia::Tehran),
+    ),
+];
+
+/// Open conversations 2–23, one per client other than 27: (client, store, operator, code).
+const OPEN: &[(i64, i64, i64, Option<&str>)] = &[
+    (1, 1, 21, Some("WELCOME10")),
+    (2, 1, 24, Some("SUMMER15")),
+    (3, 1, 21, None),
+    (4, 2, 22, Some("BOOKS20")),
+    (5, 2, 22, Some("LESEN5")),
+    (6, 3, 23, Some("CHAI25")),
+    (7, 3, 25, None),
+    (8, 3, 23, Some("MATCHA30")),
+    (9, 1, 24, Some("AUSSIE10")),
+    (10, 1, 21, Some("ISLAND12")),
+    (11, 3, 25, Some("KIWI15")),
+    (12, 1, 24, None),
+    (13, 2, 22, Some("NOZONE5")),
+    (14, 1, 21, Some("BRASIL10")),
+    (15, 2, 22, Some("DESERT20")),
+    (16, 3, 23, Some("LION8")),
+    (17, 1, 24, Some("HOLA15")),
+    (18, 3, 25, Some("FIRST14")),
+    (19, 1, 21, Some("SAMOA11")),
+    (20, 2, 22, Some("NILE9")),
+    (26, 2, 22, None),
+    (28, 3, 23, Some("PERSIA7")),
+];
+
+fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2020, 12, day, hour, minute, 0)
+        .single()
+        .expect("fixed demo instants are valid")
+}
+
+/// The demo data set.
+///
+/// ```
+/// let data = cartloop_core::demo::demo_data();
+/// let first = &data.conversations[0];
+/// assert_eq!((first.id.0, first.operator_id.0, first.client_id.0), (1, 24, 27));
+/// assert_eq!(first.discount_code.as_deref(), Some("PROMO50"));
+/// ```
+pub fn demo_data() -> DemoData {
+    let stores = STORES
+        .iter()
+        .map(|&(id, name, time_zone, sender)| Store {
+            id: StoreId(id),
+            name: name.to_owned(),
+            time_zone,
+            sender_email: sender.to_owned(),
+        })
+        .collect();
+    let operators = OPERATORS
+        .iter()
+        .map(|&(id, name, store, group)| Operator {
+            id: UserId(id),
+            name: name.to_owned(),
+            store_id: StoreId(store),
+            group: group.to_owned(),
+        })
+        .collect();
+    let clients = CLIENTS
+        .iter()
+        .map(|&(id, name, local, time_zone)| Client {
+            id: UserId(id),
+            name: name.to_owned(),
+            email: format!("{local}@example.com"),
+            time_zone,
+        })
+        .collect();
+
+    let mut conversations = vec![Conversation {
+        id: ConversationId(1),
+        store_id: StoreId(1),
+        operator_id: UserId(24),
+        client_id: UserId(27),
+        status: ConversationStatus::Open,
+        discount_code: Some("PROMO50".to_owned()),
+    }];
+    for (n, &(client, store, operator, code)) in OPEN.iter().enumerate() {
+        conversations.push(Conversation {
+            id: ConversationId(n as i64 + 2),
+            store_id: StoreId(store),
+            operator_id: UserId(operator),
+            client_id: UserId(client),
+            status: ConversationStatus::Open,
+            discount_code: code.map(str::to_owned),
+        });
+    }
+    let resolved = |id, client, store, operator, code: Option<&str>| Conversation {
+        id: ConversationId(id),
+        store_id: StoreId(store),
+        operator_id: UserId(operator),
+        client_id: UserId(client),
+        status: ConversationStatus::Resolved,
+        discount_code: code.map(str::to_owned),
+    };
+    conversations.push(resolved(24, 1, 2, 22, Some("WINTER10")));
+    conversations.push(resolved(25, 8, 3, 25, None));
+
+    let sent = |id, conversation, author, payload: &str, when: DateTime<Utc>| Message {
+        id: MessageId(id),
+        conversation_id: ConversationId(conversation),
+        author_id: UserId(author),
+        payload: payload.to_owned(),
+        status: MessageStatus::Sent,
+        created_at: when,
+        send_at: Some(when),
+        sent_at: Some(when),
+        attempts: 1,
+        last_error: None,
+    };
+    let received = |id, conversation, author, payload: &str, when: DateTime<Utc>| Message {
+        id: MessageId(id),
+        conversation_id: ConversationId(conversation),
+        author_id: UserId(author),
+        payload: payload.to_owned(),
+        status: MessageStatus::Received,
+        created_at: when,
+        send_at: None,
+        sent_at: None,
+        attempts: 0,
+        last_error: None,
+    };
+    let messages = vec![
+        sent(
+            1,
+            1,
+            24,
+            "Hi << username >>, this is << operator.Name >> from Sneaker Hub. The sneakers in your cart are still waiting for you!",
+            at(3, 15, 0),
+        ),
+        received(
+            2,
+            1,
+            27,
+            "Hi, do you have a discount for the sneakers?",
+            at(3, 15, 20),
+        ),
+        sent(
+            3,
+            1,
+            24,
+            "Sure {{ username }}. Here is your code {{ discountCode }}",
+            at(3, 15, 25),
+        ),
+        sent(
+            4,
+            24,
+            22,
+            "Hello << username >>, your order is ready. Use << discountCode >> next time!",
+            at(4, 9, 0),
+        ),
+        received(5, 24, 1, "Thank you, all good.", at(4, 9, 30)),
+    ];
+
+    DemoData {
+        stores,
+        operators,
+        clients,
+        conversations,
+        messages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{Payload, ValidationPolicy};
+    use std::collections::{BTreeSet, HashSet};
+
+    #[test]
+    fn demo_set_has_the_promised_shape() {
+        let data = demo_data();
+        assert!(data.stores.len() >= 3);
+        assert!(data.operators.len() >= 5);
+        assert!(data.clients.len() >= 15);
+        let zones: BTreeSet<&str> = data
+            .clients
+            .iter()
+            .filter_map(|c| c.time_zone)
+            .map(|z| z.name())
+            .collect();
+        assert!(zones.len() >= 10);
+        for name in [
+            "America/New_York",
+            "America/Los_Angeles",
+            "America/St_Johns",
+            "Europe/London",
+            "Europe/Berlin",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Asia/Tokyo",
+            "Australia/Adelaide",
+            "Australia/Lord_Howe",
+            "Pacific/Auckland",
+            "Pacific/Honolulu",
+        ] {
+            assert!(zones.contains(name), "{name}");
+        }
+        assert!(data.clients.iter().any(|c| c.time_zone.is_none()));
+        // Every client has an open conversation; some conversation is resolved.
+        for client in &data.clients {
+            assert!(data
+                .conversations
+                .iter()
+                .any(|c| c.client_id == client.id && c.status == ConversationStatus::Open));
+        }
+        assert!(data
+            .conversations
+            .iter()
+            .any(|c| c.status == ConversationStatus::Resolved));
+        // One id space for users.
+        let mut ids = HashSet::new();
+        for id in data
+            .operators
+            .iter()
+            .map(|o| o.id)
+            .chain(data.clients.iter().map(|c| c.id))
+        {
+            assert!(ids.insert(id), "duplicate user id {id}");
+        }
+        // Conversations reference real rows, and operators work for the conversation's store.
+        for c in &data.conversations {
+            let op = data
+                .operators
+                .iter()
+                .find(|o| o.id == c.operator_id)
+                .unwrap();
+            assert_eq!(op.store_id, c.store_id);
+            assert!(data.clients.iter().any(|cl| cl.id == c.client_id));
+        }
+    }
+
+    #[test]
+    fn demo_messages_are_valid_payloads() {
+        let data = demo_data();
+        for m in &data.messages {
+            Payload::parse(&m.payload, &ValidationPolicy::default()).unwrap();
+        }
+        let first: Vec<_> = data
+            .messages
+            .iter()
+            .filter(|m| m.conversation_id == ConversationId(1))
+            .collect();
+        assert_eq!(first.len(), 3);
+    }
+
+    #[test]
+    fn clients_span_the_day() {
+        // At every hour of a day, someone is inside 09:00-20:00 and someone outside.
+        let data = demo_data();
+        let hours = crate::active_hours::ActiveHours::default();
+        for hour in 0..24 {
+            let now = Utc.with_ymd_and_hms(2026, 11, 25, hour, 0, 0).unwrap();
+            let inside = data
+                .clients
+                .iter()
+                .filter_map(|c| c.time_zone)
+                .filter(|tz| hours.contains(now, *tz))
+                .count();
+            assert!(
+                inside > 0 && inside < data.clients.len() - 1,
+                "hour {hour}: {inside}"
+            );
+        }
+    }
+}

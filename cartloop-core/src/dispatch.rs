@@ -1,0 +1,561 @@
+//! The dispatch rules (SPEC §4): claim due messages with a lease, re-check the window,
+//! render, send, and record the result of each message as soon as it is known.
+//!
+//! [`Dispatcher::run_once`] is one pass; the caller (the server) loops, sleeping until
+//! [`Dispatcher::next_wake`] or a poll interval. It is runtime-agnostic: no timers, no tasks.
+//!
+//! Outcomes of one claimed message:
+//! - outside the client's active hours now (the zone may have changed): back to `new` at the
+//!   next window start, without counting an attempt;
+//! - the payload no longer renders (e.g. the discount code was removed): `failed`;
+//! - sent: `sent`;
+//! - permanent mail error: `failed` with the reason;
+//! - transient or ambiguous mail error: back to `new` after an exponential backoff
+//!   (`backoff_base * 2^(attempts-1)`, capped), or `failed` once `max_attempts` is reached.
+//!   An *ambiguous* error (the server may already have accepted the email) is retried too: a
+//!   possible duplicate, which receivers drop by its stable `Message-ID`, is better than a
+//!   lost email.
+//!
+//! A dispatcher that dies mid-send loses nothing: its lease expires and the message is
+//! claimed again.
+
+use crate::active_hours::ActiveHours;
+use crate::domain::{Claimed, ConversationContext, Message};
+use crate::ids::ConversationId;
+use crate::ports::{Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
+use crate::template::Template;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the dispatcher behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchConfig {
+    /// The delivery window, re-checked at send time.
+    pub active_hours: ActiveHours,
+    /// How long a claim lasts before another dispatcher may take the message.
+    pub lease: Duration,
+    /// Most messages claimed per pass.
+    pub batch_size: u32,
+    /// Claims after which a transiently failing message is marked `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// At most this many emails per rolling hour (`None`: no cap).
+    pub hourly_cap: Option<u32>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            active_hours: ActiveHours::default(),
+            lease: Duration::from_secs(60),
+            batch_size: 100,
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            hourly_cap: None,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// The delay before retry number `attempts` (1-based) after a transient failure.
+    ///
+    /// ```
+    /// use cartloop_core::dispatch::DispatchConfig;
+    /// use std::time::Duration;
+    /// let c = DispatchConfig::default();
+    /// assert_eq!(c.backoff(1), Duration::from_secs(30));
+    /// assert_eq!(c.backoff(3), Duration::from_secs(120));
+    /// assert_eq!(c.backoff(30), Duration::from_secs(3600));
+    /// ```
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff_base
+            .checked_mul(factor)
+            .unwrap_or(self.backoff_max)
+            .min(self.backoff_max)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Messages claimed.
+    pub claimed: u32,
+    /// Emails accepted by the mailer and recorded `sent`.
+    pub sent: u32,
+    /// Put back because the client is outside active hours.
+    pub deferred: u32,
+    /// Put back for a retry after a transient failure.
+    pub retried: u32,
+    /// Given up.
+    pub failed: u32,
+    /// Results not recorded because the claim had been taken over (lease expired).
+    pub lost_claims: u32,
+    /// Results not recorded because the storage failed; the lease will expire and the
+    /// message will be claimed again.
+    pub storage_errors: u32,
+}
+
+/// What happened to one message, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent.
+    Sent,
+    /// Outside the window: re-scheduled.
+    Deferred(DateTime<Utc>),
+    /// Transient failure: retry at the instant.
+    Retry(DateTime<Utc>, String),
+    /// Given up, with the reason.
+    Failed(String),
+}
+
+/// Sends due messages through the ports.
+#[derive(Clone)]
+pub struct Dispatcher {
+    storage: Arc<dyn Storage>,
+    mailer: Arc<dyn Mailer>,
+    clock: Arc<dyn Clock>,
+    config: DispatchConfig,
+    observer: Option<Arc<dyn Fn(&Message, &Outcome) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over the given ports.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+        config: DispatchConfig,
+    ) -> Self {
+        Self {
+            storage,
+            mailer,
+            clock,
+            config,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` with every message's outcome (the server logs them).
+    pub fn with_observer(
+        mut self,
+        observer: impl Fn(&Message, &Outcome) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DispatchConfig {
+        &self.config
+    }
+
+    /// When a pass next has work: the earliest due or lease-expiry instant.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.storage.next_due().await
+    }
+
+    /// One pass: claims up to `batch_size` due messages (fewer under the hourly cap) and
+    /// handles each, writing each result as soon as it is known.
+    ///
+    /// # Errors
+    /// Only when claiming fails; failures recording a single result are counted in
+    /// [`DispatchReport::storage_errors`] and resolved by the lease.
+    pub async fn run_once(&self) -> Result<DispatchReport, StorageError> {
+        let mut report = DispatchReport::default();
+        let now = self.clock.now();
+        let mut limit = self.config.batch_size;
+        if let Some(cap) = self.config.hourly_cap {
+            let sent = self
+                .storage
+                .sent_since(now - chrono::Duration::hours(1))
+                .await?;
+            limit = limit.min(u32::try_from(u64::from(cap).saturating_sub(sent)).unwrap_or(0));
+            if limit == 0 {
+                return Ok(report);
+            }
+        }
+        let claimed = self
+            .storage
+            .claim_due(now, self.config.lease, limit)
+            .await?;
+        report.claimed = claimed.len() as u32;
+        let mut contexts: HashMap<ConversationId, Option<ConversationContext>> = HashMap::new();
+        for claim in claimed {
+            let id = claim.message.conversation_id;
+            if !contexts.contains_key(&id) {
+                match self.storage.conversation(id).await {
+                    Ok(context) => {
+                        contexts.insert(id, context);
+                    }
+                    Err(_) => {
+                        report.storage_errors += 1;
+                        continue;
+                    }
+                }
+            }
+            let context = contexts.get(&id).and_then(Option::as_ref);
+            self.handle(claim, context, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    async fn handle(
+        &self,
+        claim: Claimed,
+        context: Option<&ConversationContext>,
+        report: &mut DispatchReport,
+    ) {
+        let Claimed { message, token } = claim;
+        let now = self.clock.now();
+        let outcome = match context {
+            None => Outcome::Failed(format!(
+                "conversation {} no longer exists",
+                message.conversation_id
+            )),
+            Some(context) => self.deliver(&message, context, now).await,
+        };
+        let recorded = match &outcome {
+            Outcome::Sent => self.storage.mark_sent(token, self.clock.now()).await,
+            Outcome::Deferred(at) => self.storage.reschedule(token, *at, None).await,
+            Outcome::Retry(at, error) => {
+                self.storage
+                    .reschedule(token, *at, Some(error.clone()))
+                    .await
+            }
+            Outcome::Failed(error) => self.storage.mark_failed(token, error.clone()).await,
+        };
+        match recorded {
+            Ok(true) => match outcome {
+                Outcome::Sent => report.sent += 1,
+                Outcome::Deferred(_) => report.deferred += 1,
+                Outcome::Retry(..) => report.retried += 1,
+                Outcome::Failed(_) => report.failed += 1,
+            },
+            Ok(false) => report.lost_claims += 1,
+            Err(_) => report.storage_errors += 1,
+        }
+        if let Some(observer) = &self.observer {
+            observer(&message, &outcome);
+        }
+    }
+
+    async fn deliver(
+        &self,
+        message: &Message,
+        context: &ConversationContext,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let tz = context.client_time_zone();
+        let hours = &self.config.active_hours;
+        if !hours.contains(now, tz) {
+            return Outcome::Deferred(hours.next_send_instant(now, tz));
+        }
+        let body = match Template::parse(&message.payload)
+            .and_then(|t| t.render(&context.render_values()))
+        {
+            Ok(body) => body,
+            Err(e) => return Outcome::Failed(format!("cannot render message: {e}")),
+        };
+        let email = compose_email(message, context, body, now);
+        match self.mailer.send(&email).await {
+            Ok(()) => Outcome::Sent,
+            Err(e) if e.kind == MailErrorKind::Permanent => Outcome::Failed(e.message),
+            Err(e) if message.attempts >= self.config.max_attempts => Outcome::Failed(format!(
+                "gave up after {} attempts: {}",
+                message.attempts, e.message
+            )),
+            Err(e) => {
+                let delay = self.config.backoff(message.attempts);
+                let at =
+                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                Outcome::Retry(at, e.message)
+            }
+        }
+    }
+}
+
+/// The email that delivers `message`, rendered as `body`, to the conversation's client.
+pub fn compose_email(
+    message: &Message,
+    context: &ConversationContext,
+    body: String,
+    now: DateTime<Utc>,
+) -> Email {
+    Email {
+        message_id: message.id,
+        message_id_header: Email::message_id_for(message.id, &context.store.sender_email),
+        from_name: context.store.name.clone(),
+        from_address: context.store.sender_email.clone(),
+        to_name: context.client.name.clone(),
+        to_address: context.client.email.clone(),
+        subject: format!("A message from {}", context.store.name),
+        body,
+        date: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{post_chat, ChatRules, PostChat};
+    use crate::demo::demo_data;
+    use crate::domain::MessageStatus;
+    use crate::ids::{MessageId, UserId};
+    use crate::ports::MailError;
+    use crate::testing::{ManualClock, MemoryStorage, RecordingMailer};
+    use chrono::TimeZone;
+
+    struct Fixture {
+        storage: Arc<MemoryStorage>,
+        mailer: Arc<RecordingMailer>,
+        clock: Arc<ManualClock>,
+        dispatcher: Dispatcher,
+    }
+
+    // 2026-11-25 15:00Z is 09:00 in Chicago, where client 27 (conversation 1) lives.
+    fn nine_am_chicago() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap()
+    }
+
+    async fn fixture(mailer: RecordingMailer, config: DispatchConfig) -> Fixture {
+        let storage = Arc::new(MemoryStorage::new());
+        storage.import(&demo_data()).await.unwrap();
+        let mailer = Arc::new(mailer);
+        let clock = Arc::new(ManualClock::new(nine_am_chicago()));
+        let dispatcher = Dispatcher::new(storage.clone(), mailer.clone(), clock.clone(), config);
+        Fixture {
+            storage,
+            mailer,
+            clock,
+            dispatcher,
+        }
+    }
+
+    async fn post(f: &Fixture, payload: &str) -> MessageId {
+        let request = PostChat {
+            conversation_id: ConversationId(1),
+            user_id: UserId(24),
+            payload: payload.to_owned(),
+            idempotency_key: None,
+        };
+        post_chat(
+            f.storage.as_ref(),
+            f.clock.as_ref(),
+            &ChatRules::default(),
+            request,
+        )
+        .await
+        .unwrap()
+        .message
+        .id
+    }
+
+    #[tokio::test]
+    async fn sends_rendered_email_and_records_sent() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(
+            &f,
+            "Sure {{ username }}. Here is your code {{ discountCode }}",
+        )
+        .await;
+        let report = f.dispatcher.run_once().await.unwrap();
+        assert_eq!((report.claimed, report.sent), (1, 1));
+        let sent = f.mailer.messages();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].body, "Sure John Carter. Here is your code PROMO50");
+        assert_eq!(sent[0].to_address, "john.carter@example.com");
+        assert_eq!(
+            sent[0].message_id_header,
+            format!("cartloop.message.{id}@sneakerhub.example.com")
+        );
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Sent);
+        assert_eq!(stored.sent_at, Some(nine_am_chicago()));
+        // Nothing left to do.
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+    }
+
+    #[tokio::test]
+    async fn message_written_before_the_window_goes_when_it_opens() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        f.clock
+            .set(nine_am_chicago() - chrono::Duration::minutes(1));
+        let id = post(&f, "early").await;
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+        assert_eq!(
+            f.dispatcher.next_wake().await.unwrap(),
+            Some(nine_am_chicago())
+        );
+        f.clock.set(nine_am_chicago());
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+    }
+
+    #[tokio::test]
+    async fn rechecks_the_window_at_send_time() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        // The dispatcher only gets to it at 20:00 local: deferred to 09:00 next day.
+        f.clock.set(nine_am_chicago() + chrono::Duration::hours(11));
+        let report = f.dispatcher.run_once().await.unwrap();
+        assert_eq!(report.deferred, 1);
+        assert!(f.mailer.messages().is_empty());
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::New);
+        assert_eq!(
+            stored.send_at,
+            Some(nine_am_chicago() + chrono::Duration::days(1))
+        );
+        assert_eq!(stored.attempts, 0, "a deferral is not an attempt");
+    }
+
+    #[tokio::test]
+    async fn transient_errors_back_off_then_fail() {
+        let config = DispatchConfig {
+            max_attempts: 3,
+            ..Default::default()
+        };
+        let f = fixture(
+            RecordingMailer::new_error(MailError::transient("451 try later")),
+            config,
+        )
+        .await;
+        let id = post(&f, "hi").await;
+        assert_eq!(f.dispatcher.run_once().await.unwrap().retried, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::New);
+        assert_eq!(stored.attempts, 1);
+        assert_eq!(stored.last_error.as_deref(), Some("451 try later"));
+        assert_eq!(
+            stored.send_at,
+            Some(nine_am_chicago() + chrono::Duration::seconds(30))
+        );
+        // Not due again before the backoff.
+        f.clock.advance(chrono::Duration::seconds(29));
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+        f.clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(f.dispatcher.run_once().await.unwrap().retried, 1);
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().send_at,
+            Some(nine_am_chicago() + chrono::Duration::seconds(90))
+        );
+        f.clock.advance(chrono::Duration::seconds(60));
+        assert_eq!(f.dispatcher.run_once().await.unwrap().failed, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Failed);
+        assert_eq!(stored.attempts, 3);
+        assert!(stored
+            .last_error
+            .unwrap()
+            .contains("gave up after 3 attempts"));
+        assert_eq!(f.mailer.attempts(), 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_error_fails_at_once() {
+        let f = fixture(
+            RecordingMailer::new_error(MailError::permanent("550 no such user")),
+            DispatchConfig::default(),
+        )
+        .await;
+        let id = post(&f, "hi").await;
+        assert_eq!(f.dispatcher.run_once().await.unwrap().failed, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Failed);
+        assert_eq!(stored.last_error.as_deref(), Some("550 no such user"));
+    }
+
+    #[tokio::test]
+    async fn ambiguous_errors_are_retried() {
+        let f = fixture(
+            RecordingMailer::new_error(MailError::ambiguous("timeout after DATA")),
+            DispatchConfig::default(),
+        )
+        .await;
+        let id = post(&f, "hi").await;
+        assert_eq!(f.dispatcher.run_once().await.unwrap().retried, 1);
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::New
+        );
+    }
+
+    #[tokio::test]
+    async fn crashed_dispatcher_loses_nothing() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        // A dispatcher claims the message and dies before recording anything.
+        let claimed = f
+            .storage
+            .claim_due(f.clock.now(), Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            f.dispatcher.run_once().await.unwrap().claimed,
+            0,
+            "lease still held"
+        );
+        f.clock.advance(chrono::Duration::seconds(60));
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+        // The dead dispatcher's late result is ignored.
+        assert!(!f
+            .storage
+            .mark_failed(claimed[0].token, "late".into())
+            .await
+            .unwrap());
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+    }
+
+    #[tokio::test]
+    async fn hourly_cap_limits_sends() {
+        let config = DispatchConfig {
+            hourly_cap: Some(2),
+            ..Default::default()
+        };
+        let f = fixture(RecordingMailer::new_ok(), config).await;
+        for _ in 0..3 {
+            post(&f, "hi").await;
+        }
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 2);
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+        f.clock.advance(chrono::Duration::minutes(61));
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+    }
+
+    #[tokio::test]
+    async fn unrenderable_message_fails_with_reason() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "code {{ discountCode }}").await;
+        f.storage.set_discount_code(ConversationId(1), None);
+        assert_eq!(f.dispatcher.run_once().await.unwrap().failed, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert!(stored.last_error.unwrap().contains("discountCode"));
+    }
+}

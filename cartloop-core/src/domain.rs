@@ -1,0 +1,273 @@
+//! The entities of SPEC §2: stores, operators, clients, conversations and messages.
+
+use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A shop whose operators chat with its clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// The store's id.
+    pub id: StoreId,
+    /// Display name, used in the email's From and Subject.
+    pub name: String,
+    /// The store's IANA time zone; the active-hours fallback for clients without one.
+    pub time_zone: Tz,
+    /// The address emails to this store's clients are sent from.
+    pub sender_email: String,
+}
+
+/// A store employee who writes to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// The operator's user id.
+    pub id: UserId,
+    /// Display name (the `operator` placeholder).
+    pub name: String,
+    /// The store the operator works for.
+    pub store_id: StoreId,
+    /// The operator's group, e.g. `sales` or `support`.
+    pub group: String,
+}
+
+/// A shopper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The client's user id.
+    pub id: UserId,
+    /// Display name (the `username` placeholder).
+    pub name: String,
+    /// Where the client's emails go.
+    pub email: String,
+    /// The client's IANA time zone, if known.
+    pub time_zone: Option<Tz>,
+}
+
+/// Whether a conversation still takes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationStatus {
+    /// Messages may be written.
+    Open,
+    /// Closed: new messages are refused with a conflict.
+    Resolved,
+}
+
+/// A conversation between one operator and one client of a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The conversation's id.
+    pub id: ConversationId,
+    /// The store it belongs to.
+    pub store_id: StoreId,
+    /// The operator writing.
+    pub operator_id: UserId,
+    /// The client written to.
+    pub client_id: UserId,
+    /// Open or resolved.
+    pub status: ConversationStatus,
+    /// The `discountCode` placeholder's value, if the conversation has one.
+    pub discount_code: Option<String>,
+}
+
+/// A conversation with everything needed to validate, render and address its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationContext {
+    /// The conversation itself.
+    pub conversation: Conversation,
+    /// Its store.
+    pub store: Store,
+    /// Its operator.
+    pub operator: Operator,
+    /// Its client.
+    pub client: Client,
+}
+
+impl ConversationContext {
+    /// The zone the active hours use: the client's, else the store's.
+    pub fn client_time_zone(&self) -> Tz {
+        self.client.time_zone.unwrap_or(self.store.time_zone)
+    }
+
+    /// Who `user` is in this conversation, if anyone.
+    pub fn role_of(&self, user: UserId) -> Option<Role> {
+        if user == self.operator.id {
+            Some(Role::Operator)
+        } else if user == self.client.id {
+            Some(Role::Client)
+        } else {
+            None
+        }
+    }
+
+    /// The values the template placeholders take in this conversation.
+    pub fn render_values(&self) -> crate::template::RenderValues<'_> {
+        crate::template::RenderValues {
+            username: &self.client.name,
+            discount_code: self.conversation.discount_code.as_deref(),
+            operator: &self.operator.name,
+        }
+    }
+}
+
+/// The side of a conversation a user is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The store's operator: messages are emailed.
+    Operator,
+    /// The client: messages are recorded as `received`.
+    Client,
+}
+
+/// Where a message is in its life.
+///
+/// An operator's message goes `new` → `sending` → `sent` | `failed`; `sending` may go back to
+/// `new` when it is re-scheduled (outside active hours, or a transient failure). A client's
+/// message is `received` and never emailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Waiting for its `send_at`.
+    New,
+    /// Claimed by a dispatcher whose lease has not expired.
+    Sending,
+    /// Accepted by the mail server.
+    Sent,
+    /// Given up: permanent error or too many attempts (see `last_error`).
+    Failed,
+    /// Written by the client; never emailed.
+    Received,
+}
+
+impl MessageStatus {
+    /// The status as stored and shown in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Received => "received",
+        }
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a known status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for MessageStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "new" => Self::New,
+            "sending" => Self::Sending,
+            "sent" => Self::Sent,
+            "failed" => Self::Failed,
+            "received" => Self::Received,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+impl ConversationStatus {
+    /// The status as stored and shown in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for ConversationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConversationStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "resolved" => Ok(Self::Resolved),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+/// A stored message ("chat").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The message's id; ids grow with insertion order within a storage.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Who wrote it: the conversation's operator or client.
+    pub author_id: UserId,
+    /// The payload exactly as written (placeholders not rendered).
+    pub payload: String,
+    /// Where it is in its life.
+    pub status: MessageStatus,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// When it may be emailed (operator messages only).
+    pub send_at: Option<DateTime<Utc>>,
+    /// When the mail server accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// How many times a dispatcher claimed it.
+    pub attempts: u32,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A message to store, as produced by [`crate::chat::post_chat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Who wrote it.
+    pub author_id: UserId,
+    /// The validated payload as written.
+    pub payload: String,
+    /// `New` for operators, `Received` for clients.
+    pub status: MessageStatus,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// When it may be emailed (`None` for client messages).
+    pub send_at: Option<DateTime<Utc>>,
+    /// A client-chosen key: a second insert with the same key returns the first message.
+    pub idempotency_key: Option<String>,
+}
+
+/// A message claimed by a dispatcher, with what is needed to email it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The message, with `status == Sending` and `attempts` already counting this claim.
+    pub message: Message,
+    /// Fencing token for this claim: results written with a stale token are ignored.
+    pub token: ClaimToken,
+}
+
+/// Identifies one claim of one message, so a dispatcher whose lease expired cannot overwrite
+/// the result of the dispatcher that claimed the message after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken {
+    /// The claimed message.
+    pub message_id: MessageId,
+    /// The message's `attempts` after this claim; each claim increments it.
+    pub attempt: u32,
+}

@@ -1,0 +1,55 @@
+//! # cartloop-core
+//!
+//! The pure domain of cartloop, a conversational-commerce messaging backend: a store's
+//! operators write templated messages to clients, which are validated when written,
+//! rendered for the client, and emailed only during the client's active hours.
+//!
+//! This crate does no I/O. It defines the rules and the [`ports`] (storage, mailer, clock)
+//! that adapters implement: `cartloop-sqlx`, `cartloop-mail`, `cartloop-http`.
+//!
+//! # Layout
+//! - [`ids`], [`domain`]: the vocabulary — stores, operators, clients, conversations,
+//!   messages and their statuses.
+//! - [`validate`]: payload validation (length, characters, placeholders).
+//! - [`template`]: templates parsed once into segments and rendered per conversation.
+//! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
+//! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
+//! - [`dispatch`]: claiming, rendering, sending and recording due messages.
+//! - [`ports`]: the `Storage`, `Mailer` and `Clock` traits.
+//! - [`demo`]: the demo data set every storage imports.
+//! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
+//!   the storage conformance suite.
+//!
+//! # Example
+//! ```
+//! use cartloop_core::active_hours::ActiveHours;
+//! use cartloop_core::template::RenderValues;
+//! use cartloop_core::validate::{Payload, ValidationPolicy};
+//! use chrono::{TimeZone, Utc};
+//!
+//! let policy = ValidationPolicy::default();
+//! let payload = Payload::parse("Sure << username >>, here is your code << discountCode >>", &policy)?;
+//! let values = RenderValues { username: "Ann", discount_code: Some("PROMO50"), operator: "Dan" };
+//! assert_eq!(payload.render_checked(&values, &policy)?, "Sure Ann, here is your code PROMO50");
+//!
+//! // 07:00 in New York: the email waits for 09:00 local.
+//! let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+//! let at = ActiveHours::default().next_send_instant(now, chrono_tz::America::New_York);
+//! assert_eq!(at, Utc.with_ymd_and_hms(2026, 11, 25, 14, 0, 0).unwrap());
+//! # Ok::<(), cartloop_core::validate::ValidationError>(())
+//! ```
+
+pub mod active_hours;
+pub mod chat;
+pub mod demo;
+pub mod dispatch;
+pub mod domain;
+pub mod ids;
+pub mod ports;
+pub mod template;
+pub mod validate;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
+pub use chrono_tz::Tz;

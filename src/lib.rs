@@ -1,0 +1,23 @@
+//! # cartloop
+//!
+//! A conversational-commerce messaging backend: a store's operators write templated
+//! messages to its clients; each message is validated when written, rendered for the client
+//! and emailed only during the client's active hours (09:00–20:00 in the client's zone).
+//!
+//! This facade re-exports the crates; features pick the adapters:
+//!
+//! | feature | crate | what |
+//! |---|---|---|
+//! | (always) | [`core`] | domain, validation, templates, active hours, dispatch rules, ports |
+//! | `sqlite`, `postgres` | `sqlx` | storage on SQLite (embedded default) or PostgreSQL |
+//! | `http` | `http` | the REST API as an axum router |
+//! | `smtp` | `mail` | SMTP delivery with lettre (the file outbox is always there) |
+//! | `test-utils` | [`core::testing`] | in-memory storage, recording mailer, manual clock |
+//!
+//! # Layout
+//! - `cartloop-core/`: pure domain, no I/O.
+//! - `cartloop-sqlx/`, `cartloop-mail/`, `cartloop-http/`: the adapters.
+//! - `examples/server.rs`: the bundled server.
+//! - `benches/`: criterion benches.
+
+pub use cartloop_core as core;
