@@ -117,6 +117,9 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// A callback told each message's outcome.
+type Observer = Arc<dyn Fn(&Message, &Outcome) + Send + Sync>;
+
 /// Sends due messages through the ports.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -124,7 +127,7 @@ pub struct Dispatcher {
     mailer: Arc<dyn Mailer>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
-    observer: Option<Arc<dyn Fn(&Message, &Outcome) + Send + Sync>>,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -202,10 +205,10 @@ impl Dispatcher {
         let mut contexts: HashMap<ConversationId, Option<ConversationContext>> = HashMap::new();
         for claim in claimed {
             let id = claim.message.conversation_id;
-            if !contexts.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = contexts.entry(id) {
                 match self.storage.conversation(id).await {
                     Ok(context) => {
-                        contexts.insert(id, context);
+                        slot.insert(context);
                     }
                     Err(_) => {
                         report.storage_errors += 1;
