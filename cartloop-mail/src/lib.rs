@@ -1,1 +1,59 @@
-//! placeholder
+//! # cartloop-mail
+//!
+//! The mailers of cartloop: implementations of the core's
+//! [`Mailer`](cartloop_core::ports::Mailer) port, which delivers one
+//! [`Email`](cartloop_core::ports::Email) and classifies its failures so that the
+//! dispatcher knows whether to retry.
+//!
+//! - [`SmtpMailer`] (feature `smtp`, on by default): SMTP over lettre and rustls, with a
+//!   bounded pool of reused connections and a timeout on every network step. Built from a
+//!   URL: `smtp://[user:pass@]host[:port][?tls=none|starttls|tls]` or `smtps://host[:port]`.
+//! - [`OutboxMailer`] (always): writes each email as an `.eml` file into a directory — the
+//!   embedded default, when no SMTP server is configured.
+//!
+//! Both produce the same email: `From: <store> <sender>`, `To: <client> <address>`, the
+//! subject, `Message-ID: <cartloop.message.<id>@<domain>>` (stable across retries, so
+//! receivers can drop duplicates), `Date`, and the rendered message as UTF-8 `text/plain`.
+//! Non-ASCII names are RFC 2047-encoded.
+//!
+//! # Layout
+//! - `smtp/`: [`SmtpMailer`] — `url.rs` (the URL and [`MailConfigError`]), `message.rs` (the
+//!   lettre message), `pool.rs` (connections), `transaction.rs` (`MAIL`/`RCPT`/`DATA`),
+//!   `classify.rs` (transient, permanent or ambiguous).
+//! - `outbox.rs`: [`OutboxMailer`]; `rfc5322.rs` writes its files without lettre.
+//! - [`testing`] (feature `test-utils`): [`SmtpSink`](testing::SmtpSink), a real SMTP server
+//!   on a local port that records what it receives, for this and other crates' tests.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use cartloop_core::ports::Mailer;
+//! use cartloop_mail::OutboxMailer;
+//! use std::sync::Arc;
+//!
+//! let dir = std::env::temp_dir().join(format!("cartloop-outbox-{}", std::process::id()));
+//! // The server picks one of the mailers at start-up and holds it as a trait object.
+//! let mailer: Arc<dyn Mailer> = match std::env::var("SMTP_URL") {
+//!     # #[cfg(feature = "smtp")]
+//!     Ok(url) => Arc::new(cartloop_mail::SmtpMailer::from_url(&url)?),
+//!     _ => Arc::new(OutboxMailer::new(&dir)?),
+//! };
+//! # let _ = mailer;
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(())
+//! # }
+//! ```
+
+mod base64;
+mod outbox;
+mod rfc5322;
+#[cfg(feature = "smtp")]
+mod smtp;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
+pub use outbox::OutboxMailer;
+#[cfg(feature = "smtp")]
+pub use smtp::{MailConfigError, SmtpMailer, SmtpOptions, TlsMode};

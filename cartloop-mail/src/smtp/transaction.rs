@@ -1,0 +1,60 @@
+//! One mail transaction on an open connection: `MAIL FROM`, `RCPT TO`, `DATA`, the message.
+
+use super::classify::{Failure, Step};
+use super::message::Prepared;
+use super::pool::with_timeout;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
+use std::time::Duration;
+
+/// Sends `mail`, each step within `timeout`, and says which step failed. After an error the
+/// connection is in an unknown state and must not be reused.
+pub(crate) async fn deliver(
+    conn: &mut AsyncSmtpConnection,
+    mail: &Prepared,
+    timeout: Duration,
+) -> Result<(), (Step, Failure)> {
+    let mut parameters = Vec::new();
+    if mail.needs_smtputf8 {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err((Step::MailFrom, Failure::Unsupported("SMTPUTF8")));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if mail.needs_8bitmime {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            return Err((Step::MailFrom, Failure::Unsupported("8BITMIME")));
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+
+    let from = mail.envelope.from().cloned();
+    step(
+        Step::MailFrom,
+        timeout,
+        conn.command(Mail::new(from, parameters)),
+    )
+    .await?;
+    for to in mail.envelope.to() {
+        step(
+            Step::RcptTo,
+            timeout,
+            conn.command(Rcpt::new(to.clone(), Vec::new())),
+        )
+        .await?;
+    }
+    step(Step::Data, timeout, conn.command(Data)).await?;
+    step(Step::EndOfData, timeout, conn.message(&mail.bytes)).await?;
+    Ok(())
+}
+
+async fn step<T>(
+    name: Step,
+    timeout: Duration,
+    future: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, (Step, Failure)> {
+    with_timeout(timeout, async { future.await.map_err(Failure::Smtp) })
+        .await
+        .map_err(|failure| (name, failure))
+}
