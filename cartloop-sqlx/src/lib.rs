@@ -1,1 +1,127 @@
-//! placeholder
+//! # cartloop-sqlx
+//!
+//! cartloop's [`Storage`] on [sqlx](https://docs.rs/sqlx): [`SqliteStorage`] (feature
+//! `sqlite`, the embedded default: one file, no server) and [`PgStorage`] (feature
+//! `postgres`, for production and for several servers sharing one database). Both pass the
+//! core's storage conformance suite and apply their embedded migrations when they connect.
+//!
+//! [`connect`] picks the backend from a URL's scheme, as the server's `DATABASE_URL`:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # #[cfg(feature = "sqlite")] {
+//! use cartloop_core::demo::demo_data;
+//! use cartloop_core::ids::ConversationId;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let url = format!("sqlite://{}", dir.path().join("cartloop.db").display());
+//! let storage = cartloop_sqlx::connect(&url).await?;
+//! storage.import(&demo_data()).await?;
+//! let conversation = storage.conversation(ConversationId(1)).await?.unwrap();
+//! assert_eq!(conversation.client.name, "John Carter");
+//! # }
+//! # Ok::<(), cartloop_core::ports::StorageError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Layout
+//! - `migrations/sqlite/`, `migrations/postgres/`: the schemas, embedded as
+//!   [`SQLITE_MIGRATOR`] and [`PG_MIGRATOR`]. One `users` table holds operators and clients
+//!   (one id space); conversations reference it by `(id, role)`, so an operator id cannot
+//!   stand where a client's belongs.
+//! - `sqlite.rs`, `postgres.rs`: the two [`Storage`] implementations. They differ in how they
+//!   store instants (integer microseconds on SQLite, `TIMESTAMPTZ` on PostgreSQL) and how
+//!   they claim due messages (`BEGIN IMMEDIATE` on SQLite, `FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL).
+//! - `sql.rs`: the SQL both run unchanged; `rows.rs`: rows to domain values;
+//!   `error.rs`: sqlx errors to [`StorageError`]s a caller can act on (an unreachable or
+//!   exhausted database is [`StorageError::Unavailable`], never a hang: connections are
+//!   awaited at most 5 s).
+//!
+//! Queries are checked at run time (`sqlx::query`), not at compile time, so the crate builds
+//! without a database.
+
+// The docs link both backends; with one feature off, half the links have no target.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+
+use cartloop_core::ports::{Storage, StorageError};
+use std::sync::Arc;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStorage, PG_MIGRATOR};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStorage, SQLITE_MIGRATOR};
+
+/// The longest a call waits for a free connection before failing with
+/// [`StorageError::Unavailable`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the storage `url` names, applying its migrations: `sqlite:` (e.g.
+/// `sqlite://cartloop.db`, created if missing) or `postgres:` / `postgresql:`.
+///
+/// # Errors
+/// [`StorageError::Other`] for another scheme, or one whose feature (`sqlite`, `postgres`)
+/// this build lacks; otherwise as [`SqliteStorage::connect`] and [`PgStorage::connect`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use cartloop_core::ports::StorageError;
+/// let err = cartloop_sqlx::connect("mysql://localhost/cartloop").await.err();
+/// assert!(matches!(err, Some(StorageError::Other(_))));
+/// # });
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    // Only the scheme goes into errors: the rest of the URL may hold a password.
+    let scheme = url
+        .split_once(':')
+        .map_or("", |(scheme, _)| scheme)
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(SqliteStorage::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(PgStorage::connect(url).await?)),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(missing_feature("SQLite", "sqlite")),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(missing_feature("PostgreSQL", "postgres")),
+        _ => Err(StorageError::Other(format!(
+            "unsupported database URL scheme {scheme:?}: expected sqlite: or postgres:"
+        ))),
+    }
+}
+
+#[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+fn missing_feature(database: &str, feature: &str) -> StorageError {
+    StorageError::Other(format!(
+        "this build has no {database} support: enable feature `{feature}` of cartloop-sqlx"
+    ))
+}
+
+/// When a lease taken at `now` ends.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn lease_end(
+    now: chrono::DateTime<chrono::Utc>,
+    lease: std::time::Duration,
+) -> Result<chrono::DateTime<chrono::Utc>, StorageError> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(|| StorageError::Other(format!("lease of {lease:?} is too long")))
+}

@@ -1,0 +1,243 @@
+//! Scenarios beyond the conformance suite, run on every backend: crashes, concurrency and
+//! several dispatchers on one database.
+
+use cartloop_core::demo::demo_data;
+use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
+use cartloop_core::domain::{MessageStatus, NewMessage};
+use cartloop_core::ids::{ConversationId, MessageId, UserId};
+use cartloop_core::ports::{Clock, Page, Storage, StorageError};
+use cartloop_core::testing::{ManualClock, RecordingMailer};
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+const ALL: Page = Page {
+    limit: 100_000,
+    before: None,
+};
+
+/// 2026-11-25 15:00Z is 09:00 in Chicago, where client 27 (conversation 1) lives.
+pub fn nine_am_chicago() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap()
+}
+
+/// Operator 24's message to client 27 in conversation 1, due at `send_at`.
+pub fn operator_message(payload: &str, send_at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        conversation_id: ConversationId(1),
+        author_id: UserId(24),
+        payload: payload.to_owned(),
+        status: MessageStatus::New,
+        created_at: send_at,
+        send_at: Some(send_at),
+        idempotency_key: None,
+    }
+}
+
+fn dispatcher(
+    storage: Arc<dyn Storage>,
+    mailer: Arc<RecordingMailer>,
+    clock: Arc<ManualClock>,
+    batch_size: u32,
+) -> Dispatcher {
+    let config = DispatchConfig {
+        batch_size,
+        lease: LEASE,
+        ..DispatchConfig::default()
+    };
+    Dispatcher::new(storage, mailer, clock, config)
+}
+
+/// A dispatcher claims a message through `dead` and dies; one on `alive` delivers it once the
+/// lease is over, and the dead claim can no longer write.
+pub async fn claimed_and_died(dead: Arc<dyn Storage>, alive: Arc<dyn Storage>) {
+    alive.import(&demo_data()).await.unwrap();
+    let id = alive
+        .insert_message(operator_message("hi", nine_am_chicago()))
+        .await
+        .unwrap()
+        .message
+        .id;
+    let claimed = dead.claim_due(nine_am_chicago(), LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(dead);
+
+    let mailer = Arc::new(RecordingMailer::new_ok());
+    let clock = Arc::new(ManualClock::new(nine_am_chicago()));
+    let survivor = dispatcher(alive.clone(), mailer.clone(), clock.clone(), 10);
+    assert_eq!(survivor.run_once().await.unwrap().claimed, 0, "lease held");
+    clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(survivor.next_wake().await.unwrap(), Some(clock.now()));
+    let report = survivor.run_once().await.unwrap();
+    assert_eq!((report.claimed, report.sent), (1, 1));
+    assert_eq!(mailer.messages().len(), 1);
+    assert_eq!(mailer.messages()[0].message_id, id);
+
+    let stale = claimed[0].token;
+    assert!(!alive.mark_sent(stale, clock.now()).await.unwrap());
+    assert!(!alive.mark_failed(stale, "late".into()).await.unwrap());
+    assert!(!alive.reschedule(stale, clock.now(), None).await.unwrap());
+    let stored = alive.message(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts, stored.sent_at),
+        (MessageStatus::Sent, 2, Some(clock.now()))
+    );
+    assert_eq!(alive.next_due().await.unwrap(), None);
+}
+
+/// 100 tasks insert into one conversation at once: all stored, ids unique, read back in id
+/// order.
+pub async fn concurrent_inserts(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let message = operator_message(&format!("message {n}"), nine_am_chicago());
+                storage.insert_message(message).await.unwrap().message
+            })
+        })
+        .collect();
+    let mut inserted = Vec::new();
+    for task in tasks {
+        inserted.push(task.await.unwrap());
+    }
+    let ids: HashSet<MessageId> = inserted.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 100, "ids are unique");
+
+    let stored = storage.messages(ConversationId(1), ALL).await.unwrap();
+    assert_eq!(stored.len(), 3 + 100);
+    assert!(
+        stored.windows(2).all(|w| w[0].id < w[1].id),
+        "oldest first, by id"
+    );
+    for message in &inserted {
+        assert!(stored.contains(message), "{message:?} stored as returned");
+    }
+}
+
+/// Concurrent inserts with one idempotency key store one message and all return it.
+pub async fn concurrent_idempotent_inserts(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let mut message = operator_message("once", nine_am_chicago());
+                message.idempotency_key = Some("same-key".into());
+                storage.insert_message(message).await.unwrap()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| r.created).count(), 1);
+    assert!(results.iter().all(|r| r.message == results[0].message));
+    let stored = storage.messages(ConversationId(1), ALL).await.unwrap();
+    assert_eq!(stored.len(), 4);
+}
+
+/// Two dispatchers, each on its own connection pool, race over `count` due messages: each
+/// is emailed exactly once.
+pub async fn racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>, count: usize) {
+    a.import(&demo_data()).await.unwrap();
+    let writers = 8;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let storage = a.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in (w..count).step_by(writers) {
+                    let message = operator_message(&format!("message {n}"), nine_am_chicago());
+                    ids.push(storage.insert_message(message).await.unwrap().message.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut inserted = HashSet::new();
+    for task in tasks {
+        inserted.extend(task.await.unwrap());
+    }
+    assert_eq!(inserted.len(), count);
+
+    let mailer = Arc::new(RecordingMailer::new_ok());
+    let clock = Arc::new(ManualClock::new(nine_am_chicago()));
+    let runs: Vec<_> = [a.clone(), b]
+        .into_iter()
+        .map(|storage| {
+            let dispatcher = dispatcher(storage, mailer.clone(), clock.clone(), 50);
+            tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let report = dispatcher.run_once().await.unwrap();
+                    assert_eq!(report.sent, report.claimed, "{report:?}");
+                    if report.claimed == 0 {
+                        return sent;
+                    }
+                    sent += report.sent;
+                }
+            })
+        })
+        .collect();
+    let mut sent_by = Vec::new();
+    for run in runs {
+        sent_by.push(run.await.unwrap());
+    }
+    assert_eq!(sent_by.iter().sum::<u32>() as usize, count, "{sent_by:?}");
+    assert!(
+        sent_by.iter().all(|&sent| sent > 0),
+        "both took part: {sent_by:?}"
+    );
+
+    let emails = mailer.messages();
+    let emailed: HashSet<MessageId> = emails.iter().map(|e| e.message_id).collect();
+    assert_eq!(emails.len(), count, "no email twice");
+    assert_eq!(emailed, inserted);
+    let stored = a.messages(ConversationId(1), ALL).await.unwrap();
+    for message in stored.iter().filter(|m| inserted.contains(&m.id)) {
+        assert_eq!((message.status, message.attempts), (MessageStatus::Sent, 1));
+    }
+    assert_eq!(a.next_due().await.unwrap(), None, "nothing new or sending");
+}
+
+/// An import that breaks a constraint half-way stores nothing.
+pub async fn import_is_all_or_nothing(storage: Arc<dyn Storage>) {
+    let mut data = demo_data();
+    // Client 27 cannot be the operator of a conversation.
+    let last = data.conversations.len() - 1;
+    data.conversations[last].operator_id = UserId(27);
+    let err = storage.import(&data).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound(_)), "{err:?}");
+    assert_eq!(storage.conversation(ConversationId(1)).await.unwrap(), None);
+    assert!(storage.import(&demo_data()).await.unwrap().inserted > 0);
+    assert!(storage
+        .conversation(ConversationId(1))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// After the import (explicit ids), new messages get fresh ids.
+pub async fn ids_continue_after_import(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let max_imported = demo_data().messages.iter().map(|m| m.id).max().unwrap();
+    let first = storage
+        .insert_message(operator_message("after import", nine_am_chicago()))
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert!(first.message.id > max_imported, "{:?}", first.message.id);
+    // A second import neither fails nor moves anything.
+    assert_eq!(storage.import(&demo_data()).await.unwrap().inserted, 0);
+    let second = storage
+        .insert_message(operator_message("again", nine_am_chicago()))
+        .await
+        .unwrap();
+    assert!(second.message.id > first.message.id);
+}
