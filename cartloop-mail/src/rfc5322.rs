@@ -4,10 +4,10 @@
 //! `Subject`, `Message-ID`, `Date`, `MIME-Version`, `Content-Type`,
 //! `Content-Transfer-Encoding`.
 //!
-//! - A display name is written bare when it is made of atoms, as a quoted string when it
-//!   holds other printable ASCII (`"J. Smith"`), and as RFC 2047 encoded-words (UTF-8,
-//!   base64) when it holds anything else. The subject is written bare or encoded. Control
-//!   characters always force the encoded form, so no value can inject a header line.
+//! - A display name is written as a quoted string when it is printable ASCII
+//!   (`"J. Smith"`), and as RFC 2047 encoded-words (UTF-8, base64) otherwise. The subject is
+//!   written as it is or encoded. Control characters always force the encoded form, so no
+//!   value can inject a header line.
 //! - The body is UTF-8 `text/plain` with CRLF line ends: `7bit` when it is ASCII, `8bit`
 //!   otherwise (the file stays readable), and quoted-printable if a line is longer than the
 //!   998 octets RFC 5322 allows.
@@ -74,14 +74,9 @@ fn mailbox(name: &str, address: &str) -> String {
     }
 }
 
-/// A display name (RFC 5322 `phrase`).
+/// A display name (RFC 5322 `phrase`): quoted, as lettre writes it, or encoded.
 fn phrase(name: &str) -> String {
-    if name
-        .split(' ')
-        .all(|word| !word.is_empty() && word.bytes().all(is_atext))
-    {
-        name.to_owned()
-    } else if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         let mut quoted = String::with_capacity(name.len() + 2);
         quoted.push('"');
         for c in name.chars() {
@@ -249,7 +244,7 @@ mod tests {
     #[test]
     fn writes_headers_and_body() {
         let text = text(&email());
-        let expected = "From: Sneaker Hub <hello@shop.example>\r\n\
+        let expected = "From: \"Sneaker Hub\" <hello@shop.example>\r\n\
              To: =?utf-8?b?TWlhIE3DvGxsZXI=?= <mia@example.com>\r\n\
              Subject: A message from Sneaker Hub\r\n\
              Message-ID: <cartloop.message.7@shop.example>\r\n\
@@ -273,8 +268,8 @@ mod tests {
 
     #[test]
     fn names_are_bare_quoted_or_encoded() {
-        assert_eq!(phrase("John Carter"), "John Carter");
-        assert_eq!(phrase("O'Brien"), "O'Brien");
+        assert_eq!(phrase("John Carter"), "\"John Carter\"");
+        assert_eq!(phrase("O'Brien"), "\"O'Brien\"");
         assert_eq!(phrase("J. \"JJ\" Smith"), r#""J. \"JJ\" Smith""#);
         assert_eq!(phrase("a  b"), "\"a  b\"");
         assert_eq!(phrase("Zoë"), "=?utf-8?b?Wm/Dqw==?=");
