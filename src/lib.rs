@@ -11,7 +11,7 @@
 //! | (always) | [`core`] | domain, validation, templates, active hours, dispatch rules, ports |
 //! | `sqlite`, `postgres` | `sqlx` | storage on SQLite (embedded default) or PostgreSQL |
 //! | `http` | `http` | the REST API as an axum router |
-//! | `smtp` | `mail` | SMTP delivery with lettre (the file outbox is always there) |
+//! | `outbox`, `smtp` | `mail` | the file outbox mailer; SMTP delivery with lettre |
 //! | `test-utils` | [`core::testing`] | in-memory storage, recording mailer, manual clock |
 //!
 //! # Layout
@@ -21,3 +21,12 @@
 //! - `benches/`: criterion benches.
 
 pub use cartloop_core as core;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use cartloop_sqlx as sqlx;
+
+#[cfg(feature = "http")]
+pub use cartloop_http as http;
+
+#[cfg(any(feature = "smtp", feature = "outbox"))]
+pub use cartloop_mail as mail;

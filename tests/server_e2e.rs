@@ -1,0 +1,437 @@
+//! End-to-end: start the real server binary (`examples/server.rs`, built by `cargo test`)
+//! and talk HTTP to it, once on SQLite with the file outbox and once on PostgreSQL with a
+//! real SMTP server.
+
+use cartloop::core::active_hours::ActiveHours;
+use cartloop::core::demo::demo_data;
+use cartloop::core::domain::ConversationStatus;
+use cartloop::mail::testing::ParsedEmail;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn server_binary() -> PathBuf {
+    // target/<profile>/deps/server_e2e-<hash> -> target/<profile>/examples/server
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("examples").join("server");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds it (run the whole test command, not a filtered build)",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(envs: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(server_binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("DISPATCH_INTERVAL", "1s")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start the server binary");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/healthz", server.base)).await {
+                if response.status() == 200 {
+                    return server;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "server exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn post_chat(&self, conversation: i64, user: i64, payload: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/chat/", self.base))
+            .json(&json!({"conversationId": conversation, "chat": {"payload": payload, "userId": user}}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An open demo conversation whose client is inside (or outside) active hours now and for
+/// the next 15 minutes, with its operator, client name, zone and discount code.
+struct Pick {
+    conversation: i64,
+    operator: i64,
+    client_name: String,
+    zone: chrono_tz::Tz,
+    code: Option<String>,
+}
+
+fn pick(inside: bool) -> Pick {
+    let data = demo_data();
+    let hours = ActiveHours::default();
+    let now = Utc::now();
+    data.conversations
+        .iter()
+        .filter(|c| c.status == ConversationStatus::Open)
+        .find_map(|c| {
+            let client = data.clients.iter().find(|x| x.id == c.client_id)?;
+            let store = data.stores.iter().find(|s| s.id == c.store_id)?;
+            let zone = client.time_zone.unwrap_or(store.time_zone);
+            let steady = [0, 5, 10, 15]
+                .iter()
+                .all(|m| hours.contains(now + ChronoDuration::minutes(*m), zone) == inside);
+            steady.then(|| Pick {
+                conversation: c.id.0,
+                operator: c.operator_id.0,
+                client_name: client.name.clone(),
+                zone,
+                code: c.discount_code.clone(),
+            })
+        })
+        .expect("the demo zones span the day")
+}
+
+fn parse_time(value: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value.as_str().expect("a timestamp"))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn chat_status(server: &Server, conversation: i64, chat: i64) -> String {
+    let (_, body) = server.get(&format!("/conversation/{conversation}/")).await;
+    body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chatId"] == chat)
+        .map(|c| c["status"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn snapshot(server: &Server, conversations: &[i64]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in conversations {
+        out.push(server.get(&format!("/conversation/{id}/")).await.1);
+    }
+    out
+}
+
+/// Import, read, write inside and outside active hours; returns the two chat ids.
+async fn exercise(server: &Server) -> ((i64, Pick), (i64, Pick)) {
+    let (status, _) = server.get("/import_data/").await;
+    assert_eq!(status, 200);
+    let (status, again) = server.get("/import_data/").await;
+    assert_eq!((status, &again["inserted"]), (200, &json!(0)));
+    let (status, conversation) = server.get("/conversation/1/").await;
+    assert_eq!(status, 200);
+    assert_eq!(conversation["operatorId"], 24);
+    assert_eq!(conversation["chats"].as_array().unwrap().len(), 3);
+
+    let inside = pick(true);
+    let payload = if inside.code.is_some() {
+        "Hi << username >>, your code is {{ discountCode }}"
+    } else {
+        "Hi << username >>, your cart is waiting"
+    };
+    let before = Utc::now() - ChronoDuration::seconds(1);
+    let (status, posted) = server
+        .post_chat(inside.conversation, inside.operator, payload)
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(posted["status"], "new");
+    let send_at = parse_time(&posted["sendAt"]);
+    assert!(send_at >= before && send_at <= Utc::now() + ChronoDuration::seconds(1));
+    let inside_chat = posted["chatId"].as_i64().unwrap();
+
+    let outside = pick(false);
+    let now = Utc::now();
+    let (status, posted) = server
+        .post_chat(
+            outside.conversation,
+            outside.operator,
+            "See you soon << username >>",
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let expected = ActiveHours::default().next_send_instant(now, outside.zone);
+    let send_at = parse_time(&posted["sendAt"]);
+    assert!(
+        (send_at - expected).num_seconds().abs() <= 1,
+        "{send_at} vs {expected}"
+    );
+    assert!(send_at > Utc::now());
+    let outside_chat = posted["chatId"].as_i64().unwrap();
+    ((inside_chat, inside), (outside_chat, outside))
+}
+
+fn expected_body(pick: &Pick) -> String {
+    match &pick.code {
+        Some(code) => format!("Hi {}, your code is {code}", pick.client_name),
+        None => format!("Hi {}, your cart is waiting", pick.client_name),
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_and_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+        ),
+        ("OUTBOX_DIR", outbox.display().to_string()),
+    ];
+    let server = Server::start(&envs).await;
+    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
+
+    let file = outbox.join(format!("message-{inside_chat}.eml"));
+    wait_until("the email in the outbox", || {
+        let file = file.clone();
+        async move { file.exists() }
+    })
+    .await;
+    let email = ParsedEmail::parse(&std::fs::read(&file).unwrap());
+    assert_eq!(email.body_text().trim_end(), expected_body(&inside));
+    let message_id = email.header("Message-ID").unwrap_or_default();
+    assert!(
+        message_id.contains(&format!("cartloop.message.{inside_chat}@")),
+        "{message_id}"
+    );
+    wait_until("the chat to be sent", || async {
+        chat_status(&server, inside.conversation, inside_chat).await == "sent"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!outbox.join(format!("message-{outside_chat}.eml")).exists());
+    assert_eq!(
+        chat_status(&server, outside.conversation, outside_chat).await,
+        "new"
+    );
+    let files = std::fs::read_dir(&outbox).unwrap().count();
+    assert_eq!(files, 1, "only the due message was sent");
+
+    // Restart: nothing lost, nothing sent twice.
+    let before = snapshot(&server, &[1, inside.conversation, outside.conversation]).await;
+    server.stop();
+    let server = Server::start(&envs).await;
+    assert_eq!(
+        snapshot(&server, &[1, inside.conversation, outside.conversation]).await,
+        before
+    );
+    assert_eq!(
+        chat_status(&server, inside.conversation, inside_chat).await,
+        "sent"
+    );
+    assert_eq!(
+        chat_status(&server, outside.conversation, outside_chat).await,
+        "new"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    server.stop();
+}
+
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var("CARTLOOP_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            Some("postgres://postgres@127.0.0.1:5432/test".to_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn postgres_and_smtp() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set CARTLOOP_TEST_POSTGRES_URL to run the PostgreSQL end-to-end test");
+        return;
+    };
+    let name = format!(
+        "cartloop_e2e_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    );
+    let url = create_database(&admin, &name).await;
+    let sink = cartloop::mail::testing::SmtpSink::start().await;
+    let envs = [("DATABASE_URL", url), ("SMTP_URL", sink.url())];
+
+    let server = Server::start(&envs).await;
+    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
+    wait_until("the email at the SMTP server", || {
+        let sink = &sink;
+        async move { !sink.messages().is_empty() }
+    })
+    .await;
+    let mails = sink.messages();
+    assert_eq!(mails.len(), 1);
+    let email = mails[0].parse();
+    assert_eq!(email.body_text().trim_end(), expected_body(&inside));
+    let message_id = email.header("Message-ID").unwrap_or_default();
+    assert!(
+        message_id.contains(&format!("cartloop.message.{inside_chat}@")),
+        "{message_id}"
+    );
+    wait_until("the chat to be sent", || async {
+        chat_status(&server, inside.conversation, inside_chat).await == "sent"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "the outside message waits");
+
+    let before = snapshot(&server, &[1, inside.conversation, outside.conversation]).await;
+    server.stop();
+    let server = Server::start(&envs).await;
+    assert_eq!(
+        snapshot(&server, &[1, inside.conversation, outside.conversation]).await,
+        before
+    );
+    assert_eq!(
+        chat_status(&server, inside.conversation, inside_chat).await,
+        "sent"
+    );
+    assert_eq!(
+        chat_status(&server, outside.conversation, outside_chat).await,
+        "new"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "nothing sent twice after a restart"
+    );
+    server.stop();
+    drop_database(&admin, &name).await;
+}
+
+async fn create_database(admin: &str, name: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn refuses_public_bind_without_token_and_guards_routes_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(server_binary())
+        .env("BIND", format!("0.0.0.0:{}", free_port()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("db").display()),
+        )
+        .env("OUTBOX_DIR", dir.path().join("outbox"))
+        .env_remove("CARTLOOP_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CARTLOOP_API_TOKEN"), "{stderr}");
+
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("db").display()),
+        ),
+        (
+            "OUTBOX_DIR",
+            dir.path().join("outbox").display().to_string(),
+        ),
+        ("CARTLOOP_API_TOKEN", "t0ken".to_owned()),
+    ];
+    let server = Server::start(&envs).await;
+    let (status, body) = server.get("/import_data/").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let response = reqwest::Client::new()
+        .get(format!("{}/import_data/", server.base))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    server.stop();
+}
