@@ -5,7 +5,7 @@
 
 use crate::error::storage_error;
 use crate::rows::{self, Columns};
-use crate::sql::{self, message_columns, select_due};
+use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::ACQUIRE_TIMEOUT;
 use async_trait::async_trait;
 use cartloop_core::demo::DemoData;
@@ -23,12 +23,18 @@ use std::time::Duration;
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Claims up to `$2` messages due at `$1` with a lease until `$3`; returns each claimed
-/// message with the instant it became due. The CTE is materialized so that the rows are
-/// locked and limited exactly once.
+/// message with the instant it became due. The CTEs that lock are materialized, so that
+/// rows are locked and limited exactly once; rows another claim has locked are skipped.
 const CLAIM_DUE: &str = concat!(
-    "WITH due AS MATERIALIZED (",
-    select_due!(),
-    " FOR UPDATE SKIP LOCKED) \
+    "WITH new_due AS MATERIALIZED (",
+    new_due!(),
+    " FOR UPDATE SKIP LOCKED), \
+     expired AS MATERIALIZED (",
+    expired_leases!(),
+    " FOR UPDATE SKIP LOCKED), \
+     due AS (SELECT due_id, due_at FROM new_due \
+             UNION ALL SELECT due_id, due_at FROM expired \
+             ORDER BY due_at, due_id LIMIT $2) \
      UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
      FROM due WHERE messages.id = due.due_id \
      RETURNING due.due_at, ",

@@ -51,19 +51,30 @@ pub(crate) const INSERT_MESSAGE: &str = concat!(
     message_columns!()
 );
 
-/// The due messages, with the instant each became due, oldest first: `$1` is now, `$2` the
-/// limit. PostgreSQL appends a row lock to it.
-macro_rules! select_due {
+/// The oldest `new` messages due at `$1` (at most `$2`), with the instant each became due.
+///
+/// Claims read these and the expired leases (`expired_leases`) apart, each in the order of
+/// its partial index, and merge them: that reads at most `2 * $2` rows however large the
+/// backlog, where one query over both would sort the whole backlog (0.7 s for a million
+/// due messages on PostgreSQL, against 1 ms). PostgreSQL appends a row lock.
+macro_rules! new_due {
     () => {
-        "SELECT id AS due_id, \
-                CASE WHEN status = 'new' THEN send_at ELSE lease_until END AS due_at \
-         FROM messages \
-         WHERE (status = 'new' AND send_at <= $1) OR (status = 'sending' AND lease_until <= $1) \
-         ORDER BY due_at, id \
-         LIMIT $2"
+        "SELECT id AS due_id, send_at AS due_at FROM messages \
+         WHERE status = 'new' AND send_at <= $1 \
+         ORDER BY send_at, id LIMIT $2"
     };
 }
-pub(crate) use select_due;
+pub(crate) use new_due;
+
+/// The oldest claims whose lease ended at `$1` (at most `$2`), like `new_due`.
+macro_rules! expired_leases {
+    () => {
+        "SELECT id AS due_id, lease_until AS due_at FROM messages \
+         WHERE status = 'sending' AND lease_until <= $1 \
+         ORDER BY lease_until, id LIMIT $2"
+    };
+}
+pub(crate) use expired_leases;
 
 /// `$1` the message, `$2` the claim's attempts: the fence of every result.
 macro_rules! fenced {

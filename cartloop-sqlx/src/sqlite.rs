@@ -7,7 +7,7 @@
 
 use crate::error::storage_error;
 use crate::rows::{self, Columns};
-use crate::sql::{self, message_columns};
+use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::ACQUIRE_TIMEOUT;
 use async_trait::async_trait;
 use cartloop_core::demo::DemoData;
@@ -25,6 +25,16 @@ use std::time::Duration;
 
 /// The SQLite schema, embedded in the binary.
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The messages a claim at `$1` takes, at most `$2`, oldest due first. SQLite wants the
+/// ordered and limited halves of a compound select in subqueries.
+const CLAIMABLE: &str = concat!(
+    "SELECT due_id FROM (SELECT * FROM (",
+    new_due!(),
+    ") UNION ALL SELECT * FROM (",
+    expired_leases!(),
+    ")) ORDER BY due_at, due_id LIMIT $2"
+);
 
 /// How long a statement waits for another connection's write lock before failing with
 /// [`StorageError::Unavailable`].
@@ -235,7 +245,7 @@ impl Storage for SqliteStorage {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
-        let due: Vec<i64> = sqlx::query(sql::select_due!())
+        let due: Vec<i64> = sqlx::query(CLAIMABLE)
             .bind(micros(now))
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)

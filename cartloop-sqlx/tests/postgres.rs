@@ -56,6 +56,14 @@ async fn racing_dispatchers() {
 }
 
 #[tokio::test]
+async fn claims_merge_expired_leases_in_due_order() {
+    let Some(storage) = fresh().await else {
+        return;
+    };
+    scenarios::claims_merge_expired_leases_in_due_order(Arc::new(storage)).await;
+}
+
+#[tokio::test]
 async fn import_is_all_or_nothing() {
     let Some(storage) = fresh().await else {
         return;

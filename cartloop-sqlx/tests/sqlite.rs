@@ -47,6 +47,12 @@ async fn racing_dispatchers() {
 }
 
 #[tokio::test]
+async fn claims_merge_expired_leases_in_due_order() {
+    let (a, _, _dir) = two_on_one_file().await;
+    scenarios::claims_merge_expired_leases_in_due_order(a).await;
+}
+
+#[tokio::test]
 async fn import_is_all_or_nothing() {
     let (a, _, _dir) = two_on_one_file().await;
     scenarios::import_is_all_or_nothing(a).await;

@@ -241,3 +241,37 @@ pub async fn ids_continue_after_import(storage: Arc<dyn Storage>) {
         .unwrap();
     assert!(second.message.id > first.message.id);
 }
+
+/// Expired leases and new messages are claimed together, in the order they became due.
+pub async fn claims_merge_expired_leases_in_due_order(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let t0 = nine_am_chicago();
+    let minutes = chrono::Duration::minutes;
+    let insert = |send_at| {
+        let storage = storage.clone();
+        async move {
+            let message = operator_message("x", send_at);
+            storage.insert_message(message).await.unwrap().message.id
+        }
+    };
+    // Claimed at t0 - 10 min, its lease (60 s) ends at t0 - 9 min.
+    let expired = insert(t0 - minutes(10)).await;
+    let claimed = storage
+        .claim_due(t0 - minutes(10), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let oldest = insert(t0 - minutes(20)).await;
+    let newest = insert(t0 - minutes(1)).await;
+    insert(t0 + minutes(5)).await;
+
+    let first = storage.claim_due(t0, LEASE, 2).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|c| c.message.id).collect();
+    assert_eq!(ids, [oldest, expired]);
+    assert_eq!(first[1].token.attempt, 2);
+    let rest = storage.claim_due(t0, LEASE, 10).await.unwrap();
+    let ids: Vec<_> = rest.iter().map(|c| c.message.id).collect();
+    assert_eq!(ids, [newest]);
+    // Next: the leases just taken, before the message due in 5 minutes.
+    assert_eq!(storage.next_due().await.unwrap(), Some(t0 + minutes(1)));
+}
