@@ -12,8 +12,9 @@ use std::time::SystemTime;
 pub(crate) struct Prepared {
     /// `MAIL FROM` and `RCPT TO`.
     pub(crate) envelope: Envelope,
-    /// The RFC 5322 message.
-    pub(crate) bytes: Vec<u8>,
+    /// What follows the `DATA` command: the RFC 5322 message dot-stuffed (a line starting with `.`
+    /// gets a second one), then the final `CRLF.CRLF`.
+    pub(crate) data: String,
     /// The envelope holds a non-ASCII address: the server must offer `SMTPUTF8`.
     pub(crate) needs_smtputf8: bool,
     /// The message holds 8-bit data: the server must offer `8BITMIME`.
@@ -43,12 +44,26 @@ pub(crate) fn prepare(email: &Email) -> Result<Prepared, MailError> {
         .body(email.body.clone())
         .map_err(|e| MailError::permanent(format!("cannot build the email: {e}")))?;
     let bytes = message.formatted();
+    let data = dot_stuffed(&bytes)?;
     Ok(Prepared {
         envelope: message.envelope().clone(),
         needs_8bitmime: !bytes.is_ascii(),
-        bytes,
+        data,
         needs_smtputf8,
     })
+}
+
+/// The `DATA` content (RFC 5321 §4.5.2), as lettre's `message()` would write it.
+fn dot_stuffed(message: &[u8]) -> Result<String, MailError> {
+    let text = std::str::from_utf8(message)
+        .map_err(|_| MailError::permanent("the formatted email is not UTF-8"))?;
+    let mut data = String::with_capacity(text.len() + 16);
+    if text.starts_with('.') {
+        data.push('.');
+    }
+    data.push_str(&text.replace("\r\n.", "\r\n.."));
+    data.push_str("\r\n.\r\n");
+    Ok(data)
 }
 
 fn mailbox(name: &str, address: &str, role: &str) -> Result<Mailbox, MailError> {
@@ -85,7 +100,7 @@ mod tests {
     #[test]
     fn builds_headers_and_envelope() {
         let prepared = prepare(&email()).unwrap();
-        let text = String::from_utf8(prepared.bytes.clone()).unwrap();
+        let text = prepared.data.strip_suffix("\r\n.\r\n").unwrap();
         assert!(text.is_ascii(), "names and body are encoded: {text}");
         assert!(!prepared.needs_8bitmime && !prepared.needs_smtputf8);
         for line in [
@@ -115,6 +130,23 @@ mod tests {
             .map(|a| a.to_string())
             .collect();
         assert_eq!(to, ["mia@example.com"]);
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        assert_eq!(
+            dot_stuffed(b"a\r\n.b\r\n..c").unwrap(),
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b".x\r\ny.").unwrap(), "..x\r\ny.\r\n.\r\n");
+        let mut email = email();
+        email.body = ".\nline".into();
+        let prepared = prepare(&email).unwrap();
+        assert!(
+            prepared.data.ends_with("\r\n..\r\nline\r\n.\r\n"),
+            "{}",
+            prepared.data
+        );
     }
 
     #[test]

@@ -45,7 +45,11 @@ pub(crate) async fn deliver(
         .await?;
     }
     step(Step::Data, timeout, conn.command(Data)).await?;
-    step(Step::EndOfData, timeout, conn.message(&mail.bytes)).await?;
+    // Not `conn.message(..)`: it writes the message and the final "." in two writes, and
+    // lettre's socket has Nagle's algorithm on, so the second write waits for the server's
+    // delayed ACK — about 40 ms per email on Linux (178 emails/s instead of thousands).
+    // One write: every exchange is then a single request and its reply.
+    step(Step::EndOfData, timeout, conn.command(&mail.data)).await?;
     Ok(())
 }
 
