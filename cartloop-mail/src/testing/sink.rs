@@ -37,7 +37,7 @@ pub enum Fault {
 /// message although the client never hears so — an ambiguous outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkBehavior {
-    /// Instead of the `220` greeting.
+    /// Instead of the `220` greeting; after a [`Fault::Reply`] the connection is closed.
     pub greeting: Option<Fault>,
     /// Instead of accepting `AUTH`.
     pub auth: Option<Fault>,
