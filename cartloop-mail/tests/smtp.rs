@@ -110,6 +110,24 @@ async fn idle_connections_expire() {
 }
 
 #[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_replaced() {
+    let sink = SmtpSink::start().await;
+    let mailer = SmtpMailer::from_url(&sink.url()).unwrap();
+    mailer.send(&email(1)).await.unwrap();
+    sink.disconnect_all();
+    tokio::time::timeout(WAIT, async {
+        while sink.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    mailer.send(&email(2)).await.unwrap();
+    assert_eq!(sink.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(sink.connections_total(), 2);
+}
+
+#[tokio::test]
 async fn a_4xx_reply_is_transient() {
     for behavior in [
         SinkBehavior::reject_rcpt("451 4.3.0 try later"),

@@ -106,8 +106,9 @@ impl Pool {
         &self.target
     }
 
-    /// Waits for a free slot, then lends an idle connection that still answers `NOOP`, or
-    /// opens a new one.
+    /// Waits for a free slot, then lends the most recently used idle connection if it still
+    /// answers `NOOP`, or opens a new one. At most one `NOOP` and one connection attempt, each
+    /// within the timeout.
     ///
     /// # Errors
     /// Connecting failed or timed out.
@@ -117,7 +118,7 @@ impl Pool {
             .acquire()
             .await
             .expect("the pool's semaphore is never closed");
-        while let Some(mut conn) = self.take_idle() {
+        if let Some(mut conn) = self.take_idle() {
             // The server may have closed it while it was idle.
             if let Ok(true) = tokio::time::timeout(self.timeout, conn.test_connected()).await {
                 return Ok(Lease {
@@ -126,7 +127,10 @@ impl Pool {
                     _permit: permit,
                 });
             }
-            tracing::debug!("dropping a pooled SMTP connection that no longer answers");
+            // The older idle connections are most likely dead too (a restarted server, its
+            // idle timeout): testing each could cost a timeout apiece. Start afresh.
+            tracing::debug!("a pooled SMTP connection no longer answers; dropping the idle ones");
+            self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
         let conn = with_timeout(self.timeout, self.target.connect(self.timeout)).await?;
         tracing::debug!(host = %self.target.host, port = self.target.port, "opened an SMTP connection");

@@ -102,6 +102,8 @@ struct Shared {
     messages: Mutex<Vec<ReceivedMail>>,
     logins: Mutex<Vec<(String, String)>>,
     received: watch::Sender<usize>,
+    /// Bumped to close every open connection.
+    disconnect: watch::Sender<u64>,
     total: AtomicUsize,
     open: AtomicUsize,
     max_open: AtomicUsize,
@@ -206,6 +208,7 @@ impl SmtpSink {
             messages: Mutex::new(Vec::new()),
             logins: Mutex::new(Vec::new()),
             received: watch::Sender::new(0),
+            disconnect: watch::Sender::new(0),
             total: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             max_open: AtomicUsize::new(0),
@@ -243,6 +246,14 @@ impl SmtpSink {
         lock(&self.shared.logins).clone()
     }
 
+    /// Closes every open connection at once, without a word — as a restarted server, or
+    /// one whose idle timeout struck. New connections are served as before.
+    pub fn disconnect_all(&self) {
+        self.shared
+            .disconnect
+            .send_modify(|generation| *generation += 1);
+    }
+
     /// Connections accepted so far.
     pub fn connections_total(&self) -> usize {
         self.shared.total.load(Ordering::SeqCst)
@@ -276,9 +287,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let id = shared.total.fetch_add(1, Ordering::SeqCst) + 1;
                     let open = OpenConnection::new(shared.clone());
                     let session = Session::new(stream, shared.clone(), id);
+                    let mut disconnect = shared.disconnect.subscribe();
                     connections.spawn(async move {
                         let _open = open;
-                        let _ = session.run().await;
+                        tokio::select! {
+                            _ = session.run() => {}
+                            _ = disconnect.changed() => {}
+                        }
                     });
                 }
                 // E.g. too many open files: wait for connections to end, then go on.
