@@ -25,8 +25,10 @@ pub struct SmtpOptions {
     /// Most connections open at once, and so most emails in flight; further sends wait for
     /// a free connection. Default 10.
     pub pool_size: usize,
-    /// Longest wait for each network step: connecting (TCP, TLS, greeting, `EHLO`, `AUTH`
-    /// together), and the reply to each command and to the message. Default 10 s.
+    /// Longest wait for each network step: checking a pooled connection (`NOOP`),
+    /// connecting (TCP, TLS, greeting, `EHLO`, `AUTH` together), and the reply to each
+    /// command and to the message. A send takes at most six of them, plus any wait for a
+    /// free connection. Default 10 s.
     pub timeout: Duration,
     /// How long an unused connection is kept open for the next email. Default 60 s.
     pub idle_timeout: Duration,
