@@ -34,7 +34,10 @@ use std::time::Duration;
 pub struct DispatchConfig {
     /// The delivery window, re-checked at send time.
     pub active_hours: ActiveHours,
-    /// How long a claim lasts before another dispatcher may take the message.
+    /// How long a claim lasts before another dispatcher may take the message. A pass stops
+    /// sending once half of it has gone and releases the rest of its batch, so a slow mail
+    /// server never lets a claim expire while its email is still to be sent (which would let
+    /// a second dispatcher send it too). Keep it well above the mailer's worst-case send time.
     pub lease: Duration,
     /// Most messages claimed per pass.
     pub batch_size: u32,
@@ -52,7 +55,7 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             active_hours: ActiveHours::default(),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(300),
             batch_size: 100,
             max_attempts: 5,
             backoff_base: Duration::from_secs(30),
@@ -99,6 +102,9 @@ pub struct DispatchReport {
     pub failed: u32,
     /// Results not recorded because the claim had been taken over (lease expired).
     pub lost_claims: u32,
+    /// Claimed but handed back unsent because the pass ran past half the lease; due again
+    /// at once, without counting an attempt.
+    pub released: u32,
     /// Results not recorded because the storage failed; the lease will expire and the
     /// message will be claimed again.
     pub storage_errors: u32,
@@ -202,8 +208,22 @@ impl Dispatcher {
             .claim_due(now, self.config.lease, limit)
             .await?;
         report.claimed = claimed.len() as u32;
+        let half_lease =
+            chrono::Duration::from_std(self.config.lease / 2).unwrap_or(chrono::Duration::MAX);
+        let send_until = now
+            .checked_add_signed(half_lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut contexts: HashMap<ConversationId, Option<ConversationContext>> = HashMap::new();
         for claim in claimed {
+            if self.clock.now() >= send_until {
+                let due = claim.message.send_at.unwrap_or(now);
+                match self.storage.reschedule(claim.token, due, None).await {
+                    Ok(true) => report.released += 1,
+                    Ok(false) => report.lost_claims += 1,
+                    Err(_) => report.storage_errors += 1,
+                }
+                continue;
+            }
             let id = claim.message.conversation_id;
             if let std::collections::hash_map::Entry::Vacant(slot) = contexts.entry(id) {
                 match self.storage.conversation(id).await {
@@ -324,7 +344,7 @@ mod tests {
     use crate::demo::demo_data;
     use crate::domain::MessageStatus;
     use crate::ids::{MessageId, UserId};
-    use crate::ports::MailError;
+    use crate::ports::{Email, MailError, Mailer};
     use crate::testing::{ManualClock, MemoryStorage, RecordingMailer};
     use chrono::TimeZone;
 
@@ -534,6 +554,45 @@ mod tests {
             f.storage.message(id).await.unwrap().unwrap().status,
             MessageStatus::Sent
         );
+    }
+
+    /// A mail server that takes 20 s per email.
+    struct SlowMailer(Arc<ManualClock>, RecordingMailer);
+
+    #[async_trait::async_trait]
+    impl Mailer for SlowMailer {
+        async fn send(&self, email: &Email) -> Result<(), MailError> {
+            self.0.advance(chrono::Duration::seconds(20));
+            self.1.send(email).await
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_pass_releases_what_it_cannot_send_within_half_the_lease() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let config = DispatchConfig {
+            lease: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let slow = Arc::new(SlowMailer(f.clock.clone(), RecordingMailer::new_ok()));
+        let dispatcher = Dispatcher::new(f.storage.clone(), slow.clone(), f.clock.clone(), config);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(post(&f, "hi").await);
+        }
+        // Sends at t=0 and t=20; at t=40 half the lease is gone: the other three go back.
+        let report = dispatcher.run_once().await.unwrap();
+        assert_eq!((report.claimed, report.sent, report.released), (5, 2, 3));
+        for id in &ids[2..] {
+            let stored = f.storage.message(*id).await.unwrap().unwrap();
+            assert_eq!((stored.status, stored.attempts), (MessageStatus::New, 0));
+            assert_eq!(stored.send_at, Some(nine_am_chicago()));
+        }
+        // Due at once for the next pass, which again sends two before its half-lease.
+        let report = dispatcher.run_once().await.unwrap();
+        assert_eq!((report.claimed, report.sent, report.released), (3, 2, 1));
+        assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
+        assert_eq!(slow.1.messages().len(), 5, "each email sent exactly once");
     }
 
     #[tokio::test]

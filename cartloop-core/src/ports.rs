@@ -93,6 +93,7 @@ pub trait Storage: Send + Sync {
     /// Each claimed message MUST be set to `sending` with `lease_until = now + lease` and
     /// `attempts + 1`, atomically, so that concurrent callers (other tasks, processes or
     /// servers on the same database) never claim the same message while its lease lasts.
+    /// Ties are broken by id.
     /// The returned [`ClaimToken`] carries the new `attempts` as a fencing token.
     async fn claim_due(
         &self,
@@ -109,8 +110,12 @@ pub trait Storage: Send + Sync {
     /// claim that replaced it.
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError>;
 
-    /// Puts the message back to `new` with `send_at = at` (outside active hours, or a retry
-    /// after a transient failure), recording `error` as `last_error` when given.
+    /// Puts the message back to `new` with `send_at = at` and ends the lease.
+    ///
+    /// - With `error: Some(e)` (a retry after a transient failure): `last_error = e`, and the
+    ///   claim counts as an attempt.
+    /// - With `error: None` (the message was not tried: outside active hours): the claim
+    ///   MUST NOT count, so `attempts` goes back to its value before the claim.
     ///
     /// Same fencing as [`mark_sent`](Self::mark_sent).
     async fn reschedule(
@@ -190,7 +195,10 @@ pub enum MailErrorKind {
     /// Retrying may succeed: connection refused, timeout before the message was handed
     /// over, a 4xx reply.
     Transient,
-    /// Retrying will not help: a 5xx reply, an invalid address.
+    /// Retrying will not help: a 5xx reply to the email's envelope or content, an invalid
+    /// address. (A 5xx while connecting or authenticating is a server or configuration
+    /// problem that may be fixed: mailers report it as transient, and `max_attempts` bounds
+    /// the retries.)
     Permanent,
     /// The outcome is unknown: the connection failed or timed out after the message data was
     /// sent, so the server may have accepted it. The dispatch rules retry it (a possible
