@@ -185,12 +185,16 @@ async fn dispatch_loop(
         if *stop.borrow() {
             return;
         }
+        let pass_started = chrono::Utc::now();
         match dispatcher.run_once().await {
             Ok(report) if report.claimed > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "dispatch pass failed"),
         }
         let sleep = match dispatcher.next_wake().await {
+            // Due before the pass began, yet not claimed: held back by the hourly cap, or
+            // taken by another dispatcher. Polling again at once would spin.
+            Ok(Some(at)) if at <= pass_started => interval,
             Ok(Some(at)) => (at - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

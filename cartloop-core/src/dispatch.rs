@@ -22,7 +22,7 @@
 use crate::active_hours::ActiveHours;
 use crate::domain::{Claimed, ConversationContext, Message};
 use crate::ids::ConversationId;
-use crate::ports::{Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
+use crate::ports::{ClaimLimit, Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
 use crate::template::Template;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -47,7 +47,9 @@ pub struct DispatchConfig {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
-    /// At most this many emails per rolling hour (`None`: no cap).
+    /// At most this many emails per rolling hour (`None`: no cap). The storage enforces it
+    /// while claiming, so it holds across the tasks, processes and servers that share one
+    /// database (see [`ClaimLimit::hourly_cap`]).
     pub hourly_cap: Option<u32>,
 }
 
@@ -192,17 +194,10 @@ impl Dispatcher {
     pub async fn run_once(&self) -> Result<DispatchReport, StorageError> {
         let mut report = DispatchReport::default();
         let now = self.clock.now();
-        let mut limit = self.config.batch_size;
-        if let Some(cap) = self.config.hourly_cap {
-            let sent = self
-                .storage
-                .sent_since(now - chrono::Duration::hours(1))
-                .await?;
-            limit = limit.min(u32::try_from(u64::from(cap).saturating_sub(sent)).unwrap_or(0));
-            if limit == 0 {
-                return Ok(report);
-            }
-        }
+        let limit = ClaimLimit {
+            batch: self.config.batch_size,
+            hourly_cap: self.config.hourly_cap,
+        };
         let claimed = self
             .storage
             .claim_due(now, self.config.lease, limit)
@@ -533,7 +528,11 @@ mod tests {
         // A dispatcher claims the message and dies before recording anything.
         let claimed = f
             .storage
-            .claim_due(f.clock.now(), Duration::from_secs(60), 10)
+            .claim_due(
+                f.clock.now(),
+                Duration::from_secs(60),
+                ClaimLimit::batch(10),
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);

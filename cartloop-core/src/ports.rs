@@ -49,6 +49,49 @@ pub struct Page {
     pub before: Option<MessageId>,
 }
 
+/// How many messages one [`Storage::claim_due`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimit {
+    /// Most messages this claim takes.
+    pub batch: u32,
+    /// At most this many emails per rolling hour. The budget left for a claim at `now` is
+    /// the cap minus the messages sent in `[now - 1 h, now]` and minus those in flight
+    /// (`sending` under a lease that has not ended), since each of those is about to be
+    /// sent. `None`: no cap.
+    pub hourly_cap: Option<u32>,
+}
+
+impl ClaimLimit {
+    /// Up to `batch` messages, no hourly cap.
+    pub const fn batch(batch: u32) -> Self {
+        Self {
+            batch,
+            hourly_cap: None,
+        }
+    }
+
+    /// How many a claim may take when `used` of the hourly cap is spent (`used` counts
+    /// recent sends and messages in flight).
+    ///
+    /// ```
+    /// use cartloop_core::ports::ClaimLimit;
+    /// let limit = ClaimLimit { batch: 100, hourly_cap: Some(90) };
+    /// assert_eq!(limit.allowed(0), 90);
+    /// assert_eq!(limit.allowed(85), 5);
+    /// assert_eq!(limit.allowed(120), 0);
+    /// assert_eq!(ClaimLimit::batch(100).allowed(5_000), 100);
+    /// ```
+    pub fn allowed(&self, used: u64) -> u32 {
+        match self.hourly_cap {
+            None => self.batch,
+            Some(cap) => {
+                let left = u64::from(cap).saturating_sub(used);
+                self.batch.min(u32::try_from(left).unwrap_or(u32::MAX))
+            }
+        }
+    }
+}
+
 /// What a demo import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
@@ -86,7 +129,7 @@ pub trait Storage: Send + Sync {
     /// One message by id, or `Ok(None)`.
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError>;
 
-    /// Claims up to `limit` messages that are due at `now`: status `new` with
+    /// Claims up to `limit.batch` messages that are due at `now`: status `new` with
     /// `send_at <= now`, or status `sending` whose lease ended (`lease_until <= now`: the
     /// dispatcher holding it died). Oldest `send_at` first.
     ///
@@ -95,11 +138,16 @@ pub trait Storage: Send + Sync {
     /// servers on the same database) never claim the same message while its lease lasts.
     /// Ties are broken by id.
     /// The returned [`ClaimToken`] carries the new `attempts` as a fencing token.
+    ///
+    /// With `limit.hourly_cap: Some(cap)`, MUST claim no more than `cap` minus the messages
+    /// counted by [`ClaimLimit::hourly_cap`], and MUST count and claim atomically with
+    /// respect to every other capped claim on the same data, so that dispatchers claiming
+    /// at the same moment together stay under the cap.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: u32,
+        limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError>;
 
     /// Records that the message was accepted by the mail server: status `sent`,
@@ -133,9 +181,6 @@ pub trait Storage: Send + Sync {
     /// When the next message becomes claimable: the smallest `send_at` of `new` messages and
     /// `lease_until` of `sending` ones, or `None` when nothing is waiting.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError>;
-
-    /// How many messages were sent at or after `since` (for the hourly cap).
-    async fn sent_since(&self, since: DateTime<Utc>) -> Result<u64, StorageError>;
 
     /// Loads the demo data set, all of it or nothing. Idempotent: rows that already exist
     /// (by id) are left as they are, so a second import inserts nothing.

@@ -416,6 +416,21 @@ async fn bearer_token_guards_every_route_but_healthz() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = send_with(&app, ok("GET", "/conversation/1/"), None).await;
     assert_eq!(status, StatusCode::OK);
+    // The scheme is case-insensitive; the token is not.
+    for (header, expected) in [
+        ("bearer s3cret", StatusCode::OK),
+        ("BEARER s3cret", StatusCode::OK),
+        ("Bearer S3CRET", StatusCode::UNAUTHORIZED),
+        ("Basic s3cret", StatusCode::UNAUTHORIZED),
+        ("s3cret", StatusCode::UNAUTHORIZED),
+    ] {
+        let request = Request::builder()
+            .method("GET")
+            .uri("/conversation/1/")
+            .header("authorization", header);
+        let (status, _) = send_with(&app, request, None).await;
+        assert_eq!(status, expected, "{header}");
+    }
 }
 
 #[tokio::test]

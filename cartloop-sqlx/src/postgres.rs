@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use cartloop_core::demo::DemoData;
 use cartloop_core::domain::{ClaimToken, Claimed, ConversationContext, Message, NewMessage};
 use cartloop_core::ids::{ConversationId, MessageId};
-use cartloop_core::ports::{ImportSummary, Inserted, Page, Storage, StorageError};
+use cartloop_core::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -40,6 +40,9 @@ const CLAIM_DUE: &str = concat!(
      RETURNING due.due_at, ",
     message_columns!()
 );
+
+/// The advisory lock that capped claims take in turn: "cartloop" in ASCII.
+const HOURLY_CAP_LOCK: i64 = 0x6361_7274_6c6f_6f70;
 
 /// Moves the id sequence past explicitly imported ids, so later inserts do not collide.
 const BUMP_MESSAGE_IDS: &str = "\
@@ -221,16 +224,49 @@ impl Storage for PgStorage {
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: u32,
+        limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         let lease_until = crate::lease_end(now, lease)?;
-        let rows = sqlx::query(CLAIM_DUE)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(lease_until)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(storage_error)?;
+        let rows = match limit.hourly_cap {
+            None => sqlx::query(CLAIM_DUE)
+                .bind(now)
+                .bind(i64::from(limit.batch))
+                .bind(lease_until)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage_error)?,
+            Some(_) => {
+                // Capped claims take turns (the lock is held until commit), so each counts
+                // what the one before it claimed; uncapped claims do not wait for them.
+                let mut tx = self.pool.begin().await.map_err(storage_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(HOURLY_CAP_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage_error)?;
+                let used = sqlx::query(sql::CAP_USED)
+                    .bind(now - chrono::Duration::hours(1))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(storage_error)?
+                    .int("used")?;
+                let allowed = limit.allowed(u64::try_from(used).unwrap_or(0));
+                let rows = if allowed == 0 {
+                    Vec::new()
+                } else {
+                    sqlx::query(CLAIM_DUE)
+                        .bind(now)
+                        .bind(i64::from(allowed))
+                        .bind(lease_until)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(storage_error)?
+                };
+                tx.commit().await.map_err(storage_error)?;
+                rows
+            }
+        };
         // RETURNING gives no order: restore the claim order.
         let mut claimed = rows
             .iter()
@@ -297,16 +333,6 @@ impl Storage for PgStorage {
             .await
             .map_err(storage_error)?
             .opt_time("next_due")
-    }
-
-    async fn sent_since(&self, since: DateTime<Utc>) -> Result<u64, StorageError> {
-        let sent = sqlx::query(sql::SENT_SINCE)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(storage_error)?
-            .int("sent")?;
-        u64::try_from(sent).map_err(|_| StorageError::Other(format!("negative count {sent}")))
     }
 
     async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {

@@ -110,8 +110,13 @@ pub(crate) const NEXT_DUE: &str = "\
         SELECT MIN(lease_until) AS due_at FROM messages WHERE status = 'sending' \
     ) AS waiting";
 
-pub(crate) const SENT_SINCE: &str =
-    "SELECT COUNT(*) AS sent FROM messages WHERE status = 'sent' AND sent_at >= $1";
+/// How much of the hourly cap is spent at `$2`: messages sent at or after `$1` (an hour
+/// earlier) and messages in flight under a live lease. Each half is answered from its
+/// partial index.
+pub(crate) const CAP_USED: &str = "\
+    SELECT (SELECT COUNT(*) FROM messages WHERE status = 'sent' AND sent_at >= $1) \
+         + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND lease_until > $2) \
+         AS used";
 
 pub(crate) const IMPORT_STORE: &str = "\
     INSERT INTO stores (id, name, time_zone, sender_email) VALUES ($1, $2, $3, $4) \

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use cartloop_core::demo::DemoData;
 use cartloop_core::domain::{ClaimToken, Claimed, ConversationContext, Message, NewMessage};
 use cartloop_core::ids::{ConversationId, MessageId};
-use cartloop_core::ports::{ImportSummary, Inserted, Page, Storage, StorageError};
+use cartloop_core::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -236,18 +236,35 @@ impl Storage for SqliteStorage {
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: u32,
+        limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         let lease_until = crate::lease_end(now, lease)?;
-        // The write lock is taken before reading, so no other claim reads the same rows.
+        // The write lock is taken before reading, so no other claim reads the same rows,
+        // and no other claim counts the hourly cap before this one has taken its share.
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
+        let allowed = match limit.hourly_cap {
+            None => limit.batch,
+            Some(_) => {
+                let used = sqlx::query(sql::CAP_USED)
+                    .bind(micros(now - chrono::Duration::hours(1)))
+                    .bind(micros(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(storage_error)?
+                    .int("used")?;
+                limit.allowed(u64::try_from(used).unwrap_or(0))
+            }
+        };
+        if allowed == 0 {
+            return Ok(Vec::new());
+        }
         let due: Vec<i64> = sqlx::query(CLAIMABLE)
             .bind(micros(now))
-            .bind(i64::from(limit))
+            .bind(i64::from(allowed))
             .fetch_all(&mut *tx)
             .await
             .map_err(storage_error)?
@@ -324,16 +341,6 @@ impl Storage for SqliteStorage {
             .await
             .map_err(storage_error)?
             .opt_time("next_due")
-    }
-
-    async fn sent_since(&self, since: DateTime<Utc>) -> Result<u64, StorageError> {
-        let sent = sqlx::query(sql::SENT_SINCE)
-            .bind(micros(since))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(storage_error)?
-            .int("sent")?;
-        u64::try_from(sent).map_err(|_| StorageError::Other(format!("negative count {sent}")))
     }
 
     async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {

@@ -5,7 +5,7 @@
 mod common;
 
 use cartloop_core::ids::ConversationId;
-use cartloop_core::ports::{Storage, StorageError};
+use cartloop_core::ports::{ClaimLimit, Storage, StorageError};
 use cartloop_sqlx::PgStorage;
 use common::postgres::{fresh, fresh_database, DropDatabase};
 use common::scenarios;
@@ -53,6 +53,14 @@ async fn racing_dispatchers() {
         return;
     };
     scenarios::racing_dispatchers(a, b, 2000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_racing_dispatchers() {
+    let Some((a, b, _guard)) = two_on_one_database().await else {
+        return;
+    };
+    scenarios::capped_racing_dispatchers(a, b).await;
 }
 
 #[tokio::test]
@@ -112,7 +120,11 @@ async fn an_unreachable_server_is_unavailable_not_a_hang() {
     let err = storage.ping().await.unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
     let err = storage
-        .claim_due(chrono::Utc::now(), Duration::from_secs(60), 10)
+        .claim_due(
+            chrono::Utc::now(),
+            Duration::from_secs(60),
+            ClaimLimit::batch(10),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");

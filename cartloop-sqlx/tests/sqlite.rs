@@ -46,6 +46,12 @@ async fn racing_dispatchers() {
     scenarios::racing_dispatchers(a, b, 500).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_racing_dispatchers() {
+    let (a, b, _dir) = two_on_one_file().await;
+    scenarios::capped_racing_dispatchers(a, b).await;
+}
+
 #[tokio::test]
 async fn claims_merge_expired_leases_in_due_order() {
     let (a, _, _dir) = two_on_one_file().await;

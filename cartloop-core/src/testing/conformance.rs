@@ -5,7 +5,7 @@
 use crate::demo::demo_data;
 use crate::domain::{ConversationStatus, MessageStatus, NewMessage};
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::ports::{Page, Storage, StorageError};
+use crate::ports::{ClaimLimit, Page, Storage, StorageError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::time::Duration as StdDuration;
 
@@ -197,14 +197,17 @@ pub async fn claim_lease_and_fencing(s: &dyn Storage) {
         .unwrap();
     assert_eq!(s.next_due().await.unwrap(), Some(t0()));
 
-    let claimed = s.claim_due(t0(), LEASE, 10).await.unwrap();
+    let claimed = s
+        .claim_due(t0(), LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1, "only the due operator message");
     assert_eq!(claimed[0].message.id, due.id);
     assert_eq!(claimed[0].message.status, MessageStatus::Sending);
     assert_eq!(claimed[0].message.attempts, 1);
     assert_eq!(claimed[0].token.attempt, 1);
     assert!(
-        s.claim_due(t0() + Duration::seconds(59), LEASE, 10)
+        s.claim_due(t0() + Duration::seconds(59), LEASE, ClaimLimit::batch(10))
             .await
             .unwrap()
             .is_empty(),
@@ -217,7 +220,7 @@ pub async fn claim_lease_and_fencing(s: &dyn Storage) {
 
     // The lease ends: the message is claimed again, with a new token.
     let again = s
-        .claim_due(t0() + Duration::seconds(60), LEASE, 10)
+        .claim_due(t0() + Duration::seconds(60), LEASE, ClaimLimit::batch(10))
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -247,15 +250,10 @@ pub async fn claim_lease_and_fencing(s: &dyn Storage) {
         (stored.status, stored.sent_at, stored.attempts),
         (MessageStatus::Sent, Some(sent_at), 2)
     );
-    assert_eq!(s.sent_since(t0()).await.unwrap(), 1);
-    assert_eq!(
-        s.sent_since(sent_at + Duration::seconds(1)).await.unwrap(),
-        0
-    );
 
     assert_eq!(s.next_due().await.unwrap(), later.send_at);
     let claimed = s
-        .claim_due(t0() + Duration::hours(2), LEASE, 10)
+        .claim_due(t0() + Duration::hours(2), LEASE, ClaimLimit::batch(10))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -270,7 +268,11 @@ pub async fn reschedule_and_fail(s: &dyn Storage) {
         .await
         .unwrap()
         .message;
-    let claim = s.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    let claim = s
+        .claim_due(t0(), LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap()
+        .remove(0);
     // Deferred for the window: not an attempt.
     let tomorrow = t0() + Duration::days(1);
     assert!(s.reschedule(claim.token, tomorrow, None).await.unwrap());
@@ -280,13 +282,17 @@ pub async fn reschedule_and_fail(s: &dyn Storage) {
         (MessageStatus::New, Some(tomorrow), 0)
     );
     assert!(s
-        .claim_due(t0() + Duration::hours(1), LEASE, 10)
+        .claim_due(t0() + Duration::hours(1), LEASE, ClaimLimit::batch(10))
         .await
         .unwrap()
         .is_empty());
 
     // A retry after a transient error keeps the attempt and the error.
-    let claim = s.claim_due(tomorrow, LEASE, 10).await.unwrap().remove(0);
+    let claim = s
+        .claim_due(tomorrow, LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap()
+        .remove(0);
     let retry = tomorrow + Duration::seconds(30);
     assert!(s
         .reschedule(claim.token, retry, Some("451 later".into()))
@@ -297,13 +303,17 @@ pub async fn reschedule_and_fail(s: &dyn Storage) {
     assert_eq!(stored.last_error.as_deref(), Some("451 later"));
     assert_eq!(stored.send_at, Some(retry));
 
-    let claim = s.claim_due(retry, LEASE, 10).await.unwrap().remove(0);
+    let claim = s
+        .claim_due(retry, LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap()
+        .remove(0);
     assert!(s.mark_failed(claim.token, "550 no".into()).await.unwrap());
     let stored = s.message(m.id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts), (MessageStatus::Failed, 2));
     assert_eq!(stored.last_error.as_deref(), Some("550 no"));
     assert!(s
-        .claim_due(retry + Duration::days(9), LEASE, 10)
+        .claim_due(retry + Duration::days(9), LEASE, ClaimLimit::batch(10))
         .await
         .unwrap()
         .is_empty());
@@ -322,16 +332,94 @@ pub async fn claim_order_and_limit(s: &dyn Storage) {
             .message;
         ids.push(m.id);
     }
-    let first = s.claim_due(t0(), LEASE, 3).await.unwrap();
+    let first = s
+        .claim_due(t0(), LEASE, ClaimLimit::batch(3))
+        .await
+        .unwrap();
     assert_eq!(
         first.iter().map(|c| c.message.id).collect::<Vec<_>>(),
         ids[..3]
     );
-    let rest = s.claim_due(t0(), LEASE, 3).await.unwrap();
+    let rest = s
+        .claim_due(t0(), LEASE, ClaimLimit::batch(3))
+        .await
+        .unwrap();
     assert_eq!(
         rest.iter().map(|c| c.message.id).collect::<Vec<_>>(),
         ids[3..]
     );
+}
+
+/// The hourly cap counts recent sends and messages in flight, and a claim takes no more
+/// than what is left of it.
+pub async fn hourly_cap(s: &dyn Storage) {
+    s.import(&demo_data()).await.unwrap();
+    for n in 0..6 {
+        s.insert_message(new_message(3, 24, "x", Some(t0() - Duration::minutes(n))))
+            .await
+            .unwrap();
+    }
+    let capped = |cap| ClaimLimit {
+        batch: 10,
+        hourly_cap: Some(cap),
+    };
+    // Two in flight and, below, one sent: a cap of 3 is spent.
+    let first = s.claim_due(t0(), LEASE, capped(2)).await.unwrap();
+    assert_eq!(first.len(), 2, "the cap bounds the claim");
+    assert!(
+        s.claim_due(t0(), LEASE, capped(2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "messages in flight count against the cap"
+    );
+    let sent_at = t0() + Duration::seconds(1);
+    assert!(s.mark_sent(first[0].token, sent_at).await.unwrap());
+    assert!(s
+        .reschedule(first[1].token, t0(), Some("451 later".into()))
+        .await
+        .unwrap());
+    // Sent: 1, in flight: 0. A cap of 3 leaves 2.
+    let at = t0() + Duration::seconds(2);
+    let second = s.claim_due(at, LEASE, capped(3)).await.unwrap();
+    assert_eq!(second.len(), 2);
+    assert!(s.claim_due(at, LEASE, capped(3)).await.unwrap().is_empty());
+    // A message whose lease ended is no longer in flight: it is claimable again.
+    let after_lease = at + Duration::seconds(60);
+    let third = s.claim_due(after_lease, LEASE, capped(3)).await.unwrap();
+    assert_eq!(third.len(), 2, "expired leases free their share of the cap");
+    // An hour after the send, it no longer counts either.
+    for c in &third {
+        assert!(s.mark_failed(c.token, "550".into()).await.unwrap());
+    }
+    let hour_later = sent_at + Duration::hours(1);
+    assert_eq!(
+        s.claim_due(hour_later, LEASE, capped(3))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "the send an hour ago still counts"
+    );
+    let left = s
+        .claim_due(hour_later + Duration::seconds(1), LEASE, capped(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.len(),
+        1,
+        "the send is out of the hour; one message is left"
+    );
+    // No cap: everything due.
+    assert!(s
+        .claim_due(
+            hour_later + Duration::seconds(1),
+            LEASE,
+            ClaimLimit::batch(10)
+        )
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Generates one `#[tokio::test]` per conformance case.
@@ -354,6 +442,7 @@ macro_rules! storage_conformance_tests {
             claim_lease_and_fencing,
             reschedule_and_fail,
             claim_order_and_limit,
+            hourly_cap,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {

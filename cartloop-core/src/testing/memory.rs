@@ -4,7 +4,7 @@ use crate::domain::{
     NewMessage, Operator, Store,
 };
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
-use crate::ports::{ImportSummary, Inserted, Page, Storage, StorageError};
+use crate::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -163,9 +163,24 @@ impl Storage for MemoryStorage {
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: u32,
+        limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         let mut state = self.lock();
+        let used = match limit.hourly_cap {
+            None => 0,
+            Some(_) => {
+                let hour_ago = now - chrono::Duration::hours(1);
+                state
+                    .messages
+                    .values()
+                    .filter(|row| match row.message.status {
+                        MessageStatus::Sent => row.message.sent_at.is_some_and(|at| at >= hour_ago),
+                        MessageStatus::Sending => row.lease_until.is_some_and(|at| at > now),
+                        _ => false,
+                    })
+                    .count() as u64
+            }
+        };
         let mut due: Vec<(DateTime<Utc>, MessageId)> = state
             .messages
             .values()
@@ -182,7 +197,7 @@ impl Storage for MemoryStorage {
         due.sort();
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut claimed = Vec::new();
-        for (_, id) in due.into_iter().take(limit as usize) {
+        for (_, id) in due.into_iter().take(limit.allowed(used) as usize) {
             let row = state.messages.get_mut(&id).expect("listed above");
             row.message.status = MessageStatus::Sending;
             row.message.attempts += 1;
@@ -252,18 +267,6 @@ impl Storage for MemoryStorage {
                 _ => None,
             })
             .min())
-    }
-
-    async fn sent_since(&self, since: DateTime<Utc>) -> Result<u64, StorageError> {
-        let state = self.lock();
-        Ok(state
-            .messages
-            .values()
-            .filter(|row| {
-                row.message.status == MessageStatus::Sent
-                    && row.message.sent_at.is_some_and(|at| at >= since)
-            })
-            .count() as u64)
     }
 
     async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {

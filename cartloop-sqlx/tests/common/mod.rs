@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use cartloop_core::demo::DemoData;
 use cartloop_core::domain::{ClaimToken, Claimed, ConversationContext, Message, NewMessage};
 use cartloop_core::ids::{ConversationId, MessageId};
-use cartloop_core::ports::{ImportSummary, Inserted, Page, Storage, StorageError};
+use cartloop_core::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ impl<S: Storage> Storage for Guarded<S> {
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: u32,
+        limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         self.storage.claim_due(now, lease, limit).await
     }
@@ -77,10 +77,6 @@ impl<S: Storage> Storage for Guarded<S> {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
         self.storage.next_due().await
-    }
-
-    async fn sent_since(&self, since: DateTime<Utc>) -> Result<u64, StorageError> {
-        self.storage.sent_since(since).await
     }
 
     async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {

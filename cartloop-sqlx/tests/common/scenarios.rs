@@ -5,7 +5,7 @@ use cartloop_core::demo::demo_data;
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::domain::{MessageStatus, NewMessage};
 use cartloop_core::ids::{ConversationId, MessageId, UserId};
-use cartloop_core::ports::{Clock, Page, Storage, StorageError};
+use cartloop_core::ports::{ClaimLimit, Clock, Page, Storage, StorageError};
 use cartloop_core::testing::{ManualClock, RecordingMailer};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashSet;
@@ -61,7 +61,10 @@ pub async fn claimed_and_died(dead: Arc<dyn Storage>, alive: Arc<dyn Storage>) {
         .unwrap()
         .message
         .id;
-    let claimed = dead.claim_due(nine_am_chicago(), LEASE, 10).await.unwrap();
+    let claimed = dead
+        .claim_due(nine_am_chicago(), LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     drop(dead);
 
@@ -206,6 +209,64 @@ pub async fn racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>, count:
     assert_eq!(a.next_due().await.unwrap(), None, "nothing new or sending");
 }
 
+/// Four dispatchers (two per pool) under an hourly cap of 90 race over 300 due messages:
+/// together they send exactly 90, and the rest stay `new`.
+pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
+    const CAP: u32 = 90;
+    a.import(&demo_data()).await.unwrap();
+    for n in 0..300 {
+        let message = operator_message(&format!("message {n}"), nine_am_chicago());
+        a.insert_message(message).await.unwrap();
+    }
+    let mailer = Arc::new(RecordingMailer::new_ok());
+    let clock = Arc::new(ManualClock::new(nine_am_chicago()));
+    let runs: Vec<_> = [a.clone(), a.clone(), b.clone(), b]
+        .into_iter()
+        .map(|storage| {
+            let config = DispatchConfig {
+                batch_size: 7,
+                lease: LEASE,
+                hourly_cap: Some(CAP),
+                ..DispatchConfig::default()
+            };
+            let dispatcher = Dispatcher::new(storage, mailer.clone(), clock.clone(), config);
+            tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let report = dispatcher.run_once().await.unwrap();
+                    if report.claimed == 0 {
+                        return sent;
+                    }
+                    sent += report.sent;
+                }
+            })
+        })
+        .collect();
+    let mut sent_by = Vec::new();
+    for run in runs {
+        sent_by.push(run.await.unwrap());
+    }
+    assert_eq!(sent_by.iter().sum::<u32>(), CAP, "{sent_by:?}");
+    assert_eq!(mailer.messages().len(), CAP as usize);
+    let stored = a.messages(ConversationId(1), ALL).await.unwrap();
+    let waiting = stored
+        .iter()
+        .filter(|m| m.status == MessageStatus::New)
+        .count();
+    assert_eq!(waiting, 300 - CAP as usize);
+
+    // An hour after the first sends, the next 90 go.
+    clock.advance(chrono::Duration::minutes(61));
+    let config = DispatchConfig {
+        batch_size: 500,
+        lease: LEASE,
+        hourly_cap: Some(CAP),
+        ..DispatchConfig::default()
+    };
+    let later = Dispatcher::new(a, mailer.clone(), clock, config);
+    assert_eq!(later.run_once().await.unwrap().sent, CAP);
+}
+
 /// An import that breaks a constraint half-way stores nothing.
 pub async fn import_is_all_or_nothing(storage: Arc<dyn Storage>) {
     let mut data = demo_data();
@@ -257,7 +318,7 @@ pub async fn claims_merge_expired_leases_in_due_order(storage: Arc<dyn Storage>)
     // Claimed at t0 - 10 min, its lease (60 s) ends at t0 - 9 min.
     let expired = insert(t0 - minutes(10)).await;
     let claimed = storage
-        .claim_due(t0 - minutes(10), LEASE, 10)
+        .claim_due(t0 - minutes(10), LEASE, ClaimLimit::batch(10))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -265,11 +326,17 @@ pub async fn claims_merge_expired_leases_in_due_order(storage: Arc<dyn Storage>)
     let newest = insert(t0 - minutes(1)).await;
     insert(t0 + minutes(5)).await;
 
-    let first = storage.claim_due(t0, LEASE, 2).await.unwrap();
+    let first = storage
+        .claim_due(t0, LEASE, ClaimLimit::batch(2))
+        .await
+        .unwrap();
     let ids: Vec<_> = first.iter().map(|c| c.message.id).collect();
     assert_eq!(ids, [oldest, expired]);
     assert_eq!(first[1].token.attempt, 2);
-    let rest = storage.claim_due(t0, LEASE, 10).await.unwrap();
+    let rest = storage
+        .claim_due(t0, LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap();
     let ids: Vec<_> = rest.iter().map(|c| c.message.id).collect();
     assert_eq!(ids, [newest]);
     // Next: the leases just taken, before the message due in 5 minutes.
