@@ -21,6 +21,8 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 use std::time::Duration;
 
 /// The SQLite schema, embedded in the binary.
@@ -46,6 +48,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// Taken by every write. SQLite has one writer at a time; writers of this process queue
+    /// here instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms and
+    /// so adds tail latency under load. Other processes on the same file still wait in the
+    /// busy handler.
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStorage {
@@ -102,7 +109,10 @@ impl SqliteStorage {
     /// and does not connect. The pool's connections should have foreign keys on (sqlx's
     /// default) and a busy timeout.
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        }
     }
 
     /// Applies the pending migrations of [`SQLITE_MIGRATOR`].
@@ -185,6 +195,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn insert_message(&self, message: NewMessage) -> Result<Inserted, StorageError> {
+        let _writing = self.writer.lock().await;
         let inserted = sqlx::query(sql::INSERT_MESSAGE)
             .bind(message.conversation_id.0)
             .bind(message.author_id.0)
@@ -238,6 +249,7 @@ impl Storage for SqliteStorage {
         lease: Duration,
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
+        let _writing = self.writer.lock().await;
         let lease_until = crate::lease_end(now, lease)?;
         // The write lock is taken before reading, so no other claim reads the same rows,
         // and no other claim counts the hourly cap before this one has taken its share.
@@ -297,6 +309,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(sql::MARK_SENT)
             .bind(token.message_id.0)
             .bind(i64::from(token.attempt))
@@ -313,6 +326,7 @@ impl Storage for SqliteStorage {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(sql::RESCHEDULE)
             .bind(token.message_id.0)
             .bind(i64::from(token.attempt))
@@ -325,6 +339,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(sql::MARK_FAILED)
             .bind(token.message_id.0)
             .bind(i64::from(token.attempt))
@@ -344,6 +359,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
