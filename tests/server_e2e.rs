@@ -10,19 +10,61 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The server binary, built first with this test's profile, so a filtered run
+/// (`cargo test --test server_e2e`) never starts a stale binary: cargo builds examples for
+/// `cargo test`, but not for a filtered test target. Built as the README's test command
+/// builds it (`--workspace --all-features`), so after that command this is a no-op.
 fn server_binary() -> PathBuf {
-    // target/<profile>/deps/server_e2e-<hash> -> target/<profile>/examples/server
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = profile_dir.join("examples").join("server");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test` builds it (run the whole test command, not a filtered build)",
-        binary.display()
-    );
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/server_e2e-<hash> -> target/<profile>/examples/server
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            let mut build = Command::new(env!("CARGO"));
+            // Without the variables cargo sets for this test process: some build scripts
+            // (ring's) rerun when one of them changes, which would rebuild half the tree.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                        "OUT_DIR",
+                    ]
+                    .contains(&name.as_ref())
+                {
+                    build.env_remove(name.as_ref());
+                }
+            }
+            build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+                "build",
+                "--quiet",
+                "--workspace",
+                "--all-features",
+                "--example",
+                "server",
+            ]);
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building the server failed");
+            let binary = profile_dir.join("examples").join("server");
+            assert!(binary.exists(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
 }
 
 fn free_port() -> u16 {
@@ -262,7 +304,7 @@ async fn sqlite_and_outbox() {
     assert_eq!(email.body_text().trim_end(), expected_body(&inside));
     let message_id = email.header("Message-ID").unwrap_or_default();
     assert!(
-        message_id.contains(&format!("cartloop.message.{inside_chat}@")),
+        message_id.contains(&format!("cartloop.message.{inside_chat}.")),
         "{message_id}"
     );
     wait_until("the chat to be sent", || async {
@@ -337,7 +379,7 @@ async fn postgres_and_smtp() {
     assert_eq!(email.body_text().trim_end(), expected_body(&inside));
     let message_id = email.header("Message-ID").unwrap_or_default();
     assert!(
-        message_id.contains(&format!("cartloop.message.{inside_chat}@")),
+        message_id.contains(&format!("cartloop.message.{inside_chat}.")),
         "{message_id}"
     );
     wait_until("the chat to be sent", || async {

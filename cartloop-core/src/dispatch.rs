@@ -321,7 +321,11 @@ pub fn compose_email(
 ) -> Email {
     Email {
         message_id: message.id,
-        message_id_header: Email::message_id_for(message.id, &context.store.sender_email),
+        message_id_header: Email::message_id_for(
+            message.id,
+            message.created_at,
+            &context.store.sender_email,
+        ),
         from_name: context.store.name.clone(),
         from_address: context.store.sender_email.clone(),
         to_name: context.client.name.clone(),
@@ -404,7 +408,10 @@ mod tests {
         assert_eq!(sent[0].to_address, "john.carter@example.com");
         assert_eq!(
             sent[0].message_id_header,
-            format!("cartloop.message.{id}@sneakerhub.example.com")
+            format!(
+                "cartloop.message.{id}.{}@sneakerhub.example.com",
+                nine_am_chicago().timestamp_millis()
+            )
         );
         let stored = f.storage.message(id).await.unwrap().unwrap();
         assert_eq!(stored.status, MessageStatus::Sent);

@@ -197,8 +197,8 @@ pub trait Storage: Send + Sync {
 pub struct Email {
     /// The message it delivers.
     pub message_id: MessageId,
-    /// `Message-ID` header value, without angle brackets, stable across retries:
-    /// `cartloop.message.<id>@<sender domain>`.
+    /// `Message-ID` header value, without angle brackets, stable across retries: see
+    /// [`Email::message_id_for`].
     pub message_id_header: String,
     /// The store's name, shown as the sender's name.
     pub from_name: String,
@@ -217,20 +217,31 @@ pub struct Email {
 }
 
 impl Email {
-    /// The `Message-ID` (without angle brackets) for a message sent from `sender`.
+    /// The `Message-ID` (without angle brackets) for a message created at `created_at` and
+    /// sent from `sender`: `cartloop.message.<id>.<created_at in ms>@<sender domain>`.
+    ///
+    /// Every retry of a message carries the same id, so receivers can drop duplicates. The
+    /// creation time keeps it unique beyond one database's ids: a message 7 written after
+    /// the database was reset must not be dropped as a duplicate of the old message 7.
     ///
     /// ```
     /// use cartloop_core::ports::Email;
     /// use cartloop_core::ids::MessageId;
-    /// assert_eq!(Email::message_id_for(MessageId(7), "shop@example.com"), "cartloop.message.7@example.com");
+    /// use chrono::{TimeZone, Utc};
+    /// let created = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+    /// assert_eq!(
+    ///     Email::message_id_for(MessageId(7), created, "shop@example.com"),
+    ///     "cartloop.message.7.1795597200000@example.com"
+    /// );
     /// ```
-    pub fn message_id_for(id: MessageId, sender: &str) -> String {
+    pub fn message_id_for(id: MessageId, created_at: DateTime<Utc>, sender: &str) -> String {
         let domain = sender
             .rsplit_once('@')
             .map(|(_, d)| d)
             .filter(|d| !d.is_empty())
             .unwrap_or("cartloop.invalid");
-        format!("cartloop.message.{id}@{domain}")
+        let created = created_at.timestamp_millis();
+        format!("cartloop.message.{id}.{created}@{domain}")
     }
 }
 

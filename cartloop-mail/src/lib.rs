@@ -12,8 +12,9 @@
 //!   embedded default, when no SMTP server is configured.
 //!
 //! Both produce the same email: `From: <store> <sender>`, `To: <client> <address>`, the
-//! subject, `Message-ID: <cartloop.message.<id>@<domain>>` (stable across retries, so
-//! receivers can drop duplicates), `Date`, and the rendered message as UTF-8 `text/plain`.
+//! subject, `Message-ID: <cartloop.message.<id>.<created ms>@<domain>>` (stable across
+//! retries, so receivers can drop duplicates), `Date`, and the rendered message as UTF-8
+//! `text/plain`.
 //! Non-ASCII names are RFC 2047-encoded.
 //!
 //! # Layout

@@ -22,8 +22,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use std::str::FromStr;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// The SQLite schema, embedded in the binary.
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
