@@ -45,20 +45,29 @@ struct Settings {
     #[arg(long, env = "ACTIVE_HOURS", default_value = "09:00-20:00")]
     active_hours: ActiveHours,
     /// The longest the dispatcher sleeps; a due message wakes it at once.
-    #[arg(long, env = "DISPATCH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DISPATCH_INTERVAL", default_value = "5s", value_parser = positive_duration)]
     dispatch_interval: Duration,
     /// At most this many emails per rolling hour (unset: no cap).
-    #[arg(long, env = "HOURLY_CAP")]
+    #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
     hourly_cap: Option<u32>,
     /// Dispatcher tasks sending in parallel.
-    #[arg(long, env = "DISPATCH_WORKERS", default_value_t = 4)]
-    dispatch_workers: usize,
+    #[arg(long, env = "DISPATCH_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    dispatch_workers: u16,
     /// Longest payload, in characters (payloads must be shorter than this plus one).
-    #[arg(long, env = "MAX_PAYLOAD_CHARS", default_value_t = 299)]
-    max_payload_chars: usize,
+    #[arg(long, env = "MAX_PAYLOAD_CHARS", default_value_t = 299, value_parser = clap::value_parser!(u32).range(1..))]
+    max_payload_chars: u32,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A duration such as `5s` or `500ms`, longer than zero (a zero poll interval would spin).
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero, e.g. 5s".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 5s, 500ms, 1m)")),
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -82,7 +91,7 @@ async fn run_with(settings: Settings) -> Result<(), Error> {
         .await
         .map_err(|e| format!("invalid BIND {:?}: {e}", settings.bind))?
         .collect();
-    let token = settings.api_token.clone().filter(|t| !t.is_empty());
+    let token = api_token(&settings);
     if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
         return Err(format!(
             "refusing to listen on non-loopback address {} without an API token: set CARTLOOP_API_TOKEN",
@@ -100,7 +109,14 @@ async fn run_with(settings: Settings) -> Result<(), Error> {
         }
         None => {
             tracing::info!(outbox = %settings.outbox_dir.display(), "emails go to the outbox directory");
-            Arc::new(cartloop::mail::OutboxMailer::new(&settings.outbox_dir)?)
+            Arc::new(
+                cartloop::mail::OutboxMailer::new(&settings.outbox_dir).map_err(|e| {
+                    format!(
+                        "cannot use OUTBOX_DIR {} as the outbox directory: {e}",
+                        settings.outbox_dir.display()
+                    )
+                })?,
+            )
         }
     };
     let listener = TcpListener::bind(addrs.as_slice()).await?;
@@ -120,7 +136,7 @@ async fn run(
     let wake = Arc::new(Notify::new());
     let rules = ChatRules {
         validation: ValidationPolicy {
-            max_chars: settings.max_payload_chars,
+            max_chars: settings.max_payload_chars as usize,
             ..Default::default()
         },
         active_hours: settings.active_hours,
@@ -135,7 +151,7 @@ async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = JoinSet::new();
-    for _ in 0..settings.dispatch_workers.max(1) {
+    for _ in 0..settings.dispatch_workers {
         workers.spawn(dispatch_loop(
             dispatcher.clone(),
             wake.clone(),
@@ -147,11 +163,7 @@ async fn run(
     let mut state = cartloop::http::AppState::new(storage);
     state.clock = clock;
     state.rules = Arc::new(rules);
-    state.api_token = settings
-        .api_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .map(Arc::from);
+    state.api_token = api_token(settings).map(Arc::from);
     state.dispatch_wake = Some(wake);
     let app = cartloop::http::router(state);
 
@@ -229,13 +241,24 @@ fn log_outcome(message: &cartloop::core::domain::Message, outcome: &Outcome) {
     }
 }
 
-/// A URL with its password hidden, for logs.
+/// The configured token without surrounding spaces; blank counts as unset.
+fn api_token(settings: &Settings) -> Option<&str> {
+    settings
+        .api_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// A URL with its password, if it has one, hidden, for logs.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
         }
         _ => url.to_owned(),
     }

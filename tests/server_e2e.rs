@@ -6,7 +6,7 @@ use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::demo::demo_data;
 use cartloop::core::domain::ConversationStatus;
 use cartloop::mail::testing::ParsedEmail;
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -338,6 +338,61 @@ async fn sqlite_and_outbox() {
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    server.stop();
+}
+
+/// A message scheduled for later goes out when it falls due, not at the next poll: the
+/// window opens 4 s from now, the poll interval is a minute.
+#[tokio::test]
+async fn a_message_scheduled_for_later_is_sent_when_due() {
+    let data = demo_data();
+    let now = Utc::now();
+    // A client whose local day is far from midnight, so the window fits in it.
+    let (conversation, zone) = data
+        .conversations
+        .iter()
+        .filter(|c| c.status == ConversationStatus::Open)
+        .find_map(|c| {
+            let client = data.clients.iter().find(|x| x.id == c.client_id)?;
+            let zone = client.time_zone?;
+            let hour = now.with_timezone(&zone).hour();
+            (1..=21).contains(&hour).then_some((c, zone))
+        })
+        .expect("the demo zones span the day");
+    let opens = now + ChronoDuration::seconds(4);
+    let opens_local = opens.with_timezone(&zone).format("%H:%M:%S");
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+        ),
+        ("OUTBOX_DIR", outbox.display().to_string()),
+        ("ACTIVE_HOURS", format!("{opens_local}-23:59:00")),
+        ("DISPATCH_INTERVAL", "60s".to_owned()),
+    ];
+    let server = Server::start(&envs).await;
+    server.get("/import_data/").await;
+    let (status, posted) = server
+        .post_chat(conversation.id.0, conversation.operator_id.0, "We open now")
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let send_at = parse_time(&posted["sendAt"]);
+    assert_eq!(send_at.timestamp(), opens.timestamp(), "{posted}");
+    assert!(Utc::now() < send_at, "posted before the window opened");
+
+    let chat = posted["chatId"].as_i64().unwrap();
+    let file = outbox.join(format!("message-{chat}.eml"));
+    let deadline = send_at + ChronoDuration::seconds(3);
+    while !file.exists() {
+        assert!(
+            Utc::now() < deadline,
+            "not sent within 3 s of {send_at}: the dispatcher waited for its poll"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(Utc::now() >= send_at, "sent before the window opened");
     server.stop();
 }
 

@@ -8,6 +8,7 @@ use crate::domain::{
 use crate::ids::{ConversationId, UserId};
 use crate::ports::{Clock, Page, Storage, StorageError};
 use crate::validate::{Payload, ValidationError, ValidationPolicy};
+use chrono::{DateTime, Utc};
 
 /// The rules a new message is held to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,13 +32,19 @@ pub struct PostChat {
     pub idempotency_key: Option<String>,
 }
 
-/// What [`post_chat`] stored.
+/// What [`post_chat`] stored, and what it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
-    /// The stored message.
+    /// The stored message, as it is now.
     pub message: Message,
     /// False when an earlier request with the same idempotency key stored it.
     pub created: bool,
+    /// The status the message was stored with (`new` or `received`). A replay answers it
+    /// too, so a retried request gets the first answer even after the message was sent.
+    pub status: MessageStatus,
+    /// When the message was first scheduled to be sent (`None` for a client's message):
+    /// the first answer's `sendAt`, also on a replay.
+    pub send_at: Option<DateTime<Utc>>,
 }
 
 /// Why a message was not stored.
@@ -120,17 +127,36 @@ pub async fn post_chat(
         idempotency_key: request.idempotency_key,
     };
     let inserted = storage.insert_message(new.clone()).await?;
-    let first = &inserted.message;
-    if !inserted.created
-        && (first.conversation_id != new.conversation_id
-            || first.author_id != new.author_id
-            || first.payload != new.payload)
+    if inserted.created {
+        return Ok(Posted {
+            message: inserted.message,
+            created: true,
+            status: new.status,
+            send_at: new.send_at,
+        });
+    }
+    let first = inserted.message;
+    if first.conversation_id != new.conversation_id
+        || first.author_id != new.author_id
+        || first.payload != new.payload
     {
         return Err(PostChatError::IdempotencyKeyReused);
     }
+    // The first request computed its send instant from its own `now`, its `created_at`:
+    // the same rule on the same instant gives the same answer.
+    let send_at = match role {
+        Role::Operator => Some(
+            rules
+                .active_hours
+                .next_send_instant(first.created_at, context.client_time_zone()),
+        ),
+        Role::Client => None,
+    };
     Ok(Posted {
-        message: inserted.message,
-        created: inserted.created,
+        message: first,
+        created: false,
+        status,
+        send_at,
     })
 }
 
@@ -263,6 +289,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replay_answers_as_the_first_request_after_the_message_was_sent() {
+        // 14:59Z is 08:59 in Chicago: scheduled for 09:00 local.
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 14, 59, 0).unwrap();
+        let (storage, clock) = setup(now).await;
+        let rules = ChatRules::default();
+        let mut req = request(1, 24, "hello");
+        req.idempotency_key = Some("k2".into());
+        let first = post_chat(&storage, &clock, &rules, req.clone())
+            .await
+            .unwrap();
+        let nine = Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap();
+        assert_eq!(
+            (first.status, first.send_at),
+            (MessageStatus::New, Some(nine))
+        );
+
+        clock.advance(chrono::Duration::minutes(5));
+        let claim = storage
+            .claim_due(
+                clock.now(),
+                std::time::Duration::from_secs(60),
+                crate::ports::ClaimLimit::batch(1),
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(storage.mark_sent(claim.token, clock.now()).await.unwrap());
+
+        let again = post_chat(&storage, &clock, &rules, req).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(again.message.status, MessageStatus::Sent);
+        assert_eq!(
+            (again.status, again.send_at),
+            (MessageStatus::New, Some(nine))
+        );
+    }
+
+    #[tokio::test]
     async fn idempotency_key_returns_the_first_result() {
         let (storage, clock) = setup(Utc::now()).await;
         let rules = ChatRules::default();
@@ -276,6 +340,10 @@ mod tests {
             .unwrap();
         assert!(first.created && !again.created);
         assert_eq!(first.message, again.message);
+        assert_eq!(
+            (again.status, again.send_at),
+            (MessageStatus::New, first.send_at)
+        );
         req.payload = "something else".into();
         assert_eq!(
             post_chat(&storage, &clock, &rules, req).await.unwrap_err(),

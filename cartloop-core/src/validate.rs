@@ -157,8 +157,20 @@ pub enum ValidationError {
     },
 }
 
+/// `c` as an error message shows it: in single quotes (`'é'`), a `'` in double quotes, and
+/// characters that would not show (controls, spacing other than a plain space, invisible
+/// format characters) escaped: `'\t'`, `'\u{a0}'`.
 fn quote(c: char) -> String {
-    format!("'{}'", c.escape_debug())
+    let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+    if c == '\'' {
+        "\"'\"".to_owned()
+    } else if c.is_ascii_control() {
+        format!("'{}'", c.escape_debug())
+    } else if c.is_control() || (c.is_whitespace() && c != ' ') || invisible {
+        format!("'{}'", c.escape_unicode())
+    } else {
+        format!("'{c}'")
+    }
 }
 
 impl ValidationError {
@@ -212,7 +224,7 @@ impl Payload {
     /// assert!(Payload::parse("Sure << username >>, here is your code << discountCode >>", &policy).is_ok());
     /// let err = Payload::parse("Merci, c'est ça", &policy).unwrap_err();
     /// assert_eq!(err.code(), "invalid_character");
-    /// assert_eq!(err.to_string(), "invalid character '\\'' at position 8");
+    /// assert_eq!(err.to_string(), "invalid character \"'\" at position 8");
     /// ```
     pub fn parse(raw: &str, policy: &ValidationPolicy) -> Result<Self, ValidationError> {
         let length = raw.chars().count();
@@ -382,6 +394,21 @@ mod tests {
             parse("a\tb").unwrap_err().to_string(),
             "invalid character '\\t' at position 1"
         );
+        for (raw, shown) in [
+            ("it's", "\"'\""),
+            ("say \"hi\"", "'\"'"),
+            ("a\u{0}", "'\\0'"),
+            ("a\u{7f}", "'\\u{7f}'"),
+            ("a\u{a0}b", "'\\u{a0}'"),
+            ("a\u{200b}b", "'\\u{200b}'"),
+            ("\u{1F600}", "'\u{1F600}'"),
+        ] {
+            let message = parse(raw).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("invalid character {shown} at position")),
+                "{raw:?}: {message}"
+            );
+        }
         assert_eq!(
             parse("Hi {{ coupon }}").unwrap_err().to_string(),
             "unknown placeholder 'coupon' at position 3; known: username, discountCode, operator"

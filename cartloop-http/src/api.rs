@@ -1,16 +1,56 @@
 //! The JSON shapes of SPEC §5: camelCase, timestamps RFC 3339 in UTC.
 
 use cartloop_core::chat::ConversationView;
-use cartloop_core::domain::Message;
+use cartloop_core::domain::MessageStatus;
+use cartloop_core::ids::MessageId;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
 
 /// `POST /chat/` body: `{"conversationId":1,"chat":{"payload":"...","userId":24}}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PostChatBody {
     pub conversation_id: i64,
+    #[serde(deserialize_with = "object")]
     pub chat: ChatBody,
+}
+
+/// Deserializes `T` from a JSON object only. serde's derive also takes an array of the
+/// fields in order (`[1, ["hi", 24]]`), which is not a way to write this API's bodies.
+pub(crate) fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// A [`PostChatBody`] that must be a JSON object, as [`object`] explains.
+#[derive(Debug)]
+pub(crate) struct PostChatObject(pub PostChatBody);
+
+impl<'de> Deserialize<'de> for PostChatObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Self)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,12 +69,16 @@ pub(crate) struct ChatResponse {
     send_at: Option<String>,
 }
 
-impl From<&Message> for ChatResponse {
-    fn from(m: &Message) -> Self {
+impl ChatResponse {
+    pub(crate) fn new(
+        id: MessageId,
+        status: MessageStatus,
+        send_at: Option<DateTime<Utc>>,
+    ) -> Self {
         Self {
-            chat_id: m.id.0,
-            status: m.status.as_str(),
-            send_at: m.send_at.map(rfc3339),
+            chat_id: id.0,
+            status: status.as_str(),
+            send_at: send_at.map(rfc3339),
         }
     }
 }

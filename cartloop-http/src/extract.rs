@@ -64,13 +64,59 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         parse_id(&raw).map(PathId).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_id",
-                format!("invalid id {raw:?}: expected a positive integer"),
+                format!(
+                    "invalid id {}: expected a positive integer below 2^63",
+                    quoted(&raw)
+                ),
             )
         })
     }
 }
 
-/// A positive 64-bit integer, or `None`.
+/// A positive 64-bit integer written in decimal digits, or `None`.
 pub(crate) fn parse_id(raw: &str) -> Option<i64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     raw.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// `raw` quoted for an error message, cut to its first 40 characters.
+pub(crate) fn quoted(raw: &str) -> String {
+    const SHOWN: usize = 40;
+    match raw.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}...", &raw[..end]),
+        None => format!("{raw:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_positive_decimal_integers() {
+        assert_eq!(parse_id("1"), Some(1));
+        assert_eq!(parse_id("0042"), Some(42));
+        assert_eq!(parse_id("9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            " 1",
+            "abc",
+            "9223372036854775808",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        assert_eq!(quoted("abc"), "\"abc\"");
+        let long = "9".repeat(10_000);
+        assert_eq!(quoted(&long), format!("{:?}...", "9".repeat(40)));
+    }
 }

@@ -31,7 +31,7 @@ pub mod extract;
 
 pub use error::ApiError;
 
-use api::{ChatResponse, ConversationResponse, PostChatBody};
+use api::{ChatResponse, ConversationResponse, PostChatObject};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -68,8 +68,8 @@ pub struct AppState {
     pub rules: Arc<ChatRules>,
     /// When set, every route but `/healthz` requires `Authorization: Bearer <token>`.
     pub api_token: Option<Arc<str>>,
-    /// Notified when a POST stores a message that is due at once, so the dispatcher sends
-    /// it without waiting for its next poll.
+    /// Notified when a POST stores an operator's message, so the dispatcher sends it at
+    /// once if it is due, and otherwise wakes when it is due rather than at its next poll.
     pub dispatch_wake: Option<Arc<Notify>>,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
@@ -96,8 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/conversation/{id}/", get(get_conversation))
         .route("/chat", axum::routing::post(post_chat_handler))
         .route("/chat/", axum::routing::post(post_chat_handler))
-        .route("/import_data", get(import_data).post(import_data))
-        .route("/import_data/", get(import_data).post(import_data))
+        .route("/import_data", import_routes())
+        .route("/import_data/", import_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -106,12 +106,39 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(reject_declared_oversize))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `GET` and `POST` load the demo data. `HEAD` would too (axum answers it with the `GET`
+/// handler), and a `HEAD` must not change anything: it is refused.
+fn import_routes() -> axum::routing::MethodRouter<AppState> {
+    get(import_data).post(import_data).head(|| async {
+        let mut response = ApiError::MethodNotAllowed.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET,POST"));
+        response
+    })
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the limit, before the body
+/// is read (and before a client waiting on `Expect: 100-continue` is told to send it).
+async fn reject_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge(BODY_LIMIT).into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -145,7 +172,10 @@ fn page(query: &HashMap<String, String>) -> Result<Page, ApiError> {
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_query",
-                    format!("invalid limit {raw:?}: expected an integer from 1 to {MAX_PAGE}"),
+                    format!(
+                        "invalid limit {}: expected an integer from 1 to {MAX_PAGE}",
+                        extract::quoted(raw)
+                    ),
                 )
             })?,
     };
@@ -154,7 +184,10 @@ fn page(query: &HashMap<String, String>) -> Result<Page, ApiError> {
         Some(raw) => Some(MessageId(parse_id(raw).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
-                format!("invalid before {raw:?}: expected a chat id"),
+                format!(
+                    "invalid before {}: expected a chat id (a positive integer)",
+                    extract::quoted(raw)
+                ),
             )
         })?)),
     };
@@ -164,7 +197,7 @@ fn page(query: &HashMap<String, String>) -> Result<Page, ApiError> {
 async fn post_chat_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<PostChatBody>,
+    JsonBody(PostChatObject(body)): JsonBody<PostChatObject>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let request = PostChat {
@@ -182,15 +215,17 @@ async fn post_chat_handler(
     .await?;
     let message = &posted.message;
     if posted.created {
-        let due_now = message.send_at.is_some_and(|at| at <= state.clock.now());
-        if due_now {
+        // A new operator's message changes when the next email is due: the dispatcher
+        // sends it now if it is due, else re-reads how long to sleep.
+        if message.send_at.is_some() {
             if let Some(wake) = &state.dispatch_wake {
                 wake.notify_one();
             }
         }
         tracing::info!(chat = %message.id, conversation = %message.conversation_id, status = %message.status, send_at = ?message.send_at, "chat stored");
     }
-    let mut response = (StatusCode::CREATED, Json(ChatResponse::from(message))).into_response();
+    let answer = ChatResponse::new(message.id, posted.status, posted.send_at);
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
     if !posted.created {
         response.headers_mut().insert(
             "idempotent-replayed",

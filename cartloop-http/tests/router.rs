@@ -245,6 +245,9 @@ async fn malformed_bodies_are_400_json() {
             r#"{"conversationId":1,"chat":{"payload":"x","userId":null}}"#,
             "invalid_request",
         ),
+        // serde would take a struct's fields as an array, in order: not here.
+        (r#"[1,["x",24]]"#, "invalid_request"),
+        (r#"{"conversationId":1,"chat":["x",24]}"#, "invalid_request"),
     ] {
         let (status, value) = send(&app, "POST", "/chat/", Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -334,6 +337,25 @@ async fn oversized_body_is_413() {
     let (status, body) = send(&app, "POST", "/chat/", Some(&big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error(&body, "payload_too_large");
+
+    // A declared length over the limit is refused before the body is read: this body
+    // never ends, and the answer still comes.
+    let endless = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+    let request = Request::builder()
+        .method("POST")
+        .uri("/chat/")
+        .header("content-length", "100000")
+        .header("expect", "100-continue")
+        .body(endless)
+        .unwrap();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.clone().oneshot(request),
+    )
+    .await
+    .expect("answered without reading the body")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
@@ -358,6 +380,43 @@ async fn idempotency_key_returns_the_first_result() {
 }
 
 #[tokio::test]
+async fn a_replay_answers_as_the_first_request_after_the_email_went_out() {
+    let storage = Arc::new(MemoryStorage::new());
+    let mut state = AppState::new(storage.clone());
+    state.clock = Arc::new(ManualClock::new(now()));
+    let app = router(state);
+    send(&app, "GET", "/import_data/", None).await;
+    let request = || {
+        Request::builder()
+            .method("POST")
+            .uri("/chat/")
+            .header("idempotency-key", "sent-in-between")
+    };
+    let (status, first) = send_with(&app, request(), Some(&chat(1, 24, "once"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(first["status"], "new");
+
+    // The dispatcher sends it before the client retries.
+    use cartloop_core::ports::{ClaimLimit, Storage};
+    let claim = storage
+        .claim_due(
+            now(),
+            std::time::Duration::from_secs(60),
+            ClaimLimit::batch(1),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(storage.mark_sent(claim.token, now()).await.unwrap());
+
+    let (status, second) = send_with(&app, request(), Some(&chat(1, 24, "once"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(first, second);
+    let (_, conversation) = send(&app, "GET", "/conversation/1/", None).await;
+    assert_eq!(conversation["chats"][3]["status"], "sent");
+}
+
+#[tokio::test]
 async fn import_is_idempotent() {
     let app = router(state());
     let (status, first) = send(&app, "POST", "/import_data", None).await;
@@ -369,6 +428,23 @@ async fn import_is_idempotent() {
     assert_eq!(second["inserted"], 0);
     let (_, after) = send(&app, "GET", "/conversation/1/", None).await;
     assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn head_does_not_import() {
+    let app = router(state());
+    for uri in ["/import_data/", "/import_data"] {
+        let request = Request::builder()
+            .method("HEAD")
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+        assert_eq!(response.headers()["allow"], "GET,POST");
+    }
+    let (status, body) = send(&app, "GET", "/conversation/1/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing imported: {body}");
 }
 
 #[tokio::test]
@@ -444,4 +520,20 @@ async fn due_post_wakes_the_dispatcher() {
     tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
         .await
         .expect("a due message wakes the dispatcher");
+    // 15:00Z is midnight in Tokyo (client 8, conversation 9): due at 09:00 local. The
+    // dispatcher is woken too, to sleep until then rather than until its next poll.
+    let (status, body) = send(&app, "POST", "/chat/", Some(&chat(9, 23, "later"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sendAt"], "2026-11-26T00:00:00Z");
+    tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+        .await
+        .expect("a message due later wakes the dispatcher");
+    // A client's message is never emailed: no wake.
+    send(&app, "POST", "/chat/", Some(&chat(1, 27, "thanks"))).await;
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), wake.notified())
+            .await
+            .is_err(),
+        "a client's message does not wake the dispatcher"
+    );
 }

@@ -85,6 +85,15 @@ impl SqliteStorage {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StorageError> {
+        // SQLite opens a private, temporary database on each connection for an empty file
+        // name: the pool would see a different, unmigrated database on every connection.
+        if options.get_filename().as_os_str().is_empty() {
+            return Err(StorageError::Other(
+                "the SQLite URL names no database file: use e.g. sqlite://cartloop.db \
+                 (or sqlite::memory: for a database that lives as long as the process)"
+                    .to_owned(),
+            ));
+        }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

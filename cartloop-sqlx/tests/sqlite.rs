@@ -75,13 +75,30 @@ async fn connect_dispatches_on_the_scheme() {
     let (url, _dir) = common::sqlite::fresh_url();
     let storage = cartloop_sqlx::connect(&url).await.unwrap();
     storage.ping().await.unwrap();
-    for url in ["mysql://localhost/x", "cartloop.db", ""] {
+    for url in [
+        "mysql://localhost/x",
+        "cartloop.db",
+        "",
+        "sqlite://",
+        "sqlite:",
+    ] {
         let err = cartloop_sqlx::connect(url).await.err();
         assert!(
             matches!(err, Some(StorageError::Other(_))),
             "{url}: {err:?}"
         );
     }
+    // In memory: one database shared by the pool's connections, migrated once.
+    let memory = cartloop_sqlx::connect("sqlite::memory:").await.unwrap();
+    memory
+        .import(&cartloop_core::demo::demo_data())
+        .await
+        .unwrap();
+    assert!(memory
+        .conversation(cartloop_core::ids::ConversationId(1))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]
