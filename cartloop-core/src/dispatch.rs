@@ -20,6 +20,7 @@
 //! claimed again.
 
 use crate::active_hours::ActiveHours;
+use crate::concurrent::run_bounded;
 use crate::domain::{Claimed, ConversationContext, Message};
 use crate::ids::ConversationId;
 use crate::ports::{ClaimLimit, Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
@@ -41,6 +42,9 @@ pub struct DispatchConfig {
     pub lease: Duration,
     /// Most messages claimed per pass.
     pub batch_size: u32,
+    /// Most emails of a pass in flight at once (at least one). Each message is started only
+    /// when a slot is free, and the half-lease rule above applies when it starts.
+    pub concurrency: usize,
     /// Claims after which a transiently failing message is marked `failed`.
     pub max_attempts: u32,
     /// First retry delay; doubles with each attempt.
@@ -59,6 +63,7 @@ impl Default for DispatchConfig {
             active_hours: ActiveHours::default(),
             lease: Duration::from_secs(300),
             batch_size: 100,
+            concurrency: 8,
             max_attempts: 5,
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_secs(3600),
@@ -110,6 +115,33 @@ pub struct DispatchReport {
     /// Results not recorded because the storage failed; the lease will expire and the
     /// message will be claimed again.
     pub storage_errors: u32,
+}
+
+/// Which counter of a [`DispatchReport`] one claimed message adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tally {
+    Sent,
+    Deferred,
+    Retried,
+    Failed,
+    LostClaim,
+    Released,
+    StorageError,
+}
+
+impl DispatchReport {
+    fn count(&mut self, tally: Tally) {
+        let counter = match tally {
+            Tally::Sent => &mut self.sent,
+            Tally::Deferred => &mut self.deferred,
+            Tally::Retried => &mut self.retried,
+            Tally::Failed => &mut self.failed,
+            Tally::LostClaim => &mut self.lost_claims,
+            Tally::Released => &mut self.released,
+            Tally::StorageError => &mut self.storage_errors,
+        };
+        *counter += 1;
+    }
 }
 
 /// What happened to one message, for logs.
@@ -186,7 +218,8 @@ impl Dispatcher {
     }
 
     /// One pass: claims up to `batch_size` due messages (fewer under the hourly cap) and
-    /// handles each, writing each result as soon as it is known.
+    /// handles them, up to `concurrency` at once, writing each result as soon as it is
+    /// known.
     ///
     /// # Errors
     /// Only when claiming fails; failures recording a single result are counted in
@@ -208,41 +241,44 @@ impl Dispatcher {
         let send_until = now
             .checked_add_signed(half_lease)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let mut contexts: HashMap<ConversationId, Option<ConversationContext>> = HashMap::new();
-        for claim in claimed {
-            if self.clock.now() >= send_until {
-                let due = claim.message.send_at.unwrap_or(now);
-                match self.storage.reschedule(claim.token, due, None).await {
-                    Ok(true) => report.released += 1,
-                    Ok(false) => report.lost_claims += 1,
-                    Err(_) => report.storage_errors += 1,
-                }
-                continue;
-            }
+        // Each conversation of the batch is read once; `None` when reading it failed.
+        let mut contexts: HashMap<ConversationId, Option<Option<ConversationContext>>> =
+            HashMap::new();
+        for claim in &claimed {
             let id = claim.message.conversation_id;
             if let std::collections::hash_map::Entry::Vacant(slot) = contexts.entry(id) {
-                match self.storage.conversation(id).await {
-                    Ok(context) => {
-                        slot.insert(context);
-                    }
-                    Err(_) => {
-                        report.storage_errors += 1;
-                        continue;
-                    }
-                }
+                slot.insert(self.storage.conversation(id).await.ok());
             }
-            let context = contexts.get(&id).and_then(Option::as_ref);
-            self.handle(claim, context, &mut report).await;
+        }
+        let contexts = &contexts;
+        let tallies = run_bounded(claimed, self.config.concurrency, |claim| async move {
+            if self.clock.now() >= send_until {
+                return self.release(claim, now).await;
+            }
+            match contexts.get(&claim.message.conversation_id) {
+                Some(Some(context)) => self.handle(claim, context.as_ref()).await,
+                // The lease will expire and the message will be claimed again.
+                _ => Tally::StorageError,
+            }
+        })
+        .await;
+        for tally in tallies {
+            report.count(tally);
         }
         Ok(report)
     }
 
-    async fn handle(
-        &self,
-        claim: Claimed,
-        context: Option<&ConversationContext>,
-        report: &mut DispatchReport,
-    ) {
+    /// Hands a claimed message back unsent, due again at once, without counting an attempt.
+    async fn release(&self, claim: Claimed, claimed_at: DateTime<Utc>) -> Tally {
+        let due = claim.message.send_at.unwrap_or(claimed_at);
+        match self.storage.reschedule(claim.token, due, None).await {
+            Ok(true) => Tally::Released,
+            Ok(false) => Tally::LostClaim,
+            Err(_) => Tally::StorageError,
+        }
+    }
+
+    async fn handle(&self, claim: Claimed, context: Option<&ConversationContext>) -> Tally {
         let Claimed { message, token } = claim;
         let now = self.clock.now();
         let outcome = match context {
@@ -262,19 +298,20 @@ impl Dispatcher {
             }
             Outcome::Failed(error) => self.storage.mark_failed(token, error.clone()).await,
         };
-        match recorded {
+        let tally = match recorded {
             Ok(true) => match outcome {
-                Outcome::Sent => report.sent += 1,
-                Outcome::Deferred(_) => report.deferred += 1,
-                Outcome::Retry(..) => report.retried += 1,
-                Outcome::Failed(_) => report.failed += 1,
+                Outcome::Sent => Tally::Sent,
+                Outcome::Deferred(_) => Tally::Deferred,
+                Outcome::Retry(..) => Tally::Retried,
+                Outcome::Failed(_) => Tally::Failed,
             },
-            Ok(false) => report.lost_claims += 1,
-            Err(_) => report.storage_errors += 1,
-        }
+            Ok(false) => Tally::LostClaim,
+            Err(_) => Tally::StorageError,
+        };
         if let Some(observer) = &self.observer {
             observer(&message, &outcome);
         }
+        tally
     }
 
     async fn deliver(
@@ -578,6 +615,7 @@ mod tests {
         let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
         let config = DispatchConfig {
             lease: Duration::from_secs(60),
+            concurrency: 1,
             ..Default::default()
         };
         let slow = Arc::new(SlowMailer(f.clock.clone(), RecordingMailer::new_ok()));
@@ -599,6 +637,72 @@ mod tests {
         assert_eq!((report.claimed, report.sent, report.released), (3, 2, 1));
         assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
         assert_eq!(slow.1.messages().len(), 5, "each email sent exactly once");
+    }
+
+    /// A mail server that answers only once `expected` sends are waiting, or when it has
+    /// been polled many times: it proves how many emails are in flight at once.
+    struct GatheringMailer {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        expected: usize,
+        inner: RecordingMailer,
+    }
+
+    #[async_trait::async_trait]
+    impl Mailer for GatheringMailer {
+        async fn send(&self, email: &Email) -> Result<(), MailError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            for _ in 0..100 {
+                if self.in_flight.load(SeqCst) >= self.expected {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            tokio::task::yield_now().await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            self.inner.send(email).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_keeps_up_to_concurrency_emails_in_flight() {
+        for (concurrency, expected_most) in [(4, 4), (1, 1)] {
+            let config = DispatchConfig {
+                concurrency,
+                ..Default::default()
+            };
+            let f = fixture(RecordingMailer::new_ok(), config.clone()).await;
+            let mailer = Arc::new(GatheringMailer {
+                in_flight: Default::default(),
+                most: Default::default(),
+                expected: concurrency,
+                inner: RecordingMailer::new_ok(),
+            });
+            let dispatcher =
+                Dispatcher::new(f.storage.clone(), mailer.clone(), f.clock.clone(), config);
+            let mut ids = Vec::new();
+            for n in 0..10 {
+                ids.push(post(&f, &format!("message {n}")).await);
+            }
+            let report = dispatcher.run_once().await.unwrap();
+            assert_eq!((report.claimed, report.sent), (10, 10), "{report:?}");
+            let most = mailer.most.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(most, expected_most, "concurrency {concurrency}");
+            let mut sent: Vec<_> = mailer
+                .inner
+                .messages()
+                .iter()
+                .map(|e| e.message_id)
+                .collect();
+            sent.sort();
+            assert_eq!(sent, ids, "each email once");
+            for id in ids {
+                let stored = f.storage.message(id).await.unwrap().unwrap();
+                assert_eq!(stored.status, MessageStatus::Sent);
+            }
+        }
     }
 
     #[tokio::test]

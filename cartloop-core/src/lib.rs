@@ -41,6 +41,7 @@
 
 pub mod active_hours;
 pub mod chat;
+mod concurrent;
 pub mod demo;
 pub mod dispatch;
 pub mod domain;

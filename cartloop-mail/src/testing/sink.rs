@@ -45,6 +45,9 @@ pub struct SinkBehavior {
     pub rcpt: Option<Fault>,
     /// Instead of the `250` after the message data.
     pub data: Option<Fault>,
+    /// How long the sink thinks before its reply to each message's data, as a distant or
+    /// busy server would (a round trip and a queue write). Zero by default.
+    pub data_delay: Duration,
 }
 
 impl SinkBehavior {
@@ -84,6 +87,14 @@ impl SinkBehavior {
     pub fn close_after_data() -> Self {
         Self {
             data: Some(Fault::Close),
+            ..Self::default()
+        }
+    }
+
+    /// Accepts everything, answering each message's data after `delay`.
+    pub fn slow(delay: Duration) -> Self {
+        Self {
+            data_delay: delay,
             ..Self::default()
         }
     }
@@ -483,7 +494,11 @@ impl Session {
         if too_big {
             return self.reply("552 5.3.4 message too big").await;
         }
-        match self.shared.behavior().data {
+        let behavior = self.shared.behavior();
+        if !behavior.data_delay.is_zero() {
+            tokio::time::sleep(behavior.data_delay).await;
+        }
+        match behavior.data {
             None => {
                 self.shared.record(mail);
                 let queued = lock(&self.shared.messages).len();
