@@ -2,7 +2,13 @@
 //! render, send, and record the result of each message as soon as it is known.
 //!
 //! [`Dispatcher::run_once`] is one pass; the caller (the server) loops, sleeping until
-//! [`Dispatcher::next_wake`] or a poll interval. It is runtime-agnostic: no timers, no tasks.
+//! [`Dispatcher::next_wake`] or a poll interval. A pass keeps up to
+//! [`DispatchConfig::concurrency`] emails in flight, all on the caller's task: it is
+//! runtime-agnostic, with no timers and no spawned tasks.
+//!
+//! With [`DispatchConfig::hourly_cap`], the storage claims no more than the cap leaves,
+//! counting recent sends and claims in flight, atomically across every dispatcher on the
+//! same database.
 //!
 //! Outcomes of one claimed message:
 //! - outside the client's active hours now (the zone may have changed): back to `new` at the

@@ -101,7 +101,8 @@ pub struct ImportSummary {
 
 /// Conversations and messages.
 ///
-/// Every implementation MUST pass [`crate::testing::conformance`] (feature `test-utils`).
+/// Every implementation MUST pass the conformance suite `cartloop_core::testing::conformance`
+/// (feature `test-utils`; one line: `cartloop_core::storage_conformance_tests!`).
 #[async_trait]
 pub trait Storage: Send + Sync {
     /// The conversation with its store, operator and client.
