@@ -280,17 +280,22 @@ where
     }
 }
 
+/// The settings of a server keeping its data in `dir`: `cartloop.db` and `outbox/`.
+fn sqlite_and_outbox_settings(dir: &Path) -> [(&'static str, String); 2] {
+    [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("cartloop.db").display()),
+        ),
+        ("OUTBOX_DIR", dir.join("outbox").display().to_string()),
+    ]
+}
+
 #[tokio::test]
 async fn sqlite_and_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let envs = [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
-        ),
-        ("OUTBOX_DIR", outbox.display().to_string()),
-    ];
+    let envs = sqlite_and_outbox_settings(dir.path());
     let server = Server::start(&envs).await;
     let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
 
@@ -363,15 +368,9 @@ async fn a_message_scheduled_for_later_is_sent_when_due() {
     let opens_local = opens.with_timezone(&zone).format("%H:%M:%S");
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let envs = [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
-        ),
-        ("OUTBOX_DIR", outbox.display().to_string()),
-        ("ACTIVE_HOURS", format!("{opens_local}-23:59:00")),
-        ("DISPATCH_INTERVAL", "60s".to_owned()),
-    ];
+    let mut envs = sqlite_and_outbox_settings(dir.path()).to_vec();
+    envs.push(("ACTIVE_HOURS", format!("{opens_local}-23:59:00")));
+    envs.push(("DISPATCH_INTERVAL", "60s".to_owned()));
     let server = Server::start(&envs).await;
     server.get("/import_data/").await;
     let (status, posted) = server

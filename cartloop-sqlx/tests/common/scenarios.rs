@@ -145,6 +145,33 @@ pub async fn concurrent_idempotent_inserts(storage: Arc<dyn Storage>) {
     assert_eq!(stored.len(), 4);
 }
 
+/// Runs each dispatcher in its own task until a pass claims nothing; gives how many emails
+/// each sent. With `all_sent`, every claimed message of every pass must have been sent.
+async fn drain(dispatchers: impl Iterator<Item = Dispatcher>, all_sent: bool) -> Vec<u32> {
+    let runs: Vec<_> = dispatchers
+        .map(|dispatcher| {
+            tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let report = dispatcher.run_once().await.unwrap();
+                    if all_sent {
+                        assert_eq!(report.sent, report.claimed, "{report:?}");
+                    }
+                    if report.claimed == 0 {
+                        return sent;
+                    }
+                    sent += report.sent;
+                }
+            })
+        })
+        .collect();
+    let mut sent_by = Vec::new();
+    for run in runs {
+        sent_by.push(run.await.unwrap());
+    }
+    sent_by
+}
+
 /// Two dispatchers, each on its own connection pool, race over `count` due messages: each
 /// is emailed exactly once.
 pub async fn racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>, count: usize) {
@@ -171,27 +198,10 @@ pub async fn racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>, count:
 
     let mailer = Arc::new(RecordingMailer::new_ok());
     let clock = Arc::new(ManualClock::new(nine_am_chicago()));
-    let runs: Vec<_> = [a.clone(), b]
+    let dispatchers = [a.clone(), b]
         .into_iter()
-        .map(|storage| {
-            let dispatcher = dispatcher(storage, mailer.clone(), clock.clone(), 50);
-            tokio::spawn(async move {
-                let mut sent = 0;
-                loop {
-                    let report = dispatcher.run_once().await.unwrap();
-                    assert_eq!(report.sent, report.claimed, "{report:?}");
-                    if report.claimed == 0 {
-                        return sent;
-                    }
-                    sent += report.sent;
-                }
-            })
-        })
-        .collect();
-    let mut sent_by = Vec::new();
-    for run in runs {
-        sent_by.push(run.await.unwrap());
-    }
+        .map(|storage| dispatcher(storage, mailer.clone(), clock.clone(), 50));
+    let sent_by = drain(dispatchers, true).await;
     assert_eq!(sent_by.iter().sum::<u32>() as usize, count, "{sent_by:?}");
     assert!(
         sent_by.iter().all(|&sent| sent > 0),
@@ -220,7 +230,7 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
     }
     let mailer = Arc::new(RecordingMailer::new_ok());
     let clock = Arc::new(ManualClock::new(nine_am_chicago()));
-    let runs: Vec<_> = [a.clone(), a.clone(), b.clone(), b]
+    let dispatchers = [a.clone(), a.clone(), b.clone(), b]
         .into_iter()
         .map(|storage| {
             let config = DispatchConfig {
@@ -229,23 +239,9 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
                 hourly_cap: Some(CAP),
                 ..DispatchConfig::default()
             };
-            let dispatcher = Dispatcher::new(storage, mailer.clone(), clock.clone(), config);
-            tokio::spawn(async move {
-                let mut sent = 0;
-                loop {
-                    let report = dispatcher.run_once().await.unwrap();
-                    if report.claimed == 0 {
-                        return sent;
-                    }
-                    sent += report.sent;
-                }
-            })
-        })
-        .collect();
-    let mut sent_by = Vec::new();
-    for run in runs {
-        sent_by.push(run.await.unwrap());
-    }
+            Dispatcher::new(storage, mailer.clone(), clock.clone(), config)
+        });
+    let sent_by = drain(dispatchers, false).await;
     assert_eq!(sent_by.iter().sum::<u32>(), CAP, "{sent_by:?}");
     assert_eq!(mailer.messages().len(), CAP as usize);
     let stored = a.messages(ConversationId(1), ALL).await.unwrap();
