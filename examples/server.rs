@@ -50,7 +50,8 @@ struct Settings {
     /// At most this many emails per rolling hour (unset: no cap).
     #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
     hourly_cap: Option<u32>,
-    /// Dispatcher tasks sending in parallel.
+    /// Dispatcher tasks; each claims up to 100 due messages and keeps up to 8 of their
+    /// emails in flight.
     #[arg(long, env = "DISPATCH_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     dispatch_workers: u16,
     /// Longest payload, in characters (payloads must be shorter than this plus one).
@@ -60,10 +61,12 @@ struct Settings {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// A duration such as `5s` or `500ms`, longer than zero (a zero poll interval would spin).
+/// A duration such as `5s` or `500ms`, at least 10 ms (a shorter poll interval would spin).
 fn positive_duration(raw: &str) -> Result<Duration, String> {
     match humantime::parse_duration(raw) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero, e.g. 5s".to_owned()),
+        Ok(d) if d < Duration::from_millis(10) => {
+            Err("must be at least 10ms, e.g. 5s (a shorter poll would spin)".to_owned())
+        }
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (e.g. 5s, 500ms, 1m)")),
     }
@@ -174,19 +177,27 @@ async fn run(
         "cartloop listening on http://{}",
         listener.local_addr()?
     );
+    // On the signal, the HTTP side stops accepting and drains its requests while the
+    // dispatchers finish the emails in flight and hand the rest of their batches back.
+    let stopping = dispatcher.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("stopping: finishing in-flight requests and sends");
+        stopping.stop();
+        let _ = stop_tx.send(true);
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    tracing::info!("stopped accepting requests; finishing in-flight sends");
-    let _ = stop_tx.send(true);
     while workers.join_next().await.is_some() {}
     tracing::info!("shut down");
     Ok(())
 }
 
 /// Runs dispatch passes until told to stop. Between passes it sleeps until the next message
-/// is due, at most `interval`, and wakes at once when a due message is posted. A pass in
-/// progress always finishes: stopping never abandons a claimed message mid-send.
+/// is due, at most `interval`, and wakes at once when an operator's message is posted. On
+/// stop, a pass in progress lets its emails in flight finish and hands the rest back (see
+/// `Dispatcher::stop`): no email is abandoned mid-send, and none waits for a lease.
 async fn dispatch_loop(
     dispatcher: Dispatcher,
     wake: Arc<Notify>,
@@ -250,18 +261,36 @@ fn api_token(settings: &Settings) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// A URL with its password, if it has one, hidden, for logs.
+/// A URL with its passwords hidden, for logs and errors: the one in the user info
+/// (`user:secret@`) and any query parameter named like one (`?password=secret`).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, password)) if !password.is_empty() => {
+                format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
             }
-        }
-        _ => url.to_owned(),
+            _ => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 async fn shutdown_signal() {
@@ -284,4 +313,33 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_logged_urls() {
+        for (url, shown) in [
+            ("sqlite://cartloop.db", "sqlite://cartloop.db"),
+            ("postgres://app@db:5432/x", "postgres://app@db:5432/x"),
+            ("postgres://app:@db/x", "postgres://app:@db/x"),
+            ("postgres://app:s3cret@db/x", "postgres://app:***@db/x"),
+            (
+                "smtp://u:p%40ss@mail:587?tls=starttls",
+                "smtp://u:***@mail:587?tls=starttls",
+            ),
+            (
+                "postgres://db/x?user=app&password=s3cret&sslmode=require",
+                "postgres://db/x?user=app&password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/x?sslpassword=k",
+                "postgres://db/x?sslpassword=***",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
 }

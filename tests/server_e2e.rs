@@ -346,16 +346,17 @@ async fn sqlite_and_outbox() {
     server.stop();
 }
 
-/// A message scheduled for later goes out when it falls due, not at the next poll: the
-/// window opens 4 s from now, the poll interval is a minute.
-#[tokio::test]
-async fn a_message_scheduled_for_later_is_sent_when_due() {
+/// An open demo conversation, the instant `after` from now, and an `ACTIVE_HOURS` setting
+/// whose window opens at that instant in the conversation's client's zone.
+fn window_opening_in(
+    after: ChronoDuration,
+) -> (cartloop::core::domain::Conversation, DateTime<Utc>, String) {
     let data = demo_data();
     let now = Utc::now();
     // A client whose local day is far from midnight, so the window fits in it.
     let (conversation, zone) = data
         .conversations
-        .iter()
+        .into_iter()
         .filter(|c| c.status == ConversationStatus::Open)
         .find_map(|c| {
             let client = data.clients.iter().find(|x| x.id == c.client_id)?;
@@ -364,12 +365,20 @@ async fn a_message_scheduled_for_later_is_sent_when_due() {
             (1..=21).contains(&hour).then_some((c, zone))
         })
         .expect("the demo zones span the day");
-    let opens = now + ChronoDuration::seconds(4);
+    let opens = now + after;
     let opens_local = opens.with_timezone(&zone).format("%H:%M:%S");
+    (conversation, opens, format!("{opens_local}-23:59:00"))
+}
+
+/// A message scheduled for later goes out when it falls due, not at the next poll: the
+/// window opens 4 s from now, the poll interval is a minute.
+#[tokio::test]
+async fn a_message_scheduled_for_later_is_sent_when_due() {
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(4));
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let mut envs = sqlite_and_outbox_settings(dir.path()).to_vec();
-    envs.push(("ACTIVE_HOURS", format!("{opens_local}-23:59:00")));
+    envs.push(("ACTIVE_HOURS", active_hours));
     envs.push(("DISPATCH_INTERVAL", "60s".to_owned()));
     let server = Server::start(&envs).await;
     server.get("/import_data/").await;
@@ -392,6 +401,91 @@ async fn a_message_scheduled_for_later_is_sent_when_due() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(Utc::now() >= send_at, "sent before the window opened");
+    server.stop();
+}
+
+/// SIGTERM while a relay is slow: the emails in flight finish, the rest of the claimed
+/// batch is handed back (not sent by a server that is going away, not left waiting for its
+/// lease), and the next start sends it. Every email arrives once.
+// Multi-threaded: the SMTP sinks run in this process and must keep answering while
+// `Server::stop` blocks its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_back_what_is_not_in_flight() {
+    use cartloop::mail::testing::{SinkBehavior, SmtpSink};
+    const POSTED: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let database = [(
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+    )];
+    // 2 s per email: one round of 8 in flight takes 2 s, the whole batch of 40 would take 10.
+    let slow = SmtpSink::start_with(SinkBehavior::slow(Duration::from_secs(2))).await;
+    // All fall due together when the window opens, so one pass claims them all.
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(3));
+    let mut envs = database.to_vec();
+    envs.push(("SMTP_URL", slow.url()));
+    envs.push(("DISPATCH_WORKERS", "1".to_owned()));
+    envs.push(("ACTIVE_HOURS", active_hours.clone()));
+    let server = Server::start(&envs).await;
+    server.get("/import_data/").await;
+    let mut chats = Vec::new();
+    for n in 0..POSTED {
+        let (status, posted) = server
+            .post_chat(
+                conversation.id.0,
+                conversation.operator_id.0,
+                &format!("Message {n}"),
+            )
+            .await;
+        assert_eq!(status, 201, "{posted}");
+        chats.push(posted["chatId"].as_i64().unwrap());
+    }
+    assert!(Utc::now() < opens, "posted before the window opened");
+    let until_open = (opens - Utc::now()).to_std().unwrap();
+    tokio::time::sleep(until_open + Duration::from_millis(700)).await;
+    let stopping = Instant::now();
+    server.stop();
+    let took = stopping.elapsed();
+    let first = slow.messages().len();
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    assert!(
+        (1..POSTED).contains(&first),
+        "{first} of {POSTED} sent before the stop"
+    );
+
+    let fast = SmtpSink::start().await;
+    let mut envs = database.to_vec();
+    envs.push(("SMTP_URL", fast.url()));
+    envs.push(("ACTIVE_HOURS", active_hours));
+    let server = Server::start(&envs).await;
+    let restarted = Instant::now();
+    wait_until("the rest of the emails", || {
+        let fast = &fast;
+        async move { first + fast.messages().len() >= POSTED }
+    })
+    .await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(10),
+        "the handed-back messages waited for a lease"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids: Vec<String> = slow
+        .messages()
+        .iter()
+        .chain(fast.messages().iter())
+        .map(|m| {
+            m.parse()
+                .header("Message-ID")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), POSTED, "each email exactly once");
+    for chat in chats {
+        assert_eq!(chat_status(&server, conversation.id.0, chat).await, "sent");
+    }
     server.stop();
 }
 

@@ -33,6 +33,7 @@ use crate::ports::{ClaimLimit, Clock, Email, MailErrorKind, Mailer, Storage, Sto
 use crate::template::Template;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,8 +116,8 @@ pub struct DispatchReport {
     pub failed: u32,
     /// Results not recorded because the claim had been taken over (lease expired).
     pub lost_claims: u32,
-    /// Claimed but handed back unsent because the pass ran past half the lease; due again
-    /// at once, without counting an attempt.
+    /// Claimed but handed back unsent because the pass ran past half the lease, or the
+    /// dispatcher was told to stop; due again at once, without counting an attempt.
     pub released: u32,
     /// Results not recorded because the storage failed; the lease will expire and the
     /// message will be claimed again.
@@ -174,6 +175,8 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
     observer: Option<Observer>,
+    /// Set by [`Dispatcher::stop`], shared by every clone.
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -198,7 +201,21 @@ impl Dispatcher {
             clock,
             config,
             observer: None,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Asks this dispatcher and all its clones to stop: a pass in progress lets the emails
+    /// in flight finish and hands the rest of its batch back at once, due now and without
+    /// counting an attempt, so that another dispatcher (or this one after a restart) takes
+    /// them without waiting for the lease to end. Later passes claim nothing.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Calls `observer` with every message's outcome (the server logs them).
@@ -232,6 +249,9 @@ impl Dispatcher {
     /// [`DispatchReport::storage_errors`] and resolved by the lease.
     pub async fn run_once(&self) -> Result<DispatchReport, StorageError> {
         let mut report = DispatchReport::default();
+        if self.is_stopping() {
+            return Ok(report);
+        }
         let now = self.clock.now();
         let limit = ClaimLimit {
             batch: self.config.batch_size,
@@ -258,7 +278,7 @@ impl Dispatcher {
         }
         let contexts = &contexts;
         let tallies = run_bounded(claimed, self.config.concurrency, |claim| async move {
-            if self.clock.now() >= send_until {
+            if self.is_stopping() || self.clock.now() >= send_until {
                 return self.release(claim, now).await;
             }
             match contexts.get(&claim.message.conversation_id) {
@@ -709,6 +729,56 @@ mod tests {
                 assert_eq!(stored.status, MessageStatus::Sent);
             }
         }
+    }
+
+    /// A mail server that takes 20 s per email and, during the second, the dispatcher is
+    /// told to stop.
+    struct StopDuringSecondSend {
+        clock: Arc<ManualClock>,
+        inner: RecordingMailer,
+        dispatcher: std::sync::OnceLock<Dispatcher>,
+    }
+
+    #[async_trait::async_trait]
+    impl Mailer for StopDuringSecondSend {
+        async fn send(&self, email: &Email) -> Result<(), MailError> {
+            if self.inner.attempts() == 1 {
+                self.dispatcher.get().unwrap().stop();
+            }
+            self.clock.advance(chrono::Duration::seconds(20));
+            self.inner.send(email).await
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_finishes_the_emails_in_flight_and_hands_back_the_rest() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let config = DispatchConfig {
+            concurrency: 1,
+            ..Default::default()
+        };
+        let mailer = Arc::new(StopDuringSecondSend {
+            clock: f.clock.clone(),
+            inner: RecordingMailer::new_ok(),
+            dispatcher: std::sync::OnceLock::new(),
+        });
+        let dispatcher =
+            Dispatcher::new(f.storage.clone(), mailer.clone(), f.clock.clone(), config);
+        let _ = mailer.dispatcher.set(dispatcher.clone());
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(post(&f, "hi").await);
+        }
+        let report = dispatcher.run_once().await.unwrap();
+        assert_eq!((report.claimed, report.sent, report.released), (5, 2, 3));
+        for id in &ids[2..] {
+            let stored = f.storage.message(*id).await.unwrap().unwrap();
+            assert_eq!((stored.status, stored.attempts), (MessageStatus::New, 0));
+        }
+        // Due at once for any other dispatcher; this one (and its clones) claims nothing more.
+        assert_eq!(f.storage.next_due().await.unwrap(), Some(nine_am_chicago()));
+        assert_eq!(dispatcher.clone().run_once().await.unwrap().claimed, 0);
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 3);
     }
 
     #[tokio::test]

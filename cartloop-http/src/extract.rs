@@ -81,12 +81,26 @@ pub(crate) fn parse_id(raw: &str) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
+/// How much of a value from the request an error message shows.
+const SHOWN: usize = 40;
+
 /// `raw` quoted for an error message, cut to its first 40 characters.
 pub(crate) fn quoted(raw: &str) -> String {
-    const SHOWN: usize = 40;
+    let (shown, more) = shown(raw);
+    format!("{shown:?}{more}")
+}
+
+/// `raw` cut to its first 40 characters for an error message, unquoted (e.g. a path).
+pub(crate) fn cut(raw: &str) -> String {
+    let (shown, more) = shown(raw);
+    format!("{shown}{more}")
+}
+
+/// The first 40 characters of `raw`, and `"..."` if there were more.
+fn shown(raw: &str) -> (&str, &'static str) {
     match raw.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{:?}...", &raw[..end]),
-        None => format!("{raw:?}"),
+        Some((end, _)) => (&raw[..end], "..."),
+        None => (raw, ""),
     }
 }
 

@@ -165,8 +165,10 @@ fn page(query: &HashMap<String, String>) -> Result<Page, ApiError> {
     let limit = match query.get("limit") {
         None => DEFAULT_PAGE,
         Some(raw) => raw
-            .parse::<u64>()
-            .ok()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| raw.parse::<u64>().ok())
+            .flatten()
             .filter(|n| *n > 0)
             .map(|n| n.min(u64::from(MAX_PAGE)) as u32)
             .ok_or_else(|| {
@@ -272,7 +274,11 @@ async fn import_data(State(state): State<AppState>) -> Result<Json<serde_json::V
 async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound {
         code: "route_not_found",
-        message: format!("no route for {} {}", request.method(), request.uri().path()),
+        message: format!(
+            "no route for {} {}",
+            request.method(),
+            extract::cut(request.uri().path())
+        ),
     }
 }
 

@@ -154,7 +154,7 @@ async fn paging_backwards_from_the_newest() {
     assert_eq!(*older.last().unwrap(), ids[0] - 1);
     let (_, all) = send(&app, "GET", "/conversation/1/", None).await;
     assert_eq!(all["chats"].as_array().unwrap().len(), 8);
-    for bad in ["limit=0", "limit=abc", "limit=-1", "before=x"] {
+    for bad in ["limit=0", "limit=abc", "limit=-1", "limit=%2B2", "before=x"] {
         let (status, body) = send(&app, "GET", &format!("/conversation/1/?{bad}"), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_error(&body, "invalid_query");
@@ -453,6 +453,13 @@ async fn unknown_routes_and_methods_are_json() {
     let (status, body) = send(&app, "GET", "/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "route_not_found");
+    assert_eq!(body["error"]["message"], "no route for GET /nope");
+    // A long path is not echoed back whole.
+    let long = format!("/{}", "z".repeat(60_000));
+    let (status, body) = send(&app, "GET", &long, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 100 && message.ends_with("..."), "{message}");
     let (status, body) = send(&app, "DELETE", "/chat/", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error(&body, "method_not_allowed");
