@@ -81,24 +81,48 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the server on a port the system picks (`BIND=127.0.0.1:0`), reads the address
+    /// from its start-up log line, and waits until it answers `/healthz`. Picking the port
+    /// in the server itself leaves no gap in which another process could take it.
     async fn start(envs: &[(&str, String)]) -> Self {
-        let port = free_port();
         let mut command = Command::new(server_binary());
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("BIND", "127.0.0.1:0")
             .env("DISPATCH_INTERVAL", "1s")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in envs {
             command.env(key, value);
         }
-        let child = command.spawn().expect("start the server binary");
+        let mut child = command.spawn().expect("start the server binary");
+        let stdout = child.stdout.take().unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        // Reads the log to its end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = address_tx.send(address.to_owned());
+                }
+            }
+        });
+        let address = match address_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not report its address: {:?}", child.wait());
+            }
+        };
         let server = Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{address}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -347,10 +371,12 @@ async fn sqlite_and_outbox() {
 }
 
 /// An open demo conversation, the instant `after` from now, and an `ACTIVE_HOURS` setting
-/// whose window opens at that instant in the conversation's client's zone.
+/// whose window opens at that instant in the conversation's client's zone. The server
+/// binary is built first, so that `after` is not spent building it.
 fn window_opening_in(
     after: ChronoDuration,
 ) -> (cartloop::core::domain::Conversation, DateTime<Utc>, String) {
+    server_binary();
     let data = demo_data();
     let now = Utc::now();
     // A client whose local day is far from midnight, so the window fits in it.
@@ -365,16 +391,17 @@ fn window_opening_in(
             (1..=21).contains(&hour).then_some((c, zone))
         })
         .expect("the demo zones span the day");
-    let opens = now + after;
+    // ACTIVE_HOURS is to the second: the window opens at the whole second.
+    let opens = DateTime::from_timestamp((now + after).timestamp(), 0).unwrap();
     let opens_local = opens.with_timezone(&zone).format("%H:%M:%S");
     (conversation, opens, format!("{opens_local}-23:59:00"))
 }
 
 /// A message scheduled for later goes out when it falls due, not at the next poll: the
-/// window opens 4 s from now, the poll interval is a minute.
+/// window opens 8 s from now, the poll interval is a minute.
 #[tokio::test]
 async fn a_message_scheduled_for_later_is_sent_when_due() {
-    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(4));
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(8));
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let mut envs = sqlite_and_outbox_settings(dir.path()).to_vec();
@@ -421,7 +448,7 @@ async fn sigterm_hands_back_what_is_not_in_flight() {
     // 2 s per email: one round of 8 in flight takes 2 s, the whole batch of 40 would take 10.
     let slow = SmtpSink::start_with(SinkBehavior::slow(Duration::from_secs(2))).await;
     // All fall due together when the window opens, so one pass claims them all.
-    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(3));
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(6));
     let mut envs = database.to_vec();
     envs.push(("SMTP_URL", slow.url()));
     envs.push(("DISPATCH_WORKERS", "1".to_owned()));
