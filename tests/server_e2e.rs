@@ -285,6 +285,30 @@ async fn exercise(server: &Server) -> ((i64, Pick), (i64, Pick)) {
     ((inside_chat, inside), (outside_chat, outside))
 }
 
+/// Stops and restarts the server: the conversations read the same, the sent chat is still
+/// `sent` and the waiting one still `new`. Gives the restarted server.
+async fn restart_loses_nothing(
+    server: Server,
+    envs: &[(&str, String)],
+    (inside, inside_chat): (&Pick, i64),
+    (outside, outside_chat): (&Pick, i64),
+) -> Server {
+    let conversations = [1, inside.conversation, outside.conversation];
+    let before = snapshot(&server, &conversations).await;
+    server.stop();
+    let server = Server::start(envs).await;
+    assert_eq!(snapshot(&server, &conversations).await, before);
+    assert_eq!(
+        chat_status(&server, inside.conversation, inside_chat).await,
+        "sent"
+    );
+    assert_eq!(
+        chat_status(&server, outside.conversation, outside_chat).await,
+        "new"
+    );
+    server
+}
+
 fn expected_body(pick: &Pick) -> String {
     match &pick.code {
         Some(code) => format!("Hi {}, your code is {code}", pick.client_name),
@@ -350,21 +374,13 @@ async fn sqlite_and_outbox() {
     assert_eq!(files, 1, "only the due message was sent");
 
     // Restart: nothing lost, nothing sent twice.
-    let before = snapshot(&server, &[1, inside.conversation, outside.conversation]).await;
-    server.stop();
-    let server = Server::start(&envs).await;
-    assert_eq!(
-        snapshot(&server, &[1, inside.conversation, outside.conversation]).await,
-        before
-    );
-    assert_eq!(
-        chat_status(&server, inside.conversation, inside_chat).await,
-        "sent"
-    );
-    assert_eq!(
-        chat_status(&server, outside.conversation, outside_chat).await,
-        "new"
-    );
+    let server = restart_loses_nothing(
+        server,
+        &envs,
+        (&inside, inside_chat),
+        (&outside, outside_chat),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
     server.stop();
@@ -564,21 +580,13 @@ async fn postgres_and_smtp() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 1, "the outside message waits");
 
-    let before = snapshot(&server, &[1, inside.conversation, outside.conversation]).await;
-    server.stop();
-    let server = Server::start(&envs).await;
-    assert_eq!(
-        snapshot(&server, &[1, inside.conversation, outside.conversation]).await,
-        before
-    );
-    assert_eq!(
-        chat_status(&server, inside.conversation, inside_chat).await,
-        "sent"
-    );
-    assert_eq!(
-        chat_status(&server, outside.conversation, outside_chat).await,
-        "new"
-    );
+    let server = restart_loses_nothing(
+        server,
+        &envs,
+        (&inside, inside_chat),
+        (&outside, outside_chat),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         sink.messages().len(),
