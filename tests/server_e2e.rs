@@ -309,6 +309,21 @@ async fn restart_loses_nothing(
     server
 }
 
+/// The email of chat `chat` carries its rendered text and its Message-ID, and the chat is
+/// (or soon becomes) `sent`.
+async fn delivered_as_rendered(server: &Server, email: &ParsedEmail, pick: &Pick, chat: i64) {
+    assert_eq!(email.body_text().trim_end(), expected_body(pick));
+    let message_id = email.header("Message-ID").unwrap_or_default();
+    assert!(
+        message_id.contains(&format!("cartloop.message.{chat}.")),
+        "{message_id}"
+    );
+    wait_until("the chat to be sent", || async {
+        chat_status(server, pick.conversation, chat).await == "sent"
+    })
+    .await;
+}
+
 fn expected_body(pick: &Pick) -> String {
     match &pick.code {
         Some(code) => format!("Hi {}, your code is {code}", pick.client_name),
@@ -354,16 +369,7 @@ async fn sqlite_and_outbox() {
     })
     .await;
     let email = ParsedEmail::parse(&std::fs::read(&file).unwrap());
-    assert_eq!(email.body_text().trim_end(), expected_body(&inside));
-    let message_id = email.header("Message-ID").unwrap_or_default();
-    assert!(
-        message_id.contains(&format!("cartloop.message.{inside_chat}.")),
-        "{message_id}"
-    );
-    wait_until("the chat to be sent", || async {
-        chat_status(&server, inside.conversation, inside_chat).await == "sent"
-    })
-    .await;
+    delivered_as_rendered(&server, &email, &inside, inside_chat).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!outbox.join(format!("message-{outside_chat}.eml")).exists());
     assert_eq!(
@@ -567,16 +573,7 @@ async fn postgres_and_smtp() {
     let mails = sink.messages();
     assert_eq!(mails.len(), 1);
     let email = mails[0].parse();
-    assert_eq!(email.body_text().trim_end(), expected_body(&inside));
-    let message_id = email.header("Message-ID").unwrap_or_default();
-    assert!(
-        message_id.contains(&format!("cartloop.message.{inside_chat}.")),
-        "{message_id}"
-    );
-    wait_until("the chat to be sent", || async {
-        chat_status(&server, inside.conversation, inside_chat).await == "sent"
-    })
-    .await;
+    delivered_as_rendered(&server, &email, &inside, inside_chat).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 1, "the outside message waits");
 
