@@ -1,23 +1,16 @@
-//! Writing and reading a conversation: the rules behind `POST /chat/` and
-//! `GET /conversation/{id}/`.
+//! Writing and reading messages: the rules behind `POST /chat/`, `POST /chat/preview/`,
+//! `GET /conversation/{id}/`, `GET /chat/{id}/`, `DELETE /chat/{id}/` and
+//! `POST /chat/{id}/retry/`.
 
-use crate::active_hours::ActiveHours;
 use crate::domain::{
     ConversationContext, ConversationStatus, Message, MessageStatus, NewMessage, Role,
 };
-use crate::ids::{ConversationId, UserId};
-use crate::ports::{Clock, Page, Storage, StorageError};
-use crate::validate::{Payload, ValidationError, ValidationPolicy};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ports::{Clock, Page, Storage, StorageError, Transition};
+use crate::rules::Rules;
+use crate::validate::{Payload, ValidationError};
 use chrono::{DateTime, Utc};
-
-/// The rules a new message is held to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChatRules {
-    /// Length and characters.
-    pub validation: ValidationPolicy,
-    /// When emails may go out.
-    pub active_hours: ActiveHours,
-}
+use chrono_tz::Tz;
 
 /// A message someone wants to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +21,7 @@ pub struct PostChat {
     pub user_id: UserId,
     /// The payload as written.
     pub payload: String,
-    /// Makes a retried request return the first result.
+    /// Makes a retried request return the first result (scoped to the user).
     pub idempotency_key: Option<String>,
 }
 
@@ -47,8 +40,8 @@ pub struct Posted {
     pub send_at: Option<DateTime<Utc>>,
 }
 
-/// Why a message was not stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a message was not stored (or previewed).
+#[derive(Debug, thiserror::Error)]
 pub enum PostChatError {
     /// No such conversation.
     #[error("conversation {0} not found")]
@@ -64,6 +57,9 @@ pub enum PostChatError {
     /// The conversation is resolved and takes no more messages.
     #[error("conversation {0} is resolved")]
     ConversationResolved(ConversationId),
+    /// The client unsubscribed: operators may not write to them any more.
+    #[error("client {0} unsubscribed and gets no more messages")]
+    ClientUnsubscribed(UserId),
     /// The payload failed validation.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -75,80 +71,143 @@ pub enum PostChatError {
     Storage(#[from] StorageError),
 }
 
-/// Validates and stores a message (SPEC §3–4).
+/// A checked message, before it is stored: what [`post_chat`] stores and
+/// [`preview_chat`] shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The conversation, with its store, operator and client.
+    pub context: ConversationContext,
+    /// Who writes.
+    pub role: Role,
+    /// The validated payload.
+    pub payload: Payload,
+    /// What the client receives (`None` for a client's message, which is never emailed).
+    pub rendered: Option<String>,
+    /// `new` for an operator's message, `received` for a client's.
+    pub status: MessageStatus,
+    /// When it will be sent (`None` for a client's message).
+    pub send_at: Option<DateTime<Utc>>,
+}
+
+impl Draft {
+    /// The zone the send instant is in: the client's, else the store's.
+    pub fn client_time_zone(&self) -> Tz {
+        self.context.client_time_zone()
+    }
+}
+
+/// Checks a message as [`post_chat`] would, at `now`, without storing anything.
 ///
 /// An operator's message is validated, rendered for the conversation's client (so a missing
-/// discount code or a too-long rendering is caught now) and stored as `new` with `send_at`
-/// the next instant inside the client's active hours. A client's message is validated and
-/// stored as `received`. Nothing is stored when an error is returned.
+/// discount code or a too-long rendering is caught now) and scheduled at the next instant
+/// inside the conversation's window (the store's, else the deployment's) in the client's
+/// zone. A client's message is validated and `received`.
+///
+/// # Errors
+/// See [`PostChatError`]; checks run in its order.
+pub async fn draft_chat(
+    storage: &dyn Storage,
+    rules: &Rules,
+    now: DateTime<Utc>,
+    conversation_id: ConversationId,
+    user_id: UserId,
+    payload: &str,
+) -> Result<Draft, PostChatError> {
+    let id = conversation_id;
+    let context = storage
+        .conversation(id)
+        .await?
+        .ok_or(PostChatError::ConversationNotFound(id))?;
+    let role = context
+        .role_of(user_id)
+        .ok_or(PostChatError::NotInConversation {
+            user: user_id,
+            conversation: id,
+        })?;
+    if context.conversation.status == ConversationStatus::Resolved {
+        return Err(PostChatError::ConversationResolved(id));
+    }
+    if role == Role::Operator && context.client.unsubscribed_at.is_some() {
+        return Err(PostChatError::ClientUnsubscribed(context.client.id));
+    }
+    let payload = Payload::parse(payload, &rules.validation)?;
+    let (rendered, status, send_at) = match role {
+        Role::Operator => {
+            let text = payload.render_checked(&context.render_values(), &rules.validation)?;
+            let hours = context.active_hours(rules.active_hours);
+            let at = hours.next_send_instant(now, context.client_time_zone());
+            (Some(text), MessageStatus::New, Some(at))
+        }
+        Role::Client => (None, MessageStatus::Received, None),
+    };
+    Ok(Draft {
+        context,
+        role,
+        payload,
+        rendered,
+        status,
+        send_at,
+    })
+}
+
+/// Validates and stores a message (SPEC §3–4): see [`draft_chat`] for the checks. Nothing is
+/// stored when an error is returned.
 ///
 /// # Errors
 /// See [`PostChatError`]; checks run in its order.
 pub async fn post_chat(
     storage: &dyn Storage,
     clock: &dyn Clock,
-    rules: &ChatRules,
+    rules: &Rules,
     request: PostChat,
 ) -> Result<Posted, PostChatError> {
-    let id = request.conversation_id;
-    let context = storage
-        .conversation(id)
-        .await?
-        .ok_or(PostChatError::ConversationNotFound(id))?;
-    let role = context
-        .role_of(request.user_id)
-        .ok_or(PostChatError::NotInConversation {
-            user: request.user_id,
-            conversation: id,
-        })?;
-    if context.conversation.status == ConversationStatus::Resolved {
-        return Err(PostChatError::ConversationResolved(id));
-    }
-    let payload = Payload::parse(&request.payload, &rules.validation)?;
     let now = clock.now();
-    let (status, send_at) = match role {
-        Role::Operator => {
-            payload.render_checked(&context.render_values(), &rules.validation)?;
-            let tz = context.client_time_zone();
-            (
-                MessageStatus::New,
-                Some(rules.active_hours.next_send_instant(now, tz)),
-            )
-        }
-        Role::Client => (MessageStatus::Received, None),
-    };
+    let draft = draft_chat(
+        storage,
+        rules,
+        now,
+        request.conversation_id,
+        request.user_id,
+        &request.payload,
+    )
+    .await?;
     let new = NewMessage {
-        conversation_id: id,
+        conversation_id: request.conversation_id,
         author_id: request.user_id,
-        payload: payload.into_string(),
-        status,
+        payload: draft.payload,
+        status: draft.status,
         created_at: now,
-        send_at,
+        send_at: draft.send_at,
         idempotency_key: request.idempotency_key,
     };
-    let inserted = storage.insert_message(new.clone()).await?;
+    let (status, send_at) = (new.status, new.send_at);
+    let (conversation_id, author_id) = (new.conversation_id, new.author_id);
+    let payload = new.payload.as_str().to_owned();
+    let inserted = storage.insert_message(new).await?;
     if inserted.created {
         return Ok(Posted {
             message: inserted.message,
             created: true,
-            status: new.status,
-            send_at: new.send_at,
+            status,
+            send_at,
         });
     }
     let first = inserted.message;
-    if first.conversation_id != new.conversation_id
-        || first.author_id != new.author_id
-        || first.payload != new.payload
+    if first.conversation_id != conversation_id
+        || first.author_id != author_id
+        || first.payload.as_str() != payload
     {
         return Err(PostChatError::IdempotencyKeyReused);
     }
     // The first request computed its send instant from its own `now`, its `created_at`:
-    // the same rule on the same instant gives the same answer.
-    let send_at = match role {
+    // the same rule on the same instant gives the same answer (unless the store's window
+    // changed in between, when the answer follows the window in force).
+    let send_at = match draft.role {
         Role::Operator => Some(
-            rules
-                .active_hours
-                .next_send_instant(first.created_at, context.client_time_zone()),
+            draft
+                .context
+                .active_hours(rules.active_hours)
+                .next_send_instant(first.created_at, draft.context.client_time_zone()),
         ),
         Role::Client => None,
     };
@@ -158,6 +217,29 @@ pub async fn post_chat(
         status,
         send_at,
     })
+}
+
+/// What `POST /chat/preview/` answers: [`draft_chat`] at the clock's now.
+///
+/// # Errors
+/// As [`post_chat`], without the idempotency error.
+pub async fn preview_chat(
+    storage: &dyn Storage,
+    clock: &dyn Clock,
+    rules: &Rules,
+    conversation_id: ConversationId,
+    user_id: UserId,
+    payload: &str,
+) -> Result<Draft, PostChatError> {
+    draft_chat(
+        storage,
+        rules,
+        clock.now(),
+        conversation_id,
+        user_id,
+        payload,
+    )
+    .await
 }
 
 /// A conversation and one page of its messages, oldest first.
@@ -178,11 +260,121 @@ pub async fn conversation_view(
     id: ConversationId,
     page: Page,
 ) -> Result<Option<ConversationView>, StorageError> {
-    let Some(context) = storage.conversation(id).await? else {
-        return Ok(None);
+    Ok(storage
+        .conversation_page(id, page)
+        .await?
+        .map(|(context, messages)| ConversationView { context, messages }))
+}
+
+/// One message with what the client receives (`GET /chat/{id}/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatView {
+    /// The message.
+    pub message: Message,
+    /// The text rendered for the client as the conversation is now: `None` for a client's
+    /// message, or when it no longer renders (e.g. the discount code was removed).
+    pub rendered_text: Option<String>,
+}
+
+/// Why a message could not be read, cancelled or retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// No such message.
+    #[error("chat {0} not found")]
+    NotFound(MessageId),
+    /// Only a `new` message can be cancelled.
+    #[error("chat {id} is {status}; only a new message can be cancelled")]
+    NotCancellable {
+        /// The message.
+        id: MessageId,
+        /// Its status.
+        status: MessageStatus,
+    },
+    /// Only a `failed` message can be retried.
+    #[error("chat {id} is {status}; only a failed message can be retried")]
+    NotRetryable {
+        /// The message.
+        id: MessageId,
+        /// Its status.
+        status: MessageStatus,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reads a message with its rendered text.
+///
+/// # Errors
+/// [`ChatError::NotFound`], storage failures.
+pub async fn chat_view(storage: &dyn Storage, id: MessageId) -> Result<ChatView, ChatError> {
+    let message = storage.message(id).await?.ok_or(ChatError::NotFound(id))?;
+    with_rendering(storage, message).await
+}
+
+async fn with_rendering(storage: &dyn Storage, message: Message) -> Result<ChatView, ChatError> {
+    let context = storage.conversation(message.conversation_id).await?;
+    let rendered_text = context.and_then(|context| {
+        (context.role_of(message.author_id) == Some(Role::Operator))
+            .then(|| message.payload.render(&context.render_values()).ok())
+            .flatten()
+    });
+    Ok(ChatView {
+        message,
+        rendered_text,
+    })
+}
+
+/// Cancels a `new` message: it is never sent afterwards. A dispatcher that claimed the
+/// message first wins (the message is `sending` and this answers
+/// [`ChatError::NotCancellable`]); once cancelled, no claim takes it.
+///
+/// # Errors
+/// [`ChatError::NotFound`], [`ChatError::NotCancellable`], storage failures.
+pub async fn cancel_chat(storage: &dyn Storage, id: MessageId) -> Result<ChatView, ChatError> {
+    match storage.cancel_message(id).await? {
+        Transition::Done(message) => with_rendering(storage, message).await,
+        Transition::WrongStatus(message) => Err(ChatError::NotCancellable {
+            id,
+            status: message.status,
+        }),
+        Transition::NotFound => Err(ChatError::NotFound(id)),
+    }
+}
+
+/// Puts a `failed` message back to `new`, due now if the client is inside the
+/// conversation's window, else at its next start.
+///
+/// # Errors
+/// [`ChatError::NotFound`], [`ChatError::NotRetryable`], storage failures.
+pub async fn retry_chat(
+    storage: &dyn Storage,
+    clock: &dyn Clock,
+    rules: &Rules,
+    id: MessageId,
+) -> Result<ChatView, ChatError> {
+    let message = storage.message(id).await?.ok_or(ChatError::NotFound(id))?;
+    if message.status != MessageStatus::Failed {
+        return Err(ChatError::NotRetryable {
+            id,
+            status: message.status,
+        });
+    }
+    let now = clock.now();
+    let at = match storage.conversation(message.conversation_id).await? {
+        Some(context) => context
+            .active_hours(rules.active_hours)
+            .next_send_instant(now, context.client_time_zone()),
+        None => now,
     };
-    let messages = storage.messages(id, page).await?;
-    Ok(Some(ConversationView { context, messages }))
+    match storage.retry_message(id, at).await? {
+        Transition::Done(message) => with_rendering(storage, message).await,
+        Transition::WrongStatus(message) => Err(ChatError::NotRetryable {
+            id,
+            status: message.status,
+        }),
+        Transition::NotFound => Err(ChatError::NotFound(id)),
+    }
 }
 
 #[cfg(test)]
@@ -215,7 +407,7 @@ mod tests {
         let posted = post_chat(
             &storage,
             &clock,
-            &ChatRules::default(),
+            &Rules::default(),
             request(
                 1,
                 24,
@@ -232,14 +424,9 @@ mod tests {
     async fn operator_message_outside_hours_waits_for_the_window() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 14, 59, 0).unwrap();
         let (storage, clock) = setup(now).await;
-        let posted = post_chat(
-            &storage,
-            &clock,
-            &ChatRules::default(),
-            request(1, 24, "hi"),
-        )
-        .await
-        .unwrap();
+        let posted = post_chat(&storage, &clock, &Rules::default(), request(1, 24, "hi"))
+            .await
+            .unwrap();
         assert_eq!(
             posted.message.send_at,
             Some(Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap())
@@ -252,7 +439,7 @@ mod tests {
         let posted = post_chat(
             &storage,
             &clock,
-            &ChatRules::default(),
+            &Rules::default(),
             request(1, 27, "Thanks!"),
         )
         .await
@@ -264,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn rejections_store_nothing() {
         let (storage, clock) = setup(Utc::now()).await;
-        let rules = ChatRules::default();
+        let rules = Rules::default();
         let page = Page {
             limit: 100,
             before: None,
@@ -293,7 +480,7 @@ mod tests {
         // 14:59Z is 08:59 in Chicago: scheduled for 09:00 local.
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 14, 59, 0).unwrap();
         let (storage, clock) = setup(now).await;
-        let rules = ChatRules::default();
+        let rules = Rules::default();
         let mut req = request(1, 24, "hello");
         req.idempotency_key = Some("k2".into());
         let first = post_chat(&storage, &clock, &rules, req.clone())
@@ -329,7 +516,7 @@ mod tests {
     #[tokio::test]
     async fn idempotency_key_returns_the_first_result() {
         let (storage, clock) = setup(Utc::now()).await;
-        let rules = ChatRules::default();
+        let rules = Rules::default();
         let mut req = request(1, 24, "hello");
         req.idempotency_key = Some("k1".into());
         let first = post_chat(&storage, &clock, &rules, req.clone())

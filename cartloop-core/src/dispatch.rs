@@ -30,7 +30,6 @@ use crate::concurrent::run_bounded;
 use crate::domain::{Claimed, ConversationContext, Message};
 use crate::ids::ConversationId;
 use crate::ports::{ClaimLimit, Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
-use crate::template::Template;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -351,9 +350,7 @@ impl Dispatcher {
         if !hours.contains(now, tz) {
             return Outcome::Deferred(hours.next_send_instant(now, tz));
         }
-        let body = match Template::parse(&message.payload)
-            .and_then(|t| t.render(&context.render_values()))
-        {
+        let body = match message.payload.render(&context.render_values()) {
             Ok(body) => body,
             Err(e) => return Outcome::Failed(format!("cannot render message: {e}")),
         };
@@ -387,8 +384,10 @@ pub fn compose_email(
         message_id_header: Email::message_id_for(
             message.id,
             message.created_at,
-            &context.store.sender_email,
+            context.store.sender_email.as_str(),
         ),
+        reply_to: None,
+        unsubscribe_url: None,
         from_name: context.store.name.clone(),
         from_address: context.store.sender_email.clone(),
         to_name: context.client.name.clone(),

@@ -1,6 +1,9 @@
 //! The entities of SPEC §2: stores, operators, clients, conversations and messages.
 
+use crate::active_hours::ActiveHours;
+use crate::email_address::EmailAddress;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use crate::validate::Payload;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -17,7 +20,9 @@ pub struct Store {
     /// The store's IANA time zone; the active-hours fallback for clients without one.
     pub time_zone: Tz,
     /// The address emails to this store's clients are sent from.
-    pub sender_email: String,
+    pub sender_email: EmailAddress,
+    /// The store's own delivery window; `None`: the deployment's default.
+    pub active_hours: Option<ActiveHours>,
 }
 
 /// A store employee who writes to clients.
@@ -41,9 +46,13 @@ pub struct Client {
     /// Display name (the `username` placeholder).
     pub name: String,
     /// Where the client's emails go.
-    pub email: String,
+    pub email: EmailAddress,
     /// The client's IANA time zone, if known.
     pub time_zone: Option<Tz>,
+    /// When the client unsubscribed (SPEC §8); `None` while subscribed. An unsubscribed
+    /// client gets no more email: new operator messages are refused and waiting ones are
+    /// `suppressed` at send time.
+    pub unsubscribed_at: Option<DateTime<Utc>>,
 }
 
 /// Whether a conversation still takes messages.
@@ -92,6 +101,12 @@ impl ConversationContext {
         self.client.time_zone.unwrap_or(self.store.time_zone)
     }
 
+    /// The window this conversation's emails keep to: the store's own, else `default` (the
+    /// deployment's).
+    pub fn active_hours(&self, default: ActiveHours) -> ActiveHours {
+        self.store.active_hours.unwrap_or(default)
+    }
+
     /// Who `user` is in this conversation, if anyone.
     pub fn role_of(&self, user: UserId) -> Option<Role> {
         if user == self.operator.id {
@@ -125,8 +140,10 @@ pub enum Role {
 /// Where a message is in its life.
 ///
 /// An operator's message goes `new` → `sending` → `sent` | `failed`; `sending` may go back to
-/// `new` when it is re-scheduled (outside active hours, or a transient failure). A client's
-/// message is `received` and never emailed.
+/// `new` when it is re-scheduled (outside active hours, or a transient failure); `new` →
+/// `cancelled` (an operator cancelled it); `sending` → `suppressed` (the client had
+/// unsubscribed); `failed` → `new` (an operator retried it). A client's message is
+/// `received` and never emailed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
@@ -136,10 +153,14 @@ pub enum MessageStatus {
     Sending,
     /// Accepted by the mail server.
     Sent,
-    /// Given up: permanent error or too many attempts (see `last_error`).
+    /// Given up: permanent error or too old to send (see `last_error`).
     Failed,
     /// Written by the client; never emailed.
     Received,
+    /// Cancelled by an operator before it was sent; never sent afterwards.
+    Cancelled,
+    /// Not sent because the client unsubscribed.
+    Suppressed,
 }
 
 impl MessageStatus {
@@ -151,7 +172,26 @@ impl MessageStatus {
             Self::Sent => "sent",
             Self::Failed => "failed",
             Self::Received => "received",
+            Self::Cancelled => "cancelled",
+            Self::Suppressed => "suppressed",
         }
+    }
+
+    /// Every status, in the order of the type.
+    pub const ALL: [Self; 7] = [
+        Self::New,
+        Self::Sending,
+        Self::Sent,
+        Self::Failed,
+        Self::Received,
+        Self::Cancelled,
+        Self::Suppressed,
+    ];
+
+    /// Whether a message in this status still waits to be sent (`new` or `sending`): what
+    /// `pendingCount` counts.
+    pub const fn is_pending(self) -> bool {
+        matches!(self, Self::New | Self::Sending)
     }
 }
 
@@ -176,6 +216,8 @@ impl FromStr for MessageStatus {
             "sent" => Self::Sent,
             "failed" => Self::Failed,
             "received" => Self::Received,
+            "cancelled" => Self::Cancelled,
+            "suppressed" => Self::Suppressed,
             other => return Err(UnknownStatus(other.to_owned())),
         })
     }
@@ -218,8 +260,9 @@ pub struct Message {
     pub conversation_id: ConversationId,
     /// Who wrote it: the conversation's operator or client.
     pub author_id: UserId,
-    /// The payload exactly as written (placeholders not rendered).
-    pub payload: String,
+    /// The payload exactly as written (placeholders not rendered), validated when it was
+    /// written and parsed once when loaded.
+    pub payload: Payload,
     /// Where it is in its life.
     pub status: MessageStatus,
     /// When it was stored.
@@ -242,15 +285,91 @@ pub struct NewMessage {
     /// Who wrote it.
     pub author_id: UserId,
     /// The validated payload as written.
-    pub payload: String,
+    pub payload: Payload,
     /// `New` for operators, `Received` for clients.
     pub status: MessageStatus,
     /// When it was written.
     pub created_at: DateTime<Utc>,
     /// When it may be emailed (`None` for client messages).
     pub send_at: Option<DateTime<Utc>>,
-    /// A client-chosen key: a second insert with the same key returns the first message.
+    /// A client-chosen key, scoped to the author: a second insert by the same author with
+    /// the same key returns the first message.
     pub idempotency_key: Option<String>,
+}
+
+/// A store to create (`POST /stores/`); the storage assigns the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStore {
+    /// Display name.
+    pub name: String,
+    /// IANA time zone.
+    pub time_zone: Tz,
+    /// Sender address.
+    pub sender_email: EmailAddress,
+    /// Own window, or `None` for the deployment's.
+    pub active_hours: Option<ActiveHours>,
+}
+
+/// An operator to create (`POST /operators/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOperator {
+    /// Display name.
+    pub name: String,
+    /// The store, which must exist.
+    pub store_id: StoreId,
+    /// The group, e.g. `sales`.
+    pub group: String,
+}
+
+/// A client to create (`POST /clients/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClient {
+    /// Display name.
+    pub name: String,
+    /// Address; unique among clients (compared case-insensitively).
+    pub email: EmailAddress,
+    /// IANA zone, if known.
+    pub time_zone: Option<Tz>,
+}
+
+/// Changes to a client (`PATCH /client/{id}/`); `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New address (unique among clients).
+    pub email: Option<EmailAddress>,
+    /// New zone: `Some(None)` clears it (the store's zone applies).
+    pub time_zone: Option<Option<Tz>>,
+}
+
+/// A conversation to create (`POST /conversations/`); it starts `open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversation {
+    /// The store.
+    pub store_id: StoreId,
+    /// The store's operator.
+    pub operator_id: UserId,
+    /// The client.
+    pub client_id: UserId,
+    /// The `discountCode` placeholder's value.
+    pub discount_code: Option<String>,
+}
+
+/// Rows loaded as they are, ids included, by [`crate::ports::Storage::import`]: e.g. the demo
+/// data set ([`crate::demo::demo_data`]) or a migration from another system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dataset {
+    /// Stores.
+    pub stores: Vec<Store>,
+    /// Operators.
+    pub operators: Vec<Operator>,
+    /// Clients.
+    pub clients: Vec<Client>,
+    /// Conversations.
+    pub conversations: Vec<Conversation>,
+    /// Messages.
+    pub messages: Vec<Message>,
 }
 
 /// A message claimed by a dispatcher, with what is needed to email it.

@@ -42,12 +42,18 @@
 pub mod active_hours;
 pub mod chat;
 mod concurrent;
+pub mod conversations;
 pub mod demo;
+pub mod directory;
 pub mod dispatch;
 pub mod domain;
+pub mod email_address;
 pub mod ids;
+pub mod inbound;
 pub mod ports;
+pub mod rules;
 pub mod template;
+pub mod text;
 pub mod validate;
 
 #[cfg(any(test, feature = "test-utils"))]

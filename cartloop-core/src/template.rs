@@ -5,7 +5,6 @@
 //! `username` (the client's name), `discountCode` (the conversation's code) and `operator`
 //! (the operator's name; `operator.Name` is the same).
 
-use crate::validate::{Charset, ValidationError};
 use std::fmt;
 
 /// A value a placeholder stands for.
@@ -71,33 +70,39 @@ pub struct RenderValues<'a> {
     pub operator: &'a str,
 }
 
-/// A parsed template. Once it exists its placeholder syntax is valid.
+/// A placeholder whose value the conversation lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("placeholder '{field}' at position {position} has no value in this conversation")]
+pub struct MissingValue {
+    /// The placeholder.
+    pub field: Field,
+    /// Where its opening delimiter stands (0-based character index).
+    pub position: usize,
+}
+
+/// A parsed template. Once it exists its placeholder syntax is valid. Templates are built by
+/// [`crate::validate::Payload`] (which checks a new payload) or as a [`literal`](Self::literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
 }
 
 impl Template {
-    /// Parses placeholder syntax only, accepting any other character.
-    ///
-    /// This is how a stored payload, validated when it was written, is read back for
-    /// rendering. New payloads go through [`crate::validate::Payload::parse`].
-    ///
-    /// # Errors
-    /// An unclosed, empty, malformed or unknown placeholder.
-    ///
-    /// ```
-    /// use cartloop_core::template::{RenderValues, Template};
-    /// let t = Template::parse("Hi {{username}}").unwrap();
-    /// let values = RenderValues { username: "Ann", discount_code: None, operator: "Bo" };
-    /// assert_eq!(t.render(&values).unwrap(), "Hi Ann");
-    /// ```
-    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        scan(raw, None)
+    /// A template of these segments; the scanner in [`crate::validate`] builds them.
+    pub(crate) fn from_segments(segments: Vec<Segment>) -> Self {
+        Self { segments }
     }
 
-    pub(crate) fn parse_with(raw: &str, charset: &Charset) -> Result<Self, ValidationError> {
-        scan(raw, Some(charset))
+    /// A template that is all text: `text` renders to itself, whatever it contains.
+    pub fn literal(text: &str) -> Self {
+        if text.is_empty() {
+            return Self {
+                segments: Vec::new(),
+            };
+        }
+        Self {
+            segments: vec![Segment::Text(text.to_owned())],
+        }
     }
 
     /// The template's segments in order.
@@ -116,9 +121,9 @@ impl Template {
     /// Renders the template with `values`.
     ///
     /// # Errors
-    /// [`ValidationError::MissingValue`] when a placeholder's value is absent (a
-    /// `discountCode` in a conversation without one).
-    pub fn render(&self, values: &RenderValues<'_>) -> Result<String, ValidationError> {
+    /// [`MissingValue`] when a placeholder's value is absent (a `discountCode` in a
+    /// conversation without one).
+    pub fn render(&self, values: &RenderValues<'_>) -> Result<String, MissingValue> {
         let mut out = String::with_capacity(self.segments.iter().map(segment_len).sum());
         for segment in &self.segments {
             match segment {
@@ -132,8 +137,8 @@ impl Template {
                     match value {
                         Some(value) => out.push_str(value),
                         None => {
-                            return Err(ValidationError::MissingValue {
-                                name: field.name().to_owned(),
+                            return Err(MissingValue {
+                                field: *field,
                                 position: *position,
                             })
                         }
@@ -152,97 +157,14 @@ fn segment_len(segment: &Segment) -> usize {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '.'
-}
-
-/// The one scanner behind [`Template::parse`] and payload validation: with a charset, every
-/// character outside a placeholder must be in it, and `<`/`>` are only delimiters.
-fn scan(raw: &str, charset: Option<&Charset>) -> Result<Template, ValidationError> {
-    let chars: Vec<char> = raw.chars().collect();
-    let mut segments = Vec::new();
-    let mut text = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let closer = match (c, next) {
-            ('<', Some('<')) => Some('>'),
-            ('{', Some('{')) => Some('}'),
-            _ => None,
-        };
-        if let Some(closer) = closer {
-            let (field, end) = placeholder(&chars, i, closer)?;
-            if !text.is_empty() {
-                segments.push(Segment::Text(std::mem::take(&mut text)));
-            }
-            segments.push(Segment::Field { field, position: i });
-            i = end;
-            continue;
-        }
-        if let Some(charset) = charset {
-            if c == '<' || c == '>' || !charset.contains(c) {
-                return Err(ValidationError::InvalidCharacter {
-                    character: c,
-                    position: i,
-                });
-            }
-        }
-        text.push(c);
-        i += 1;
-    }
-    if !text.is_empty() {
-        segments.push(Segment::Text(text));
-    }
-    Ok(Template { segments })
-}
-
-/// Parses the placeholder opening at `start`; returns its field and the index after it.
-fn placeholder(
-    chars: &[char],
-    start: usize,
-    closer: char,
-) -> Result<(Field, usize), ValidationError> {
-    let at = |i: usize| chars.get(i).copied();
-    let mut i = start + 2;
-    while at(i) == Some(' ') {
-        i += 1;
-    }
-    let name_start = i;
-    while at(i).is_some_and(is_name_char) {
-        i += 1;
-    }
-    let name_end = i;
-    while at(i) == Some(' ') {
-        i += 1;
-    }
-    let closed = at(i) == Some(closer) && at(i + 1) == Some(closer);
-    if !closed {
-        let closes_later = chars[i..].windows(2).any(|w| w == [closer, closer]);
-        return Err(match at(i) {
-            Some(character) if closes_later => ValidationError::InvalidPlaceholder {
-                character,
-                position: i,
-            },
-            _ => ValidationError::UnclosedPlaceholder { position: start },
-        });
-    }
-    if name_start == name_end {
-        return Err(ValidationError::EmptyPlaceholder { position: start });
-    }
-    let name: String = chars[name_start..name_end].iter().collect();
-    match Field::from_name(&name) {
-        Some(field) => Ok((field, i + 2)),
-        None => Err(ValidationError::UnknownPlaceholder {
-            name,
-            position: start,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::{Payload, ValidationError};
+
+    fn parse(raw: &str) -> Result<Template, ValidationError> {
+        Payload::stored(raw).map(|p| p.template().clone())
+    }
     use proptest::prelude::*;
 
     const VALUES: RenderValues<'static> = RenderValues {
@@ -257,7 +179,7 @@ mod tests {
             "Sure {{ username }}, code {{ discountCode }} from {{operator}}",
             "Sure <<username>>, code <<  discountCode  >> from << operator.Name >>",
         ] {
-            let t = Template::parse(raw).unwrap();
+            let t = parse(raw).unwrap();
             assert_eq!(
                 t.render(&VALUES).unwrap(),
                 "Sure Ann, code PROMO50 from Bob"
@@ -267,7 +189,7 @@ mod tests {
 
     #[test]
     fn missing_discount_code_is_an_error_naming_it() {
-        let t = Template::parse("code: <<discountCode>>").unwrap();
+        let t = parse("code: <<discountCode>>").unwrap();
         let values = RenderValues {
             discount_code: None,
             ..VALUES
@@ -275,8 +197,8 @@ mod tests {
         let err = t.render(&values).unwrap_err();
         assert_eq!(
             err,
-            ValidationError::MissingValue {
-                name: "discountCode".into(),
+            MissingValue {
+                field: Field::DiscountCode,
                 position: 6
             }
         );
@@ -290,26 +212,26 @@ mod tests {
     #[test]
     fn syntax_errors_carry_positions() {
         assert_eq!(
-            Template::parse("hi << username").unwrap_err(),
+            parse("hi << username").unwrap_err(),
             ValidationError::UnclosedPlaceholder { position: 3 }
         );
         assert_eq!(
-            Template::parse("hi {{ username >>").unwrap_err(),
+            parse("hi {{ username >>").unwrap_err(),
             ValidationError::UnclosedPlaceholder { position: 3 }
         );
         assert_eq!(
-            Template::parse("<< user name >>").unwrap_err(),
+            parse("<< user name >>").unwrap_err(),
             ValidationError::InvalidPlaceholder {
                 character: 'n',
                 position: 8
             }
         );
         assert_eq!(
-            Template::parse("x <<  >>").unwrap_err(),
+            parse("x <<  >>").unwrap_err(),
             ValidationError::EmptyPlaceholder { position: 2 }
         );
         assert_eq!(
-            Template::parse("x {{ coupon }}").unwrap_err(),
+            parse("x {{ coupon }}").unwrap_err(),
             ValidationError::UnknownPlaceholder {
                 name: "coupon".into(),
                 position: 2
@@ -319,7 +241,7 @@ mod tests {
 
     #[test]
     fn segments_keep_text_between_fields() {
-        let t = Template::parse("a{{username}}b<<operator>>").unwrap();
+        let t = parse("a{{username}}b<<operator>>").unwrap();
         assert_eq!(
             t.segments(),
             &[
@@ -344,19 +266,19 @@ mod tests {
     proptest! {
         #[test]
         fn text_without_placeholders_renders_to_itself(s in "[^<{]*") {
-            let t = Template::parse(&s).unwrap();
+            let t = parse(&s).unwrap();
             prop_assert_eq!(t.render(&VALUES).unwrap(), s);
         }
 
         #[test]
         fn parse_never_panics(s in any::<String>()) {
-            let _ = Template::parse(&s);
+            let _ = parse(&s);
         }
 
         #[test]
         fn rendering_substitutes_every_field(name in "[A-Za-z ]{0,20}", pre in "[a-z ]{0,10}", post in "[a-z ]{0,10}") {
             let values = RenderValues { username: &name, ..VALUES };
-            let t = Template::parse(&format!("{pre}<<username>>{post}")).unwrap();
+            let t = parse(&format!("{pre}<<username>>{post}")).unwrap();
             prop_assert_eq!(t.render(&values).unwrap(), format!("{pre}{name}{post}"));
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Positions in errors are 0-based character indexes into the payload as written.
 
-use crate::template::{RenderValues, Template};
+use crate::template::{Field, MissingValue, RenderValues, Segment, Template};
 use std::fmt;
 
 /// The default longest payload, in characters: payloads must be shorter than 300.
@@ -157,6 +157,15 @@ pub enum ValidationError {
     },
 }
 
+impl From<MissingValue> for ValidationError {
+    fn from(e: MissingValue) -> Self {
+        Self::MissingValue {
+            name: e.field.name().to_owned(),
+            position: e.position,
+        }
+    }
+}
+
 /// `c` as an error message shows it: in single quotes (`'é'`), a `'` in double quotes, and
 /// characters that would not show (controls, spacing other than a plain space, invisible
 /// format characters) escaped: `'\t'`, `'\u{a0}'`.
@@ -237,11 +246,36 @@ impl Payload {
                 max: policy.max_chars,
             });
         }
-        let template = Template::parse_with(raw, &policy.charset)?;
+        if raw.chars().all(|c| c == ' ' || c == '\n') {
+            return Err(ValidationError::Empty);
+        }
+        let template = scan(raw, Some(&policy.charset))?;
         Ok(Self {
             raw: raw.to_owned(),
             template,
         })
+    }
+
+    /// A payload read back from storage: it was validated when it was written, so only its
+    /// placeholder syntax is parsed (the character set and length in force today may differ
+    /// from those it was written under).
+    ///
+    /// # Errors
+    /// A placeholder error: the stored text was not written through [`Payload::parse`].
+    pub fn stored(raw: &str) -> Result<Self, ValidationError> {
+        Ok(Self {
+            raw: raw.to_owned(),
+            template: scan(raw, None)?,
+        })
+    }
+
+    /// Text that is never rendered, kept as it is: a client's reply received by email
+    /// (SPEC §8), which is not held to the payload rules.
+    pub fn text(raw: &str) -> Self {
+        Self {
+            raw: raw.to_owned(),
+            template: Template::literal(raw),
+        }
     }
 
     /// The payload as written.
@@ -254,6 +288,14 @@ impl Payload {
         &self.template
     }
 
+    /// Renders the payload for a conversation.
+    ///
+    /// # Errors
+    /// [`ValidationError::MissingValue`].
+    pub fn render(&self, values: &RenderValues<'_>) -> Result<String, ValidationError> {
+        Ok(self.template.render(values)?)
+    }
+
     /// Renders the payload for a conversation and checks the rendered length.
     ///
     /// # Errors
@@ -263,7 +305,7 @@ impl Payload {
         values: &RenderValues<'_>,
         policy: &ValidationPolicy,
     ) -> Result<String, ValidationError> {
-        let text = self.template.render(values)?;
+        let text = self.render(values)?;
         let length = text.chars().count();
         if length > policy.max_chars {
             return Err(ValidationError::RenderedTooLong {
@@ -283,6 +325,94 @@ impl Payload {
 impl fmt::Display for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+}
+
+/// The one scanner behind [`Payload::parse`] and [`Payload::stored`]: with a charset, every
+/// character outside a placeholder must be in it, and `<`/`>` are only delimiters.
+fn scan(raw: &str, charset: Option<&Charset>) -> Result<Template, ValidationError> {
+    let chars: Vec<char> = raw.chars().collect();
+    let mut segments = Vec::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let closer = match (c, next) {
+            ('<', Some('<')) => Some('>'),
+            ('{', Some('{')) => Some('}'),
+            _ => None,
+        };
+        if let Some(closer) = closer {
+            let (field, end) = placeholder(&chars, i, closer)?;
+            if !text.is_empty() {
+                segments.push(Segment::Text(std::mem::take(&mut text)));
+            }
+            segments.push(Segment::Field { field, position: i });
+            i = end;
+            continue;
+        }
+        if let Some(charset) = charset {
+            if c == '<' || c == '>' || !charset.contains(c) {
+                return Err(ValidationError::InvalidCharacter {
+                    character: c,
+                    position: i,
+                });
+            }
+        }
+        text.push(c);
+        i += 1;
+    }
+    if !text.is_empty() {
+        segments.push(Segment::Text(text));
+    }
+    Ok(Template::from_segments(segments))
+}
+
+/// Parses the placeholder opening at `start`; returns its field and the index after it.
+fn placeholder(
+    chars: &[char],
+    start: usize,
+    closer: char,
+) -> Result<(Field, usize), ValidationError> {
+    let at = |i: usize| chars.get(i).copied();
+    let mut i = start + 2;
+    while at(i) == Some(' ') {
+        i += 1;
+    }
+    let name_start = i;
+    while at(i).is_some_and(is_name_char) {
+        i += 1;
+    }
+    let name_end = i;
+    while at(i) == Some(' ') {
+        i += 1;
+    }
+    let closed = at(i) == Some(closer) && at(i + 1) == Some(closer);
+    if !closed {
+        let closes_later = chars[i..].windows(2).any(|w| w == [closer, closer]);
+        return Err(match at(i) {
+            Some(character) if closes_later => ValidationError::InvalidPlaceholder {
+                character,
+                position: i,
+            },
+            _ => ValidationError::UnclosedPlaceholder { position: start },
+        });
+    }
+    if name_start == name_end {
+        return Err(ValidationError::EmptyPlaceholder { position: start });
+    }
+    let name: String = chars[name_start..name_end].iter().collect();
+    match Field::from_name(&name) {
+        Some(field) => Ok((field, i + 2)),
+        None => Err(ValidationError::UnknownPlaceholder {
+            name,
+            position: start,
+        }),
     }
 }
 
@@ -310,6 +440,8 @@ mod tests {
             }
         );
         assert_eq!(code(""), "empty_payload");
+        assert_eq!(code(" "), "empty_payload");
+        assert_eq!(code("  \n \n"), "empty_payload");
         assert!(parse("a").is_ok());
     }
 

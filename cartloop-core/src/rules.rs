@@ -1,0 +1,16 @@
+//! The rules a deployment sets once and every part keeps to: how a payload is validated and
+//! the default delivery window. Writing a message ([`crate::chat`]) and sending it
+//! ([`crate::dispatch`]) read the same [`Rules`], so the window is configured in one place.
+
+use crate::active_hours::ActiveHours;
+use crate::validate::ValidationPolicy;
+
+/// The deployment's rules. The defaults are SPEC §3–4's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Length and characters of payloads.
+    pub validation: ValidationPolicy,
+    /// When emails may go out, in the client's local time, for stores without their own
+    /// window.
+    pub active_hours: ActiveHours,
+}
