@@ -1,85 +1,98 @@
 //! The dispatch rules (SPEC §4): claim due messages with a lease, re-check the window,
 //! render, send, and record the result of each message as soon as it is known.
 //!
-//! [`Dispatcher::run_once`] is one pass; the caller (the server) loops, sleeping until
-//! [`Dispatcher::next_wake`] or a poll interval. A pass keeps up to
-//! [`DispatchConfig::concurrency`] emails in flight, all on the caller's task: it is
-//! runtime-agnostic, with no timers and no spawned tasks.
+//! [`Dispatcher::run`] is the loop a server runs (one per worker): a pass, then sleep until
+//! the next message is due (at most [`DispatchConfig::poll_interval`]), woken early by
+//! [`Dispatcher::wake`] — which the storage's `watch_due` calls for every new message, on
+//! every server sharing a PostgreSQL database — and ended by [`Dispatcher::stop`].
+//! [`Dispatcher::run_once`] is one pass. Everything runs on the caller's task and reads time
+//! through the [`Clock`] port: no runtime, no spawned tasks, and tests never sleep.
 //!
-//! With [`DispatchConfig::hourly_cap`], the storage claims no more than the cap leaves,
-//! counting recent sends and claims in flight, atomically across every dispatcher on the
-//! same database.
+//! A pass claims up to [`DispatchConfig::batch_size`] messages (fewer under the hourly cap,
+//! which the storage enforces atomically across every dispatcher on the same database) and
+//! keeps up to [`DispatchConfig::concurrency`] emails in flight. While it sends, it renews
+//! the leases of the messages it still holds every third of the lease (a heartbeat), so the
+//! lease can be short and a crashed server's messages go out again within about a lease.
 //!
 //! Outcomes of one claimed message:
-//! - outside the client's active hours now (the zone may have changed): back to `new` at the
-//!   next window start, without counting an attempt;
+//! - the client unsubscribed: `suppressed`;
+//! - outside the conversation's window now (the client's zone or the store's window may
+//!   have changed): back to `new` at the next window start, without counting an attempt;
 //! - the payload no longer renders (e.g. the discount code was removed): `failed`;
 //! - sent: `sent`;
 //! - permanent mail error: `failed` with the reason;
-//! - transient or ambiguous mail error: back to `new` after an exponential backoff
-//!   (`backoff_base * 2^(attempts-1)`, capped), or `failed` once `max_attempts` is reached.
-//!   An *ambiguous* error (the server may already have accepted the email) is retried too: a
-//!   possible duplicate, which receivers drop by its stable `Message-ID`, is better than a
-//!   lost email.
+//! - transient or ambiguous mail error: tried again after an exponential backoff
+//!   (`backoff_base * 2^(attempts-1)`, capped at `backoff_max`), moved to the window's next
+//!   start when it falls outside; `failed` once the next try would come more than
+//!   [`DispatchConfig::max_message_age`] after the message's `send_at`. Retries are by age,
+//!   not count, so an SMTP outage of hours fails nothing. An *ambiguous* error (the server
+//!   may already have accepted the email) is retried too: a possible duplicate, which
+//!   receivers drop by its stable `Message-ID`, is better than a lost email.
 //!
-//! A dispatcher that dies mid-send loses nothing: its lease expires and the message is
-//! claimed again.
+//! Recording a result retries transient storage errors with backoff for as long as the
+//! claim holds (recording is idempotent under the fence), each retry reported to the
+//! observer; a message whose conversation cannot be read is handed back at once. Whatever
+//! could not be recorded is reported with its cause and counted, never dropped silently;
+//! its lease ends and the message is claimed again.
 
-use crate::active_hours::ActiveHours;
-use crate::concurrent::run_bounded;
-use crate::domain::{Claimed, ConversationContext, Message};
-use crate::ids::ConversationId;
-use crate::ports::{ClaimLimit, Clock, Email, MailErrorKind, Mailer, Storage, StorageError};
+use crate::concurrent::{first, run_bounded, while_running, Signal};
+use crate::domain::{ClaimToken, Claimed, ConversationContext, Message};
+use crate::ids::{ConversationId, MessageId};
+use crate::ports::{
+    ClaimLimit, Clock, DueCallback, Email, Links, MailErrorKind, Mailer, Storage, StorageError,
+};
+use crate::rules::Rules;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How the dispatcher behaves.
+/// How the dispatcher behaves. The delivery window is not here: it is the deployment's
+/// [`Rules`] (or the store's own), shared with the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchConfig {
-    /// The delivery window, re-checked at send time.
-    pub active_hours: ActiveHours,
-    /// How long a claim lasts before another dispatcher may take the message. A pass stops
-    /// sending once half of it has gone and releases the rest of its batch, so a slow mail
-    /// server never lets a claim expire while its email is still to be sent (which would let
-    /// a second dispatcher send it too). Keep it well above the mailer's worst-case send time.
+    /// How long a claim lasts unless renewed. A pass renews the claims it still holds every
+    /// third of it, and starts no send once less than half of it is left (when renewals
+    /// fail), so a claim never expires while its email is being sent in normal operation.
+    /// A crashed dispatcher's messages are claimed again once it ends.
     pub lease: Duration,
     /// Most messages claimed per pass.
     pub batch_size: u32,
-    /// Most emails of a pass in flight at once (at least one). Each message is started only
-    /// when a slot is free, and the half-lease rule above applies when it starts.
+    /// Most emails of a pass in flight at once (at least one).
     pub concurrency: usize,
-    /// Claims after which a transiently failing message is marked `failed`.
-    pub max_attempts: u32,
-    /// First retry delay; doubles with each attempt.
+    /// First retry delay after a transient failure; doubles with each attempt.
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
+    /// A message is given up (`failed`) once its next try would come this long after its
+    /// `send_at` (SPEC §6 `MAX_MESSAGE_AGE`). Every message is tried at least once.
+    pub max_message_age: Duration,
     /// At most this many emails per rolling hour (`None`: no cap). The storage enforces it
     /// while claiming, so it holds across the tasks, processes and servers that share one
     /// database (see [`ClaimLimit::hourly_cap`]).
     pub hourly_cap: Option<u32>,
+    /// The longest [`Dispatcher::run`] sleeps between passes when nothing wakes it.
+    pub poll_interval: Duration,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
-            active_hours: ActiveHours::default(),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
             batch_size: 100,
             concurrency: 8,
-            max_attempts: 5,
             backoff_base: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(15 * 60),
+            max_message_age: Duration::from_secs(24 * 3600),
             hourly_cap: None,
+            poll_interval: Duration::from_secs(5),
         }
     }
 }
 
 impl DispatchConfig {
-    /// The delay before retry number `attempts` (1-based) after a transient failure.
+    /// The delay before the retry that follows attempt number `attempts` (1-based).
     ///
     /// ```
     /// use cartloop_core::dispatch::DispatchConfig;
@@ -87,7 +100,7 @@ impl DispatchConfig {
     /// let c = DispatchConfig::default();
     /// assert_eq!(c.backoff(1), Duration::from_secs(30));
     /// assert_eq!(c.backoff(3), Duration::from_secs(120));
-    /// assert_eq!(c.backoff(30), Duration::from_secs(3600));
+    /// assert_eq!(c.backoff(30), Duration::from_secs(900));
     /// ```
     pub fn backoff(&self, attempts: u32) -> Duration {
         let factor = 1u32
@@ -97,6 +110,10 @@ impl DispatchConfig {
             .checked_mul(factor)
             .unwrap_or(self.backoff_max)
             .min(self.backoff_max)
+    }
+
+    fn heartbeat(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(10))
     }
 }
 
@@ -113,13 +130,17 @@ pub struct DispatchReport {
     pub retried: u32,
     /// Given up.
     pub failed: u32,
-    /// Results not recorded because the claim had been taken over (lease expired).
+    /// Not sent because the client unsubscribed.
+    pub suppressed: u32,
+    /// Results not recorded because the claim had been taken over (lease expired) or the
+    /// message cancelled meanwhile.
     pub lost_claims: u32,
-    /// Claimed but handed back unsent because the pass ran past half the lease, or the
-    /// dispatcher was told to stop; due again at once, without counting an attempt.
+    /// Claimed but handed back unsent: the dispatcher was told to stop, its lease could not
+    /// be renewed, or the message's conversation could not be read. Due again at once,
+    /// without counting an attempt.
     pub released: u32,
-    /// Results not recorded because the storage failed; the lease will expire and the
-    /// message will be claimed again.
+    /// Results not recorded because the storage failed for as long as the claim held; the
+    /// lease ends and the message is claimed again (each one reported with its cause).
     pub storage_errors: u32,
 }
 
@@ -130,6 +151,7 @@ enum Tally {
     Deferred,
     Retried,
     Failed,
+    Suppressed,
     LostClaim,
     Released,
     StorageError,
@@ -142,6 +164,7 @@ impl DispatchReport {
             Tally::Deferred => &mut self.deferred,
             Tally::Retried => &mut self.retried,
             Tally::Failed => &mut self.failed,
+            Tally::Suppressed => &mut self.suppressed,
             Tally::LostClaim => &mut self.lost_claims,
             Tally::Released => &mut self.released,
             Tally::StorageError => &mut self.storage_errors,
@@ -150,32 +173,85 @@ impl DispatchReport {
     }
 }
 
-/// What happened to one message, for logs.
+/// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Sent.
-    Sent,
-    /// Outside the window: re-scheduled.
+    /// Sent (accepted by the mail server) at the instant.
+    Sent(DateTime<Utc>),
+    /// Outside the window: re-scheduled to the instant.
     Deferred(DateTime<Utc>),
-    /// Transient failure: retry at the instant.
+    /// Transient failure: tried again at the instant.
     Retry(DateTime<Utc>, String),
     /// Given up, with the reason.
     Failed(String),
+    /// The client unsubscribed.
+    Suppressed,
 }
 
-/// A callback told each message's outcome.
-type Observer = Arc<dyn Fn(&Message, &Outcome) + Send + Sync>;
+/// What the dispatcher tells its observer (the server logs each event and counts it in
+/// `/metrics`).
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A message's outcome was recorded.
+    Recorded {
+        /// The message as claimed.
+        message: &'a Message,
+        /// What happened.
+        outcome: &'a Outcome,
+    },
+    /// A message was handed back unsent (see [`DispatchReport::released`]).
+    Released {
+        /// The message as claimed.
+        message: &'a Message,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A result was not recorded because the claim no longer held.
+    LostClaim {
+        /// The message as claimed.
+        message: &'a Message,
+        /// The outcome that was not recorded.
+        outcome: &'a Outcome,
+    },
+    /// A storage call failed and will be tried again (recording a result).
+    StorageRetry {
+        /// The message.
+        message: MessageId,
+        /// What was being done.
+        action: &'static str,
+        /// The failure.
+        error: &'a StorageError,
+    },
+    /// A storage call failed for good: a pass could not claim, a lease could not be
+    /// renewed, a result could not be recorded.
+    StorageFailed {
+        /// The message, if one was concerned.
+        message: Option<MessageId>,
+        /// What was being done.
+        action: &'static str,
+        /// The failure.
+        error: &'a StorageError,
+    },
+}
+
+/// A callback told every [`Event`].
+type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// Sends due messages through the ports.
+///
+/// Cloning is cheap; clones share the stop flag and the wake-up signal, so several clones
+/// can [`run`](Self::run) as workers.
 #[derive(Clone)]
 pub struct Dispatcher {
     storage: Arc<dyn Storage>,
     mailer: Arc<dyn Mailer>,
     clock: Arc<dyn Clock>,
+    rules: Arc<Rules>,
     config: DispatchConfig,
+    links: Option<Arc<dyn Links>>,
     observer: Option<Observer>,
-    /// Set by [`Dispatcher::stop`], shared by every clone.
     stopping: Arc<AtomicBool>,
+    signal: Arc<Signal>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -186,42 +262,39 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// A claim still held by a pass: its message is not recorded yet.
+type Held = Arc<Mutex<HashSet<ClaimToken>>>;
+
 impl Dispatcher {
-    /// A dispatcher over the given ports.
+    /// A dispatcher over the given ports, keeping to `rules` (the default window).
     pub fn new(
         storage: Arc<dyn Storage>,
         mailer: Arc<dyn Mailer>,
         clock: Arc<dyn Clock>,
+        rules: Arc<Rules>,
         config: DispatchConfig,
     ) -> Self {
         Self {
             storage,
             mailer,
             clock,
+            rules,
             config,
+            links: None,
             observer: None,
             stopping: Arc::new(AtomicBool::new(false)),
+            signal: Arc::new(Signal::default()),
         }
     }
 
-    /// Asks this dispatcher and all its clones to stop: a pass in progress lets the emails
-    /// in flight finish and hands the rest of its batch back at once, due now and without
-    /// counting an attempt, so that another dispatcher (or this one after a restart) takes
-    /// them without waiting for the lease to end. Later passes claim nothing.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+    /// Gives every email the `Reply-To` and unsubscribe headers of SPEC §8.
+    pub fn with_links(mut self, links: Arc<dyn Links>) -> Self {
+        self.links = Some(links);
+        self
     }
 
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Calls `observer` with every message's outcome (the server logs them).
-    pub fn with_observer(
-        mut self,
-        observer: impl Fn(&Message, &Outcome) + Send + Sync + 'static,
-    ) -> Self {
+    /// Calls `observer` with every [`Event`] (the server logs and counts them).
+    pub fn with_observer(mut self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(observer));
         self
     }
@@ -229,6 +302,42 @@ impl Dispatcher {
     /// The configuration.
     pub fn config(&self) -> &DispatchConfig {
         &self.config
+    }
+
+    /// Asks this dispatcher and all its clones to stop: a pass in progress lets the emails
+    /// in flight finish and hands the rest of its batch back at once, due now and without
+    /// counting an attempt, so that another dispatcher (or this one after a restart) takes
+    /// them without waiting for the lease to end. [`run`](Self::run) returns after that
+    /// pass; later passes claim nothing.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.signal.close();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Tells one sleeping worker that a message may be due now (or sooner than it thought).
+    pub fn wake(&self) {
+        self.signal.notify_one();
+    }
+
+    /// [`wake`](Self::wake) as a callback, for `Storage::watch_due`.
+    pub fn waker(&self) -> DueCallback {
+        let signal = Arc::downgrade(&self.signal);
+        Arc::new(move || {
+            if let Some(signal) = signal.upgrade() {
+                signal.notify_one();
+            }
+        })
+    }
+
+    fn observe(&self, event: Event<'_>) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
     }
 
     /// When a pass next has work: the earliest due or lease-expiry instant.
@@ -239,13 +348,51 @@ impl Dispatcher {
         self.storage.next_due().await
     }
 
-    /// One pass: claims up to `batch_size` due messages (fewer under the hourly cap) and
-    /// handles them, up to `concurrency` at once, writing each result as soon as it is
-    /// known.
+    /// Runs passes until [`stop`](Self::stop): after a pass that claimed something, the next
+    /// at once; otherwise it sleeps until the next message is due, at most
+    /// [`DispatchConfig::poll_interval`], or until [`wake`](Self::wake). A due message that
+    /// a pass could not claim (held back by the hourly cap, or taken by another
+    /// dispatcher) makes it sleep the poll interval rather than spin. Failures are reported
+    /// to the observer and the loop goes on.
+    pub async fn run(&self) {
+        while !self.is_stopping() {
+            let started = self.clock.now();
+            match self.run_once().await {
+                Ok(report) if report.claimed > 0 => continue,
+                Ok(_) => {}
+                Err(e) => self.observe(Event::StorageFailed {
+                    message: None,
+                    action: "claim due messages",
+                    error: &e,
+                }),
+            }
+            let interval = self.config.poll_interval;
+            let sleep = match self.next_wake().await {
+                Ok(Some(at)) if at <= started => interval,
+                Ok(Some(at)) => (at - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(interval),
+                Ok(None) => interval,
+                Err(e) => {
+                    self.observe(Event::StorageFailed {
+                        message: None,
+                        action: "read the next due instant",
+                        error: &e,
+                    });
+                    interval
+                }
+            };
+            first(self.clock.sleep(sleep), self.signal.notified()).await;
+        }
+    }
+
+    /// One pass: claims due messages and handles them, up to `concurrency` at once, writing
+    /// each result as soon as it is known, renewing the leases it holds meanwhile.
     ///
     /// # Errors
-    /// Only when claiming fails; failures recording a single result are counted in
-    /// [`DispatchReport::storage_errors`] and resolved by the lease.
+    /// Only when claiming fails; everything else is counted in the report and told to the
+    /// observer.
     pub async fn run_once(&self) -> Result<DispatchReport, StorageError> {
         let mut report = DispatchReport::default();
         if self.is_stopping() {
@@ -261,92 +408,228 @@ impl Dispatcher {
             .claim_due(now, self.config.lease, limit)
             .await?;
         report.claimed = claimed.len() as u32;
-        let half_lease =
-            chrono::Duration::from_std(self.config.lease / 2).unwrap_or(chrono::Duration::MAX);
-        let send_until = now
-            .checked_add_signed(half_lease)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        // Each conversation of the batch is read once; `None` when reading it failed.
-        let mut contexts: HashMap<ConversationId, Option<Option<ConversationContext>>> =
-            HashMap::new();
-        for claim in &claimed {
-            let id = claim.message.conversation_id;
-            if let std::collections::hash_map::Entry::Vacant(slot) = contexts.entry(id) {
-                slot.insert(self.storage.conversation(id).await.ok());
-            }
+        if claimed.is_empty() {
+            return Ok(report);
         }
+        let held: Held = Arc::new(Mutex::new(claimed.iter().map(|c| c.token).collect()));
+        let lease_until = Arc::new(Mutex::new(add(now, self.config.lease)));
+        let contexts = self.read_contexts(&claimed).await;
         let contexts = &contexts;
-        let tallies = run_bounded(claimed, self.config.concurrency, |claim| async move {
-            if self.is_stopping() || self.clock.now() >= send_until {
-                return self.release(claim, now).await;
+        let sends = run_bounded(claimed, self.config.concurrency, |claim| {
+            let (held, lease_until) = (held.clone(), lease_until.clone());
+            async move {
+                let token = claim.token;
+                let tally = self.handle_claim(claim, contexts, &lease_until).await;
+                lock(&held).remove(&token);
+                tally
             }
-            match contexts.get(&claim.message.conversation_id) {
-                Some(Some(context)) => self.handle(claim, context.as_ref()).await,
-                // The lease will expire and the message will be claimed again.
-                _ => Tally::StorageError,
-            }
-        })
-        .await;
+        });
+        let tallies = while_running(sends, self.heartbeat(&held, &lease_until)).await;
         for tally in tallies {
             report.count(tally);
         }
         Ok(report)
     }
 
-    /// Hands a claimed message back unsent, due again at once, without counting an attempt.
-    async fn release(&self, claim: Claimed, claimed_at: DateTime<Utc>) -> Tally {
-        let due = claim.message.send_at.unwrap_or(claimed_at);
-        match self.storage.reschedule(claim.token, due, None).await {
-            Ok(true) => Tally::Released,
-            Ok(false) => Tally::LostClaim,
-            Err(_) => Tally::StorageError,
+    /// Each conversation of the batch, read once; `None` when reading it failed.
+    async fn read_contexts(
+        &self,
+        claimed: &[Claimed],
+    ) -> HashMap<ConversationId, Option<Option<ConversationContext>>> {
+        let mut contexts = HashMap::new();
+        for claim in claimed {
+            let id = claim.message.conversation_id;
+            if contexts.contains_key(&id) {
+                continue;
+            }
+            let context = match self.storage.conversation(id).await {
+                Ok(context) => Some(context),
+                Err(e) => {
+                    self.observe(Event::StorageFailed {
+                        message: Some(claim.message.id),
+                        action: "read the conversation",
+                        error: &e,
+                    });
+                    None
+                }
+            };
+            contexts.insert(id, context);
+        }
+        contexts
+    }
+
+    /// Renews the leases of the claims still held, every third of the lease, for as long as
+    /// it is polled (the pass drops it when its sends are done).
+    async fn heartbeat(&self, held: &Held, lease_until: &Mutex<DateTime<Utc>>) {
+        loop {
+            self.clock.sleep(self.config.heartbeat()).await;
+            let tokens: Vec<ClaimToken> = lock(held).iter().copied().collect();
+            if tokens.is_empty() {
+                continue;
+            }
+            let until = add(self.clock.now(), self.config.lease);
+            match self.storage.renew_leases(&tokens, until).await {
+                Ok(_) => *lock(lease_until) = until,
+                Err(e) => self.observe(Event::StorageFailed {
+                    message: None,
+                    action: "renew leases",
+                    error: &e,
+                }),
+            }
         }
     }
 
-    async fn handle(&self, claim: Claimed, context: Option<&ConversationContext>) -> Tally {
+    async fn handle_claim(
+        &self,
+        claim: Claimed,
+        contexts: &HashMap<ConversationId, Option<Option<ConversationContext>>>,
+        lease_until: &Mutex<DateTime<Utc>>,
+    ) -> Tally {
+        let half_lease =
+            chrono::Duration::from_std(self.config.lease / 2).unwrap_or(chrono::Duration::MAX);
+        let lease_short = self.clock.now() + half_lease > *lock(lease_until);
+        let context = contexts.get(&claim.message.conversation_id);
+        let reason = if self.is_stopping() {
+            Some("stopping")
+        } else if lease_short {
+            Some("lease could not be renewed")
+        } else if !matches!(context, Some(Some(_))) {
+            Some("conversation could not be read")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return self.release(claim, reason, lease_until).await;
+        }
+        let context = context.and_then(|c| c.as_ref()).and_then(|c| c.as_ref());
         let Claimed { message, token } = claim;
-        let now = self.clock.now();
         let outcome = match context {
             None => Outcome::Failed(format!(
                 "conversation {} no longer exists",
                 message.conversation_id
             )),
-            Some(context) => self.deliver(&message, context, now).await,
+            Some(context) => self.deliver(&message, context).await,
         };
-        let recorded = match &outcome {
-            Outcome::Sent => self.storage.mark_sent(token, self.clock.now()).await,
-            Outcome::Deferred(at) => self.storage.reschedule(token, *at, None).await,
-            Outcome::Retry(at, error) => {
-                self.storage
-                    .reschedule(token, *at, Some(error.clone()))
-                    .await
+        let recorded = self.record(token, &message, &outcome, lease_until).await;
+        match recorded {
+            Some(true) => {
+                self.observe(Event::Recorded {
+                    message: &message,
+                    outcome: &outcome,
+                });
+                match outcome {
+                    Outcome::Sent(_) => Tally::Sent,
+                    Outcome::Deferred(_) => Tally::Deferred,
+                    Outcome::Retry(..) => Tally::Retried,
+                    Outcome::Failed(_) => Tally::Failed,
+                    Outcome::Suppressed => Tally::Suppressed,
+                }
             }
-            Outcome::Failed(error) => self.storage.mark_failed(token, error.clone()).await,
-        };
-        let tally = match recorded {
-            Ok(true) => match outcome {
-                Outcome::Sent => Tally::Sent,
-                Outcome::Deferred(_) => Tally::Deferred,
-                Outcome::Retry(..) => Tally::Retried,
-                Outcome::Failed(_) => Tally::Failed,
-            },
-            Ok(false) => Tally::LostClaim,
-            Err(_) => Tally::StorageError,
-        };
-        if let Some(observer) = &self.observer {
-            observer(&message, &outcome);
+            Some(false) => {
+                self.observe(Event::LostClaim {
+                    message: &message,
+                    outcome: &outcome,
+                });
+                Tally::LostClaim
+            }
+            None => Tally::StorageError,
         }
-        tally
     }
 
-    async fn deliver(
+    /// Hands a claimed message back unsent, due again at once, without counting an attempt.
+    async fn release(
         &self,
+        claim: Claimed,
+        reason: &'static str,
+        lease_until: &Mutex<DateTime<Utc>>,
+    ) -> Tally {
+        let Claimed { message, token } = claim;
+        let due = message.send_at.unwrap_or(message.created_at);
+        let outcome = Outcome::Deferred(due);
+        match self.record(token, &message, &outcome, lease_until).await {
+            Some(true) => {
+                self.observe(Event::Released {
+                    message: &message,
+                    reason,
+                });
+                Tally::Released
+            }
+            Some(false) => {
+                self.observe(Event::LostClaim {
+                    message: &message,
+                    outcome: &outcome,
+                });
+                Tally::LostClaim
+            }
+            None => Tally::StorageError,
+        }
+    }
+
+    /// Writes `outcome` under the claim; transient storage failures are retried with
+    /// backoff while the claim holds. `Some(recorded)`, or `None` when it could not be
+    /// written (reported).
+    async fn record(
+        &self,
+        token: ClaimToken,
         message: &Message,
-        context: &ConversationContext,
-        now: DateTime<Utc>,
-    ) -> Outcome {
+        outcome: &Outcome,
+        lease_until: &Mutex<DateTime<Utc>>,
+    ) -> Option<bool> {
+        let action = match outcome {
+            Outcome::Sent(_) => "record sent",
+            Outcome::Deferred(_) => "reschedule",
+            Outcome::Retry(..) => "schedule a retry",
+            Outcome::Failed(_) => "record failed",
+            Outcome::Suppressed => "record suppressed",
+        };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let result = match outcome {
+                Outcome::Sent(at) => self.storage.mark_sent(token, *at).await,
+                Outcome::Deferred(at) => self.storage.reschedule(token, *at, None).await,
+                Outcome::Retry(at, error) => {
+                    self.storage
+                        .reschedule(token, *at, Some(error.clone()))
+                        .await
+                }
+                Outcome::Failed(error) => self.storage.mark_failed(token, error.clone()).await,
+                Outcome::Suppressed => {
+                    self.storage
+                        .mark_suppressed(token, "the client unsubscribed".to_owned())
+                        .await
+                }
+            };
+            let error = match result {
+                Ok(recorded) => return Some(recorded),
+                Err(e) => e,
+            };
+            let wait = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            let claim_holds = self.clock.now() + wait < *lock(lease_until);
+            if !error.is_transient() || !claim_holds {
+                self.observe(Event::StorageFailed {
+                    message: Some(message.id),
+                    action,
+                    error: &error,
+                });
+                return None;
+            }
+            self.observe(Event::StorageRetry {
+                message: message.id,
+                action,
+                error: &error,
+            });
+            self.clock.sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn deliver(&self, message: &Message, context: &ConversationContext) -> Outcome {
+        let now = self.clock.now();
+        if context.client.unsubscribed_at.is_some() {
+            return Outcome::Suppressed;
+        }
         let tz = context.client_time_zone();
-        let hours = &self.config.active_hours;
+        let hours = context.active_hours(self.rules.active_hours);
         if !hours.contains(now, tz) {
             return Outcome::Deferred(hours.next_send_instant(now, tz));
         }
@@ -354,25 +637,61 @@ impl Dispatcher {
             Ok(body) => body,
             Err(e) => return Outcome::Failed(format!("cannot render message: {e}")),
         };
-        let email = compose_email(message, context, body, now);
-        match self.mailer.send(&email).await {
-            Ok(()) => Outcome::Sent,
-            Err(e) if e.kind == MailErrorKind::Permanent => Outcome::Failed(e.message),
-            Err(e) if message.attempts >= self.config.max_attempts => Outcome::Failed(format!(
-                "gave up after {} attempts: {}",
-                message.attempts, e.message
-            )),
-            Err(e) => {
-                let delay = self.config.backoff(message.attempts);
-                let at =
-                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
-                Outcome::Retry(at, e.message)
-            }
+        let mut email = compose_email(message, context, body, now);
+        if let Some(links) = &self.links {
+            email.reply_to = links.reply_to(context);
+            email.unsubscribe_url = links.unsubscribe_url(context);
         }
+        let error = match self.mailer.send(&email).await {
+            Ok(()) => return Outcome::Sent(self.clock.now()),
+            Err(e) => e,
+        };
+        if error.kind == MailErrorKind::Permanent {
+            return Outcome::Failed(error.message);
+        }
+        let now = self.clock.now();
+        let retry_at = hours.next_send_instant(
+            add(now, self.config.backoff(message.attempts)),
+            context.client_time_zone(),
+        );
+        let due = message.send_at.unwrap_or(message.created_at);
+        if retry_at > add(due, self.config.max_message_age) {
+            return Outcome::Failed(format!(
+                "gave up after {} attempts: not sent within {} of its send time; last error: {}",
+                message.attempts,
+                human(self.config.max_message_age),
+                error.message
+            ));
+        }
+        Outcome::Retry(retry_at, error.message)
     }
 }
 
-/// The email that delivers `message`, rendered as `body`, to the conversation's client.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn add(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| at.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `24h`, `90m`, `45s`: a duration as settings write it.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs > 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The email that delivers `message`, rendered as `body`, to the conversation's client
+/// (without the §8 headers, which [`Dispatcher`] adds from its [`Links`]).
 pub fn compose_email(
     message: &Message,
     context: &ConversationContext,
@@ -386,12 +705,12 @@ pub fn compose_email(
             message.created_at,
             context.store.sender_email.as_str(),
         ),
-        reply_to: None,
-        unsubscribe_url: None,
         from_name: context.store.name.clone(),
         from_address: context.store.sender_email.clone(),
         to_name: context.client.name.clone(),
         to_address: context.client.email.clone(),
+        reply_to: None,
+        unsubscribe_url: None,
         subject: format!("A message from {}", context.store.name),
         body,
         date: now,
@@ -401,11 +720,12 @@ pub fn compose_email(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{post_chat, ChatRules, PostChat};
+    use crate::chat::{post_chat, PostChat};
     use crate::demo::demo_data;
     use crate::domain::MessageStatus;
     use crate::ids::{MessageId, UserId};
     use crate::ports::{Email, MailError, Mailer};
+    use crate::rules::Rules;
     use crate::testing::{ManualClock, MemoryStorage, RecordingMailer};
     use chrono::TimeZone;
 
@@ -426,7 +746,13 @@ mod tests {
         storage.import(&demo_data()).await.unwrap();
         let mailer = Arc::new(mailer);
         let clock = Arc::new(ManualClock::new(nine_am_chicago()));
-        let dispatcher = Dispatcher::new(storage.clone(), mailer.clone(), clock.clone(), config);
+        let dispatcher = Dispatcher::new(
+            storage.clone(),
+            mailer.clone(),
+            clock.clone(),
+            Arc::new(Rules::default()),
+            config,
+        );
         Fixture {
             storage,
             mailer,
@@ -445,7 +771,7 @@ mod tests {
         post_chat(
             f.storage.as_ref(),
             f.clock.as_ref(),
-            &ChatRules::default(),
+            &Rules::default(),
             request,
         )
         .await
@@ -467,7 +793,7 @@ mod tests {
         let sent = f.mailer.messages();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].body, "Sure John Carter. Here is your code PROMO50");
-        assert_eq!(sent[0].to_address, "john.carter@example.com");
+        assert_eq!(sent[0].to_address.as_str(), "john.carter@example.com");
         assert_eq!(
             sent[0].message_id_header,
             format!(
@@ -520,9 +846,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transient_errors_back_off_then_fail() {
+    async fn transient_errors_back_off_by_age_then_fail() {
         let config = DispatchConfig {
-            max_attempts: 3,
+            max_message_age: Duration::from_secs(3600),
             ..Default::default()
         };
         let f = fixture(
@@ -536,29 +862,121 @@ mod tests {
         assert_eq!(stored.status, MessageStatus::New);
         assert_eq!(stored.attempts, 1);
         assert_eq!(stored.last_error.as_deref(), Some("451 try later"));
+        assert_eq!(stored.send_at, Some(nine_am_chicago()), "sendAt stays");
         assert_eq!(
-            stored.send_at,
+            stored.next_attempt_at,
             Some(nine_am_chicago() + chrono::Duration::seconds(30))
         );
         // Not due again before the backoff.
         f.clock.advance(chrono::Duration::seconds(29));
         assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
-        f.clock.advance(chrono::Duration::seconds(1));
-        assert_eq!(f.dispatcher.run_once().await.unwrap().retried, 1);
-        assert_eq!(
-            f.storage.message(id).await.unwrap().unwrap().send_at,
-            Some(nine_am_chicago() + chrono::Duration::seconds(90))
-        );
-        f.clock.advance(chrono::Duration::seconds(60));
-        assert_eq!(f.dispatcher.run_once().await.unwrap().failed, 1);
+        // 30 s, 60 s, 120 s, ... capped at 15 min: retried while the next try is within the
+        // hour after sendAt.
+        let mut attempts = 1;
+        loop {
+            let due = f.storage.next_due().await.unwrap().unwrap();
+            f.clock.set(due);
+            let report = f.dispatcher.run_once().await.unwrap();
+            attempts += 1;
+            if report.failed == 1 {
+                break;
+            }
+            assert_eq!(report.retried, 1);
+            assert!(attempts < 20, "never gave up");
+        }
         let stored = f.storage.message(id).await.unwrap().unwrap();
         assert_eq!(stored.status, MessageStatus::Failed);
-        assert_eq!(stored.attempts, 3);
-        assert!(stored
-            .last_error
-            .unwrap()
-            .contains("gave up after 3 attempts"));
-        assert_eq!(f.mailer.attempts(), 3);
+        assert!(f.clock.now() - nine_am_chicago() <= chrono::Duration::hours(1));
+        assert!(f.clock.now() - nine_am_chicago() > chrono::Duration::minutes(40));
+        let reason = stored.last_error.unwrap();
+        assert!(reason.contains("not sent within 1h"), "{reason}");
+        assert!(reason.contains("451 try later"), "{reason}");
+        assert_eq!(f.mailer.attempts(), attempts);
+    }
+
+    #[tokio::test]
+    async fn an_outage_of_hours_fails_nothing() {
+        let f = fixture(
+            RecordingMailer::new_error(MailError::transient("connection refused")),
+            DispatchConfig::default(),
+        )
+        .await;
+        let id = post(&f, "hi").await;
+        // Three hours of refusals (a retry at most every 15 min), then the server is back.
+        while f.clock.now() < nine_am_chicago() + chrono::Duration::hours(3) {
+            f.dispatcher.run_once().await.unwrap();
+            let due = f.storage.next_due().await.unwrap().unwrap();
+            assert!(due - f.clock.now() <= chrono::Duration::minutes(15));
+            f.clock.set(due);
+        }
+        f.mailer.set_error(None);
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Sent);
+        assert_eq!(stored.send_at, Some(nine_am_chicago()));
+    }
+
+    #[tokio::test]
+    async fn a_retry_outside_the_window_waits_for_it() {
+        let f = fixture(
+            RecordingMailer::new_error(MailError::transient("451 try later")),
+            DispatchConfig::default(),
+        )
+        .await;
+        // 19:59:45 in Chicago: the retry 30 s later would be after 20:00.
+        f.clock
+            .set(nine_am_chicago() + chrono::Duration::hours(11) - chrono::Duration::seconds(15));
+        let id = post(&f, "hi").await;
+        assert_eq!(f.dispatcher.run_once().await.unwrap().retried, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.next_attempt_at,
+            Some(nine_am_chicago() + chrono::Duration::days(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribed_client_is_not_emailed() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        f.storage
+            .unsubscribe_client(UserId(27), f.clock.now())
+            .await
+            .unwrap();
+        let report = f.dispatcher.run_once().await.unwrap();
+        assert_eq!(report.suppressed, 1);
+        assert!(f.mailer.messages().is_empty());
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Suppressed);
+    }
+
+    #[tokio::test]
+    async fn a_store_window_changed_while_waiting_is_followed_at_send_time() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        // Store 1 now opens at 10:00: at 09:00 Chicago the message waits another hour.
+        let hours: crate::active_hours::ActiveHours = "10:00-20:00".parse().unwrap();
+        f.storage
+            .set_store_hours(crate::ids::StoreId(1), Some(hours))
+            .await
+            .unwrap();
+        assert_eq!(f.dispatcher.run_once().await.unwrap().deferred, 1);
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.send_at,
+            Some(nine_am_chicago() + chrono::Duration::hours(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_message_is_never_sent() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        crate::chat::cancel_chat(f.storage.as_ref(), id)
+            .await
+            .unwrap();
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+        assert!(f.mailer.messages().is_empty());
     }
 
     #[tokio::test]
@@ -624,44 +1042,113 @@ mod tests {
         );
     }
 
-    /// A mail server that takes 20 s per email.
-    struct SlowMailer(Arc<ManualClock>, RecordingMailer);
+    /// A mail server that takes `secs` seconds of the manual clock per email: it waits for
+    /// the test (or the heartbeat's own sleep) to move the clock.
+    struct SlowMailer {
+        clock: Arc<ManualClock>,
+        secs: i64,
+        inner: RecordingMailer,
+    }
 
     #[async_trait::async_trait]
     impl Mailer for SlowMailer {
         async fn send(&self, email: &Email) -> Result<(), MailError> {
-            self.0.advance(chrono::Duration::seconds(20));
-            self.1.send(email).await
+            self.clock
+                .sleep(Duration::from_secs(self.secs as u64))
+                .await;
+            self.inner.send(email).await
         }
     }
 
     #[tokio::test]
-    async fn slow_pass_releases_what_it_cannot_send_within_half_the_lease() {
+    async fn leases_are_renewed_while_slow_sends_go_on() {
         let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
         let config = DispatchConfig {
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
             concurrency: 1,
             ..Default::default()
         };
-        let slow = Arc::new(SlowMailer(f.clock.clone(), RecordingMailer::new_ok()));
-        let dispatcher = Dispatcher::new(f.storage.clone(), slow.clone(), f.clock.clone(), config);
+        let slow = Arc::new(SlowMailer {
+            clock: f.clock.clone(),
+            secs: 20,
+            inner: RecordingMailer::new_ok(),
+        });
+        let dispatcher = Dispatcher::new(
+            f.storage.clone(),
+            slow.clone(),
+            f.clock.clone(),
+            Arc::new(Rules::default()),
+            config,
+        );
         let mut ids = Vec::new();
         for _ in 0..5 {
             ids.push(post(&f, "hi").await);
         }
-        // Sends at t=0 and t=20; at t=40 half the lease is gone: the other three go back.
-        let report = dispatcher.run_once().await.unwrap();
-        assert_eq!((report.claimed, report.sent, report.released), (5, 2, 3));
-        for id in &ids[2..] {
-            let stored = f.storage.message(*id).await.unwrap().unwrap();
-            assert_eq!((stored.status, stored.attempts), (MessageStatus::New, 0));
-            assert_eq!(stored.send_at, Some(nine_am_chicago()));
+        // Five sends of 20 s each: 100 s, far past the 30 s lease, yet no claim ends: a
+        // second dispatcher finds nothing to claim all along.
+        let pass = tokio::spawn({
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        let other = f.dispatcher.clone();
+        for _ in 0..120 {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(other.run_once().await.unwrap().claimed, 0);
+            if pass.is_finished() {
+                break;
+            }
+            f.clock.advance(chrono::Duration::seconds(1));
         }
-        // Due at once for the next pass, which again sends two before its half-lease.
-        let report = dispatcher.run_once().await.unwrap();
-        assert_eq!((report.claimed, report.sent, report.released), (3, 2, 1));
-        assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
-        assert_eq!(slow.1.messages().len(), 5, "each email sent exactly once");
+        let report = pass.await.unwrap();
+        assert_eq!((report.claimed, report.sent), (5, 5), "{report:?}");
+        assert_eq!(
+            slow.inner.messages().len(),
+            5,
+            "each email sent exactly once"
+        );
+        assert!(f.mailer.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_run_loop_sleeps_until_due_and_wakes_on_new_messages() {
+        let config = DispatchConfig {
+            poll_interval: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let f = fixture(RecordingMailer::new_ok(), config).await;
+        // 08:59 in Chicago: the message is due at 09:00.
+        f.clock
+            .set(nine_am_chicago() - chrono::Duration::minutes(1));
+        let id = post(&f, "early").await;
+        let worker = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run().await }
+        });
+        while f.clock.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(f.clock.next_deadline(), Some(nine_am_chicago()));
+        f.clock.set(nine_am_chicago());
+        while f.mailer.messages().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+        // Asleep for the poll interval; a new message and a wake-up send it at once.
+        while f.clock.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        post(&f, "now").await;
+        f.dispatcher.wake();
+        while f.mailer.messages().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        f.dispatcher.stop();
+        worker.await.unwrap();
     }
 
     /// A mail server that answers only once `expected` sends are waiting, or when it has
@@ -705,8 +1192,13 @@ mod tests {
                 expected: concurrency,
                 inner: RecordingMailer::new_ok(),
             });
-            let dispatcher =
-                Dispatcher::new(f.storage.clone(), mailer.clone(), f.clock.clone(), config);
+            let dispatcher = Dispatcher::new(
+                f.storage.clone(),
+                mailer.clone(),
+                f.clock.clone(),
+                Arc::new(Rules::default()),
+                config,
+            );
             let mut ids = Vec::new();
             for n in 0..10 {
                 ids.push(post(&f, &format!("message {n}")).await);
@@ -761,8 +1253,13 @@ mod tests {
             inner: RecordingMailer::new_ok(),
             dispatcher: std::sync::OnceLock::new(),
         });
-        let dispatcher =
-            Dispatcher::new(f.storage.clone(), mailer.clone(), f.clock.clone(), config);
+        let dispatcher = Dispatcher::new(
+            f.storage.clone(),
+            mailer.clone(),
+            f.clock.clone(),
+            Arc::new(Rules::default()),
+            config,
+        );
         let _ = mailer.dispatcher.set(dispatcher.clone());
         let mut ids = Vec::new();
         for _ in 0..5 {
