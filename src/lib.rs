@@ -12,12 +12,16 @@
 //! | `sqlite`, `postgres` | `sqlx` | storage on SQLite (embedded default) or PostgreSQL |
 //! | `http` | `http` | the REST API as an axum router |
 //! | `outbox`, `smtp` | `mail` | the file outbox mailer; SMTP delivery with lettre |
+//! | `inbound` | `mail::inbound` | parsing clients' replies (raw emails) |
+//! | `server` | `server` | the runtime: API + dispatcher in one value, the accept loop, settings |
 //! | `test-utils` | [`core::testing`] | in-memory storage, recording mailer, manual clock |
 //!
 //! # Layout
 //! - `cartloop-core/`: pure domain, no I/O.
 //! - `cartloop-sqlx/`, `cartloop-mail/`, `cartloop-http/`: the adapters.
-//! - `examples/server.rs`: the bundled server.
+//! - `src/server/`: the runtime (feature `server`).
+//! - `examples/server.rs`: the bundled server, a thin shell over [`server`]; the other
+//!   examples embed cartloop in apps of their own.
 //! - `benches/`: criterion benches.
 
 pub use cartloop_core as core;
@@ -30,3 +34,6 @@ pub use cartloop_http as http;
 
 #[cfg(any(feature = "smtp", feature = "outbox"))]
 pub use cartloop_mail as mail;
+
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,0 +1,506 @@
+//! The cartloop server as a library (feature `server`): the REST API and the background
+//! dispatcher in one value, built from a storage, a mailer and settings, served on a
+//! listener you bind until a shutdown future resolves.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cartloop::server::ServerError> {
+//! use cartloop::server::Server;
+//!
+//! let storage = cartloop::sqlx::connect("sqlite://cartloop.db").await?;
+//! let mailer = cartloop::server::outbox_mailer("./outbox")?;
+//! let server = Server::builder(storage, mailer).build().await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.serve(listener, cartloop::server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces are usable apart: [`Server::router`] is the API alone (to mount under a path
+//! of your own axum app), [`Server::dispatcher`] the dispatcher alone (to run its workers
+//! in a process without HTTP).
+//!
+//! # Layout
+//! - this module: [`Server`], [`ServerBuilder`], [`ServerError`] and the helpers the
+//!   bundled binary uses ([`open_mailer`], [`redact`], [`shutdown_signal`]);
+//! - `listener`: the accept loop with its [`ConnectionLimits`];
+//! - `observe`: what the dispatcher reports, logged and counted in `/metrics`.
+
+mod listener;
+mod observe;
+mod settings;
+
+pub use listener::ConnectionLimits;
+pub use settings::Settings;
+
+use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
+use cartloop_core::ports::{Clock, Links, Mailer, Storage, StorageError};
+use cartloop_core::rules::Rules;
+use cartloop_http::metrics::Metrics;
+use cartloop_http::tokens::{SignedLinks, TokenKey};
+use cartloop_http::{AppState, SystemClock};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The name the token secret is kept under in the storage (see `Storage::secret`).
+const SECRET_NAME: &str = "tokens";
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Listening on a public address without an API token would expose every route.
+    #[error("refusing to listen on non-loopback address {0} without an API token: set one (CARTLOOP_API_TOKEN)")]
+    PublicWithoutToken(SocketAddr),
+    /// A setting is not usable.
+    #[error("invalid setting {name}: {message}")]
+    Setting {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The storage failed (connecting, migrating, reading the secret).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The mailer could not be set up.
+    #[error("mailer: {0}")]
+    Mailer(String),
+    /// Listening or accepting failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds a [`Server`]; see [`Server::builder`].
+#[must_use]
+pub struct ServerBuilder {
+    storage: Arc<dyn Storage>,
+    mailer: Arc<dyn Mailer>,
+    clock: Arc<dyn Clock>,
+    rules: Rules,
+    dispatch: DispatchConfig,
+    workers: usize,
+    api_token: Option<String>,
+    public_url: Option<String>,
+    reply_domain: Option<String>,
+    secret: Option<Vec<u8>>,
+    limits: ConnectionLimits,
+    request_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validation and the default delivery window (default: SPEC §3–4).
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// How the dispatcher claims, sends and retries.
+    pub fn dispatch(mut self, config: DispatchConfig) -> Self {
+        self.dispatch = config;
+        self
+    }
+
+    /// Dispatcher workers, each claiming its own batches (default 4, at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The bearer token every route but `/healthz` and the unsubscribe pages requires.
+    /// Blank counts as none.
+    pub fn api_token(mut self, token: Option<String>) -> Self {
+        self.api_token = token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The server's address as clients' mail programs reach it, for unsubscribe links
+    /// (default: `http://<the listener's address>`).
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The domain of `reply+<token>@` addresses (default: each store's sender domain).
+    pub fn reply_domain(mut self, domain: Option<String>) -> Self {
+        self.reply_domain = domain;
+        self
+    }
+
+    /// The secret that signs reply and unsubscribe tokens (default: generated once and kept
+    /// in the storage, shared by every server on it).
+    pub fn secret(mut self, secret: Option<Vec<u8>>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    /// Limits on connections (timeouts, maximum).
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Longest a request may take (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Reads (or creates) the token secret and assembles the server.
+    ///
+    /// # Errors
+    /// [`ServerError::Storage`] when the secret cannot be read or stored;
+    /// [`ServerError::Setting`] for a secret shorter than 16 bytes.
+    pub async fn build(self) -> Result<Server, ServerError> {
+        let secret = match self.secret {
+            Some(secret) if secret.len() < 16 => {
+                return Err(ServerError::Setting {
+                    name: "CARTLOOP_SECRET",
+                    message: "must be at least 16 characters".to_owned(),
+                })
+            }
+            Some(secret) => secret,
+            None => {
+                let mut candidate = vec![0u8; 32];
+                getrandom::fill(&mut candidate).map_err(|e| ServerError::Setting {
+                    name: "CARTLOOP_SECRET",
+                    message: format!("cannot generate one: {e}"),
+                })?;
+                self.storage.secret(SECRET_NAME, candidate).await?
+            }
+        };
+        Ok(Server {
+            storage: self.storage,
+            mailer: self.mailer,
+            clock: self.clock,
+            rules: Arc::new(self.rules),
+            dispatch: self.dispatch,
+            workers: self.workers,
+            api_token: self.api_token.map(Arc::from),
+            public_url: self.public_url,
+            reply_domain: self.reply_domain,
+            key: TokenKey::new(&secret),
+            limits: self.limits,
+            request_timeout: self.request_timeout,
+            metrics: Metrics::new(),
+        })
+    }
+}
+
+/// The API and the dispatcher over one storage and one mailer.
+pub struct Server {
+    storage: Arc<dyn Storage>,
+    mailer: Arc<dyn Mailer>,
+    clock: Arc<dyn Clock>,
+    rules: Arc<Rules>,
+    dispatch: DispatchConfig,
+    workers: usize,
+    api_token: Option<Arc<str>>,
+    public_url: Option<String>,
+    reply_domain: Option<String>,
+    key: TokenKey,
+    limits: ConnectionLimits,
+    request_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("rules", &self.rules)
+            .field("dispatch", &self.dispatch)
+            .field("workers", &self.workers)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder over `storage` and `mailer`, with the defaults of the bundled server.
+    pub fn builder(storage: Arc<dyn Storage>, mailer: Arc<dyn Mailer>) -> ServerBuilder {
+        ServerBuilder {
+            storage,
+            mailer,
+            clock: Arc::new(SystemClock),
+            rules: Rules::default(),
+            dispatch: DispatchConfig::default(),
+            workers: 4,
+            api_token: None,
+            public_url: None,
+            reply_domain: None,
+            secret: None,
+            limits: ConnectionLimits::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn links(&self, public_url: &str) -> Arc<dyn Links> {
+        Arc::new(SignedLinks::new(
+            self.key.clone(),
+            self.public_url.as_deref().unwrap_or(public_url),
+            self.reply_domain.clone(),
+        ))
+    }
+
+    fn state(&self, public_url: &str) -> AppState {
+        let mut state = AppState::new(self.storage.clone());
+        state.clock = self.clock.clone();
+        state.rules = self.rules.clone();
+        state.api_token = self.api_token.clone();
+        state.request_timeout = self.request_timeout;
+        state.links = Some(self.links(public_url));
+        state.metrics = self.metrics.clone();
+        state.inbound_parser = Some(Arc::new(|raw: &[u8]| {
+            cartloop_mail::inbound::parse_reply(raw).map_err(|e| e.to_string())
+        }));
+        state
+    }
+
+    /// The API alone, as an axum router: mount it where you like (`Router::nest`). Its
+    /// unsubscribe links point at the public URL set on the builder (else
+    /// `http://localhost`).
+    pub fn router(&self) -> axum::Router {
+        cartloop_http::router(self.state("http://localhost"))
+    }
+
+    /// The dispatcher alone: call [`Dispatcher::run`] on as many clones as you want
+    /// workers, and [`Dispatcher::stop`] to end them. It logs and counts what it does.
+    pub fn dispatcher(&self) -> Dispatcher {
+        self.dispatcher_for("http://localhost")
+    }
+
+    fn dispatcher_for(&self, public_url: &str) -> Dispatcher {
+        let metrics = self.metrics.clone();
+        Dispatcher::new(
+            self.storage.clone(),
+            self.mailer.clone(),
+            self.clock.clone(),
+            self.rules.clone(),
+            self.dispatch.clone(),
+        )
+        .with_links(self.links(public_url))
+        .with_observer(move |event| observe::event(&metrics, event))
+    }
+
+    /// Runs the dispatcher's workers until `shutdown` resolves; then the emails in flight
+    /// finish and the rest of each claimed batch is handed back.
+    ///
+    /// # Errors
+    /// [`ServerError::Storage`] when the storage cannot be watched for new messages.
+    pub async fn run_dispatcher(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let dispatcher = self.dispatcher();
+        self.run_workers(dispatcher, shutdown).await
+    }
+
+    async fn run_workers(
+        &self,
+        dispatcher: Dispatcher,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        self.storage.watch_due(dispatcher.waker()).await?;
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.workers {
+            let dispatcher = dispatcher.clone();
+            workers.spawn(async move { dispatcher.run().await });
+        }
+        shutdown.await;
+        dispatcher.stop();
+        while let Some(result) = workers.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a dispatcher worker panicked");
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves the API on `listener` and runs the dispatcher until `shutdown` resolves; then
+    /// stops accepting, lets the requests and sends in flight finish, hands the messages it
+    /// claimed but did not start back to the storage, and returns.
+    ///
+    /// # Errors
+    /// [`ServerError::PublicWithoutToken`] when the listener is not on a loopback address
+    /// and no API token is set; I/O and storage failures.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let address = listener.local_addr()?;
+        if self.api_token.is_none() && !address.ip().is_loopback() {
+            return Err(ServerError::PublicWithoutToken(address));
+        }
+        let local_url = format!("http://{address}");
+        let app = cartloop_http::router(self.state(&local_url));
+        let dispatcher = self.dispatcher_for(&local_url);
+        tracing::info!(
+            %address,
+            active_hours = %self.rules.active_hours,
+            workers = self.workers,
+            "cartloop listening on {local_url}"
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("stopping: finishing in-flight requests and sends");
+            let _ = stop.send(true);
+        };
+        let http_stopped = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let dispatch_stopped = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let (_, http, workers) = tokio::join!(
+            signal,
+            listener::serve(listener, app, self.limits, http_stopped),
+            self.run_workers(dispatcher, dispatch_stopped),
+        );
+        http?;
+        workers?;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+/// The mailer `SMTP_URL` names (`smtp://`, `smtps://`), or the outbox directory when unset.
+///
+/// # Errors
+/// [`ServerError::Mailer`] for a malformed URL or an unusable directory.
+pub fn open_mailer(
+    smtp_url: Option<&str>,
+    outbox_dir: &Path,
+) -> Result<Arc<dyn Mailer>, ServerError> {
+    match smtp_url {
+        Some(url) => {
+            tracing::info!(smtp = %redact(url), "emails go over SMTP");
+            let mailer = cartloop_mail::SmtpMailer::from_url(url)
+                .map_err(|e| ServerError::Mailer(e.to_string()))?;
+            Ok(Arc::new(mailer))
+        }
+        None => outbox_mailer(outbox_dir),
+    }
+}
+
+/// The file outbox mailer: one `.eml` file per email in `dir` (created if missing).
+///
+/// # Errors
+/// [`ServerError::Mailer`] when the directory cannot be used.
+pub fn outbox_mailer(dir: impl AsRef<Path>) -> Result<Arc<dyn Mailer>, ServerError> {
+    let dir = dir.as_ref();
+    tracing::info!(outbox = %dir.display(), "emails go to the outbox directory");
+    let mailer = cartloop_mail::OutboxMailer::new(dir).map_err(|e| {
+        ServerError::Mailer(format!(
+            "cannot use {} as the outbox directory: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(Arc::new(mailer))
+}
+
+/// A URL with its passwords hidden, for logs and errors: the one in the user info
+/// (`user:secret@`) and any query parameter named like one (`?password=secret`).
+///
+/// ```
+/// use cartloop::server::redact;
+/// assert_eq!(redact("postgres://app:s3cret@db/x"), "postgres://app:***@db/x");
+/// assert_eq!(redact("postgres://db/x?password=s3cret&sslmode=require"), "postgres://db/x?password=***&sslmode=require");
+/// ```
+pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, password)) if !password.is_empty() => {
+                format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
+            }
+            _ => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_logged_urls() {
+        for (url, shown) in [
+            ("sqlite://cartloop.db", "sqlite://cartloop.db"),
+            ("postgres://app@db:5432/x", "postgres://app@db:5432/x"),
+            ("postgres://app:@db/x", "postgres://app:@db/x"),
+            ("postgres://app:s3cret@db/x", "postgres://app:***@db/x"),
+            (
+                "smtp://u:p%40ss@mail:587?tls=starttls",
+                "smtp://u:***@mail:587?tls=starttls",
+            ),
+            (
+                "postgres://db/x?user=app&password=s3cret&sslmode=require",
+                "postgres://db/x?user=app&password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/x?sslpassword=k",
+                "postgres://db/x?sslpassword=***",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+}

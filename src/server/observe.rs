@@ -1,0 +1,62 @@
+//! What the dispatcher reports, logged (one line per email, with the cause of every
+//! failure) and counted in `/metrics`.
+
+use cartloop_core::dispatch::{Event, Outcome};
+use cartloop_http::metrics::Metrics;
+
+/// Logs and counts one dispatcher event.
+pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
+    match event {
+        Event::Recorded { message, outcome } => {
+            let chat = message.id;
+            let attempt = message.attempts;
+            match outcome {
+                Outcome::Sent(at) => {
+                    let due = message.send_at.unwrap_or(message.created_at);
+                    let lag = (*at - due).to_std().unwrap_or_default();
+                    metrics.email_sent(lag);
+                    tracing::info!(%chat, attempt, lag_ms = lag.as_millis() as u64, "email sent");
+                }
+                Outcome::Deferred(at) => {
+                    tracing::info!(%chat, send_at = %at, "outside active hours; deferred")
+                }
+                Outcome::Retry(at, error) => {
+                    metrics.email_retried();
+                    tracing::warn!(%chat, attempt, retry_at = %at, %error, "email failed; will retry");
+                }
+                Outcome::Failed(error) => {
+                    metrics.email_failed();
+                    tracing::error!(%chat, attempt, %error, "email failed; giving up");
+                }
+                Outcome::Suppressed => {
+                    metrics.email_suppressed();
+                    tracing::info!(%chat, "client unsubscribed; email suppressed");
+                }
+            }
+        }
+        Event::Released { message, reason } => {
+            tracing::info!(chat = %message.id, reason, "claim handed back unsent");
+        }
+        Event::LostClaim { message, outcome } => {
+            tracing::warn!(chat = %message.id, ?outcome, "result not recorded: the claim no longer holds");
+        }
+        Event::StorageRetry {
+            message,
+            action,
+            error,
+        } => {
+            tracing::warn!(chat = %message, action, error = %error.detail(), "storage failed; retrying");
+        }
+        Event::StorageFailed {
+            message,
+            action,
+            error,
+        } => {
+            metrics.dispatch_storage_error();
+            match message {
+                Some(chat) => tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease"),
+                None => tracing::error!(action, error = %error.detail(), "storage failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The bundled server's settings: each an environment variable and a flag of the same
+//! meaning (SPEC §6), parsed with clap. Embedders with a CLI of their own can
+//! `#[command(flatten)]` them.
+
+use super::{open_mailer, redact, ConnectionLimits, Server, ServerError};
+use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::dispatch::DispatchConfig;
+use cartloop_core::rules::Rules;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// cartloop: conversational-commerce messaging server. Every flag is also an environment
+/// variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about)]
+pub struct Settings {
+    /// Listen address.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// `sqlite://path` (created if missing) or `postgres://user:pass@host:port/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cartloop.db")]
+    pub database_url: String,
+    /// `smtp://[user:pass@]host:port[?tls=none|starttls|tls]` or `smtps://...`; unset:
+    /// write emails to the outbox directory.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Where the outbox mailer writes one `.eml` file per email.
+    #[arg(long, env = "OUTBOX_DIR", default_value = "./outbox")]
+    pub outbox_dir: PathBuf,
+    /// Bearer token required on every route but `/healthz` and the unsubscribe pages.
+    #[arg(long, env = "CARTLOOP_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// The default delivery window in the client's local time (`24:00` and overnight
+    /// windows such as `21:00-08:00` allowed).
+    #[arg(long, env = "ACTIVE_HOURS", default_value = "09:00-20:00")]
+    pub active_hours: ActiveHours,
+    /// The longest the dispatcher sleeps; every new message wakes it.
+    #[arg(long, env = "DISPATCH_INTERVAL", default_value = "5s", value_parser = at_least_10ms)]
+    pub dispatch_interval: Duration,
+    /// Dispatcher tasks, each claiming up to 100 due messages and keeping up to 8 emails in
+    /// flight.
+    #[arg(long, env = "DISPATCH_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub dispatch_workers: u16,
+    /// At most this many emails per rolling hour, across every server on the database.
+    #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
+    pub hourly_cap: Option<u32>,
+    /// A message still unsent this long after its `sendAt` fails for good.
+    #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "24h", value_parser = at_least_1s)]
+    pub max_message_age: Duration,
+    /// The first wait before retrying a transient failure; it doubles with each attempt.
+    #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = at_least_10ms)]
+    pub retry_backoff: Duration,
+    /// The longest wait between retries.
+    #[arg(long, env = "RETRY_BACKOFF_MAX", default_value = "15m", value_parser = at_least_10ms)]
+    pub retry_backoff_max: Duration,
+    /// How long a claimed message is held before another dispatcher may take it; renewed
+    /// every third of it while the email is being sent.
+    #[arg(long, env = "LEASE", default_value = "30s", value_parser = at_least_1s)]
+    pub lease: Duration,
+    /// Longest payload, in characters (payloads must be shorter than this plus one).
+    #[arg(long, env = "MAX_PAYLOAD_CHARS", default_value_t = 299,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_payload_chars: u32,
+    /// Most open connections; at the limit the longest-idle one is closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Longest a client may take to send a request's headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = at_least_10ms)]
+    pub header_read_timeout: Duration,
+    /// Longest a keep-alive connection may stay idle.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
+    pub keep_alive_timeout: Duration,
+    /// Longest a request may take; a body that does not arrive in time is answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
+    pub request_timeout: Duration,
+    /// This server's address as clients' mail programs reach it, for unsubscribe links
+    /// (default `http://<BIND>`).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The domain of `reply+<token>@` addresses (default: each store's sender domain).
+    #[arg(long, env = "REPLY_DOMAIN")]
+    pub reply_domain: Option<String>,
+    /// Signs reply and unsubscribe tokens, at least 16 characters (default: generated once
+    /// and kept in the database).
+    #[arg(long, env = "CARTLOOP_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+fn at_least(raw: &str, min: Duration) -> Result<Duration, String> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d < min => Err(format!(
+            "must be at least {}",
+            humantime::format_duration(min)
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 5s, 500ms, 1m, 24h)")),
+    }
+}
+
+fn at_least_10ms(raw: &str) -> Result<Duration, String> {
+    at_least(raw, Duration::from_millis(10))
+}
+
+fn at_least_1s(raw: &str) -> Result<Duration, String> {
+    at_least(raw, Duration::from_secs(1))
+}
+
+impl Settings {
+    /// Opens the database and the mailer these settings name, builds the server, binds
+    /// `BIND` and serves until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// Whatever stops the server from starting (a database it cannot open, an address it
+    /// cannot bind, a public address without a token) or ends it.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let database = redact(&self.database_url);
+        let storage = cartloop_sqlx::connect(&self.database_url)
+            .await
+            .map_err(|e| ServerError::Setting {
+                name: "DATABASE_URL",
+                message: format!("cannot open {database}: {}", e.detail()),
+            })?;
+        tracing::info!(%database, "database ready");
+        let mailer = open_mailer(self.smtp_url.as_deref(), &self.outbox_dir)?;
+        let listener = tokio::net::TcpListener::bind(&self.bind)
+            .await
+            .map_err(|e| ServerError::Setting {
+                name: "BIND",
+                message: format!("cannot listen on {}: {e}", self.bind),
+            })?;
+        let server = Server::builder(storage, mailer)
+            .rules(self.rules())
+            .dispatch(self.dispatch())
+            .workers(self.dispatch_workers.into())
+            .api_token(self.api_token)
+            .public_url(self.public_url)
+            .reply_domain(self.reply_domain)
+            .secret(self.secret.map(String::into_bytes))
+            .connection_limits(ConnectionLimits {
+                max_connections: self.max_connections as usize,
+                header_read_timeout: self.header_read_timeout,
+                keep_alive_timeout: self.keep_alive_timeout,
+                ..ConnectionLimits::default()
+            })
+            .request_timeout(self.request_timeout)
+            .build()
+            .await?;
+        server.serve(listener, shutdown).await
+    }
+
+    fn rules(&self) -> Rules {
+        let mut rules = Rules {
+            active_hours: self.active_hours,
+            ..Rules::default()
+        };
+        rules.validation.max_chars = self.max_payload_chars as usize;
+        rules
+    }
+
+    fn dispatch(&self) -> DispatchConfig {
+        DispatchConfig {
+            poll_interval: self.dispatch_interval,
+            hourly_cap: self.hourly_cap,
+            max_message_age: self.max_message_age,
+            backoff_base: self.retry_backoff,
+            backoff_max: self.retry_backoff_max,
+            lease: self.lease,
+            ..DispatchConfig::default()
+        }
+    }
+}
