@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use cartloop::core::chat::{post_chat, PostChat};
 use cartloop::core::demo::demo_data;
 use cartloop::core::ids::{ConversationId, UserId};
-use cartloop::core::ports::{Clock, Email, MailError, Mailer};
+use cartloop::core::ports::{Email, MailError, Mailer};
 use cartloop::core::rules::Rules;
 use cartloop::server::Server;
 use std::sync::{Arc, Mutex};
@@ -113,6 +113,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         received[0]["text"],
         "Hi John Carter, your code PROMO50 is waiting."
     );
-    let _ = cartloop::http::SystemClock.now();
     Ok(())
 }
