@@ -147,7 +147,8 @@ mod tests {
         let clock = Arc::new(ManualClock::new(start()));
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = ran.clone();
-        let other = tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+        let other =
+            tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
         // On a single thread the spawned task runs only if this one yields.
         clock.sleep(StdDuration::ZERO).await;
         assert!(ran.load(std::sync::atomic::Ordering::SeqCst));

@@ -3,9 +3,10 @@
 //! into `#[tokio::test]`s with one line.
 
 use crate::demo::demo_data;
-use crate::domain::{ConversationStatus, MessageStatus, NewMessage};
+use crate::domain::{ConversationStatus, Message, MessageStatus, NewMessage};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::ports::{ClaimLimit, Page, Storage, StorageError};
+use crate::validate::{Payload, ValidationPolicy};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::time::Duration as StdDuration;
 
@@ -24,7 +25,7 @@ fn new_message(
     NewMessage {
         conversation_id: ConversationId(conversation),
         author_id: UserId(author),
-        payload: payload.to_owned(),
+        payload: Payload::parse(payload, &ValidationPolicy::default()).expect("valid test payload"),
         status: if send_at.is_some() {
             MessageStatus::New
         } else {
@@ -40,6 +41,18 @@ const ALL: Page = Page {
     limit: 1000,
     before: None,
 };
+
+/// A page of a conversation's messages; none for an unknown conversation.
+async fn messages(
+    s: &dyn Storage,
+    conversation: ConversationId,
+    page: Page,
+) -> Result<Vec<Message>, StorageError> {
+    Ok(s.conversation_page(conversation, page)
+        .await?
+        .map(|(_, messages)| messages)
+        .unwrap_or_default())
+}
 
 /// Import loads the demo set exactly, and a second import changes nothing.
 pub async fn import_is_exact_and_idempotent(s: &dyn Storage) {
@@ -75,7 +88,7 @@ pub async fn import_is_exact_and_idempotent(s: &dyn Storage) {
             .filter(|m| m.conversation_id == conversation.id)
             .cloned()
             .collect();
-        assert_eq!(s.messages(conversation.id, ALL).await.unwrap(), expected);
+        assert_eq!(messages(s, conversation.id, ALL).await.unwrap(), expected);
     }
     let resolved = s.conversation(ConversationId(24)).await.unwrap().unwrap();
     assert_eq!(resolved.conversation.status, ConversationStatus::Resolved);
@@ -87,8 +100,7 @@ pub async fn import_is_exact_and_idempotent(s: &dyn Storage) {
 pub async fn unknown_ids(s: &dyn Storage) {
     s.import(&demo_data()).await.unwrap();
     assert_eq!(s.conversation(ConversationId(999_999)).await.unwrap(), None);
-    assert!(s
-        .messages(ConversationId(999_999), ALL)
+    assert!(messages(s, ConversationId(999_999), ALL)
         .await
         .unwrap()
         .is_empty());
@@ -116,7 +128,7 @@ pub async fn insert_and_page(s: &dyn Storage) {
             .unwrap();
         assert!(inserted.created);
         let m = inserted.message;
-        assert_eq!(m.payload, format!("message {n}"));
+        assert_eq!(m.payload.as_str(), format!("message {n}"));
         assert_eq!(
             (m.status, m.attempts, m.sent_at, m.last_error.clone()),
             (MessageStatus::New, 0, None, None)
@@ -130,29 +142,29 @@ pub async fn insert_and_page(s: &dyn Storage) {
         ids.windows(2).all(|w| w[0] < w[1]),
         "ids must grow: {ids:?}"
     );
-    let all = s.messages(ConversationId(2), ALL).await.unwrap();
+    let all = messages(s, ConversationId(2), ALL).await.unwrap();
     assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
-    let newest = s
-        .messages(
-            ConversationId(2),
-            Page {
-                limit: 2,
-                before: None,
-            },
-        )
-        .await
-        .unwrap();
+    let newest = messages(
+        s,
+        ConversationId(2),
+        Page {
+            limit: 2,
+            before: None,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(newest.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
-    let older = s
-        .messages(
-            ConversationId(2),
-            Page {
-                limit: 2,
-                before: Some(ids[3]),
-            },
-        )
-        .await
-        .unwrap();
+    let older = messages(
+        s,
+        ConversationId(2),
+        Page {
+            limit: 2,
+            before: Some(ids[3]),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(older.iter().map(|m| m.id).collect::<Vec<_>>(), ids[1..3]);
     let received = s
         .insert_message(new_message(2, 3, "from the client", None))
@@ -174,7 +186,7 @@ pub async fn idempotency_key(s: &dyn Storage) {
     let second = s.insert_message(m.clone()).await.unwrap();
     assert!(first.created && !second.created);
     assert_eq!(first.message, second.message);
-    assert_eq!(s.messages(ConversationId(1), ALL).await.unwrap().len(), 4);
+    assert_eq!(messages(s, ConversationId(1), ALL).await.unwrap().len(), 4);
     m.idempotency_key = Some("retry-2".into());
     assert!(s.insert_message(m).await.unwrap().created);
 }
@@ -281,6 +293,7 @@ pub async fn reschedule_and_fail(s: &dyn Storage) {
         (stored.status, stored.send_at, stored.attempts),
         (MessageStatus::New, Some(tomorrow), 0)
     );
+    assert_eq!(stored.next_attempt_at, None);
     assert!(s
         .claim_due(t0() + Duration::hours(1), LEASE, ClaimLimit::batch(10))
         .await
@@ -301,7 +314,11 @@ pub async fn reschedule_and_fail(s: &dyn Storage) {
     let stored = s.message(m.id).await.unwrap().unwrap();
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.last_error.as_deref(), Some("451 later"));
-    assert_eq!(stored.send_at, Some(retry));
+    assert_eq!(
+        (stored.send_at, stored.next_attempt_at),
+        (Some(tomorrow), Some(retry)),
+        "a retry after a transient failure keeps send_at and sets the next attempt"
+    );
 
     let claim = s
         .claim_due(retry, LEASE, ClaimLimit::batch(10))
