@@ -456,7 +456,10 @@ mod tests {
             limit: 100,
             before: None,
         };
-        let before = storage.conversation_page(ConversationId(1), page).await.unwrap();
+        let before = storage
+            .conversation_page(ConversationId(1), page)
+            .await
+            .unwrap();
         let cases = [
             (request(999, 24, "hi"), "not found"),
             (request(1, 21, "hi"), "not part"),
@@ -470,7 +473,10 @@ mod tests {
             assert!(err.to_string().contains(needle), "{err}");
         }
         assert_eq!(
-            storage.conversation_page(ConversationId(1), page).await.unwrap(),
+            storage
+                .conversation_page(ConversationId(1), page)
+                .await
+                .unwrap(),
             before
         );
     }

@@ -1,10 +1,7 @@
 use crate::ports::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Timelike, Utc};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 
 /// A clock that stands still until told otherwise.
 ///
@@ -97,25 +94,7 @@ impl Clock for ManualClock {
             );
             state.sleeps.push(duration);
         }
-        YieldOnce(false).await;
-    }
-}
-
-/// Pending once (waking itself at once), then ready: lets the other tasks of the executor
-/// run, as a real sleep would, without a runtime dependency.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
+        super::yield_now().await;
     }
 }
 

@@ -262,7 +262,7 @@ impl Storage for MemoryStorage {
             })
             .filter(|(key, _)| after.is_none_or(|after| *key < after))
             .collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
         rows.truncate(limit as usize);
         let mut out = Vec::with_capacity(rows.len());
         for (key, conversation) in rows {
