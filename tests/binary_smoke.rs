@@ -152,15 +152,23 @@ async fn the_binary_serves_sends_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let chat = response.json::<Value>().await.unwrap()["chatId"].as_i64().unwrap();
+    let chat = response.json::<Value>().await.unwrap()["chatId"]
+        .as_i64()
+        .unwrap();
     let file = outbox.join(format!("message-{chat}.eml"));
     let deadline = Instant::now() + Duration::from_secs(15);
     while !file.exists() {
-        assert!(Instant::now() < deadline, "the email never reached the outbox");
+        assert!(
+            Instant::now() < deadline,
+            "the email never reached the outbox"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let email = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
-    assert!(email.contains("Sure John Carter. Here is your code PROMO50"), "{email}");
+    assert!(
+        email.contains("Sure John Carter. Here is your code PROMO50"),
+        "{email}"
+    );
     sigterm_and_wait(child);
 }
 

@@ -31,7 +31,11 @@ async fn post_many(server: &TestServer, n: usize) -> Vec<i64> {
 fn deliveries(sink: &SmtpSink) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for mail in sink.messages() {
-        let id = mail.parse().header("Message-ID").unwrap_or_default().to_owned();
+        let id = mail
+            .parse()
+            .header("Message-ID")
+            .unwrap_or_default()
+            .to_owned();
         *counts.entry(id).or_insert(0) += 1;
     }
     counts
@@ -67,7 +71,10 @@ async fn a_database_blip_between_send_and_record_makes_no_duplicate() {
     let database = Arc::new(TestDatabase::create(&admin).await);
     let sink = SmtpSink::start().await;
     let storage = cartloop::sqlx::connect(&database.url).await.unwrap();
-    storage.import(&cartloop::core::demo::demo_data()).await.unwrap();
+    storage
+        .import(&cartloop::core::demo::demo_data())
+        .await
+        .unwrap();
     let mailer = Arc::new(CutAfterSend {
         inner: cartloop::server::open_mailer(Some(&sink.url()), std::path::Path::new(".")).unwrap(),
         database: database.clone(),
@@ -159,7 +166,10 @@ async fn an_smtp_outage_fails_nothing() {
         let (_, body) = server.get(&format!("/chat/{chat}/")).await;
         assert_eq!(body["status"], "new", "{body}");
         assert!(body["attempts"].as_u64().unwrap() >= 3, "{body}");
-        assert!(body["lastError"].as_str().unwrap().contains("451"), "{body}");
+        assert!(
+            body["lastError"].as_str().unwrap().contains("451"),
+            "{body}"
+        );
     }
     sink.set_behavior(SinkBehavior::default());
     wait_until("every email after the outage", 30, || async {
@@ -243,7 +253,11 @@ async fn a_thousand_slow_clients_do_not_lock_anyone_out() {
     for _ in 0..5 {
         let client = reqwest::Client::new();
         let started = Instant::now();
-        let health = client.get(format!("{}/healthz", server.base)).send().await.unwrap();
+        let health = client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(health.status(), 200);
         let response = client
             .post(format!("{}/chat/", server.base))

@@ -230,7 +230,11 @@ async fn postgres_and_smtp() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sink.messages().len(), 1, "nothing sent twice after a restart");
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "nothing sent twice after a restart"
+    );
     server.stop().await;
 }
 
@@ -267,7 +271,12 @@ async fn a_message_scheduled_for_later_is_sent_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let mut args = sqlite_and_outbox(dir.path());
-    args.extend(["--active-hours".into(), active_hours, "--dispatch-interval".into(), "60s".into()]);
+    args.extend([
+        "--active-hours".into(),
+        active_hours,
+        "--dispatch-interval".into(),
+        "60s".into(),
+    ]);
     let server = TestServer::start(&args).await;
     server.get("/import_data/").await;
     let (status, posted) = server
@@ -345,7 +354,12 @@ async fn shutdown_hands_back_what_is_not_in_flight() {
 
     let fast = SmtpSink::start().await;
     let mut args = database.clone();
-    args.extend(["--smtp-url".into(), fast.url(), "--active-hours".into(), active_hours]);
+    args.extend([
+        "--smtp-url".into(),
+        fast.url(),
+        "--active-hours".into(),
+        active_hours,
+    ]);
     let server = TestServer::start(&args).await;
     let restarted = Instant::now();
     wait_until("the rest of the emails", 15, || {
@@ -362,7 +376,12 @@ async fn shutdown_hands_back_what_is_not_in_flight() {
         .messages()
         .iter()
         .chain(fast.messages().iter())
-        .map(|m| m.parse().header("Message-ID").unwrap_or_default().to_owned())
+        .map(|m| {
+            m.parse()
+                .header("Message-ID")
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     ids.sort();
     ids.dedup();
@@ -408,7 +427,10 @@ async fn a_token_guards_every_route_but_health_and_a_public_bind_needs_one() {
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let refused = server.serve(listener, std::future::pending()).await;
     assert!(
-        matches!(refused, Err(cartloop::server::ServerError::PublicWithoutToken(_))),
+        matches!(
+            refused,
+            Err(cartloop::server::ServerError::PublicWithoutToken(_))
+        ),
         "{refused:?}"
     );
 }

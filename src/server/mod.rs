@@ -117,9 +117,7 @@ impl ServerBuilder {
     /// The bearer token every route but `/healthz` and the unsubscribe pages requires.
     /// Blank counts as none.
     pub fn api_token(mut self, token: Option<String>) -> Self {
-        self.api_token = token
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        self.api_token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         self
     }
 

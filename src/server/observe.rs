@@ -54,7 +54,9 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
         } => {
             metrics.dispatch_storage_error();
             match message {
-                Some(chat) => tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease"),
+                Some(chat) => {
+                    tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease")
+                }
                 None => tracing::error!(action, error = %error.detail(), "storage failed"),
             }
         }

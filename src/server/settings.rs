@@ -121,12 +121,13 @@ impl Settings {
     ) -> Result<(), ServerError> {
         let bind = self.bind.clone();
         let server = self.server().await?;
-        let listener = tokio::net::TcpListener::bind(&bind)
-            .await
-            .map_err(|e| ServerError::Setting {
-                name: "BIND",
-                message: format!("cannot listen on {bind}: {e}"),
-            })?;
+        let listener =
+            tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| ServerError::Setting {
+                    name: "BIND",
+                    message: format!("cannot listen on {bind}: {e}"),
+                })?;
         server.serve(listener, shutdown).await
     }
 

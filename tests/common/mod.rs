@@ -54,7 +54,12 @@ impl TestServer {
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(response) = self.client.get(format!("{}/healthz", self.base)).send().await {
+            if let Ok(response) = self
+                .client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+            {
                 if response.status() == 200 {
                     return;
                 }
@@ -187,12 +192,10 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub async fn create(admin: &str) -> Self {
         use sqlx::Connection;
-        let name = format!(
-            "cartloop_e2e_{}_{}",
-            std::process::id(),
-            rand_suffix()
-        );
-        let mut conn = sqlx::PgConnection::connect(admin).await.expect("PostgreSQL is up");
+        let name = format!("cartloop_e2e_{}_{}", std::process::id(), rand_suffix());
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("PostgreSQL is up");
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await

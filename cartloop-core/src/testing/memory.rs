@@ -26,6 +26,8 @@ use std::time::Duration;
 pub struct MemoryStorage {
     state: Mutex<State>,
     watchers: Mutex<Vec<DueCallback>>,
+    /// Injected failures: the next calls of a method that fail as `Unavailable`.
+    faults: Mutex<HashMap<&'static str, u32>>,
 }
 
 impl std::fmt::Debug for MemoryStorage {
@@ -95,6 +97,30 @@ impl MemoryStorage {
         let watchers = self.lock_watchers().clone();
         for on_due in watchers {
             on_due();
+        }
+    }
+
+    /// Makes the next `times` calls of `method` (e.g. `"mark_sent"`, `"conversation"`,
+    /// `"renew_leases"`) fail with [`StorageError::Unavailable`], as a database blip would,
+    /// changing nothing. For tests of failure paths.
+    pub fn fail_next(&self, method: &'static str, times: u32) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(method, times);
+    }
+
+    /// An injected failure for `method`, if one is due.
+    fn fault(&self, method: &'static str) -> Result<(), StorageError> {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        match faults.get_mut(method) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(StorageError::unavailable(format!(
+                    "injected failure of {method}"
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -188,6 +214,7 @@ impl Storage for MemoryStorage {
         &self,
         id: ConversationId,
     ) -> Result<Option<ConversationContext>, StorageError> {
+        self.fault("conversation")?;
         Ok(self.lock().context(id))
     }
 
@@ -538,6 +565,7 @@ impl Storage for MemoryStorage {
         lease: Duration,
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
+        self.fault("claim_due")?;
         let mut state = self.lock();
         let used = match limit.hourly_cap {
             None => 0,
@@ -590,6 +618,7 @@ impl Storage for MemoryStorage {
         tokens: &[ClaimToken],
         until: DateTime<Utc>,
     ) -> Result<u64, StorageError> {
+        self.fault("renew_leases")?;
         let mut state = self.lock();
         let mut renewed = BTreeSet::new();
         for token in tokens {
@@ -602,6 +631,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
+        self.fault("mark_sent")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -619,6 +649,7 @@ impl Storage for MemoryStorage {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError> {
+        self.fault("reschedule")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -640,6 +671,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
+        self.fault("mark_failed")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -655,6 +687,7 @@ impl Storage for MemoryStorage {
         token: ClaimToken,
         reason: String,
     ) -> Result<bool, StorageError> {
+        self.fault("mark_suppressed")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -666,6 +699,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.fault("next_due")?;
         Ok(self.lock().messages.values().filter_map(Row::due_at).min())
     }
 
