@@ -49,7 +49,10 @@ pub(crate) async fn get_conversation(
 }
 
 pub(crate) fn conversation_not_found(id: i64) -> ApiError {
-    ApiError::not_found("conversation_not_found", format!("conversation {id} not found"))
+    ApiError::not_found(
+        "conversation_not_found",
+        format!("conversation {id} not found"),
+    )
 }
 
 fn page(query: &std::collections::HashMap<String, String>) -> Result<Page, ApiError> {

@@ -242,7 +242,11 @@ pub(crate) async fn patch_client(
             .transpose()?,
         time_zone: body
             .time_zone
-            .map(|tz| tz.as_deref().map(|tz| time_zone("timeZone", tz)).transpose())
+            .map(|tz| {
+                tz.as_deref()
+                    .map(|tz| time_zone("timeZone", tz))
+                    .transpose()
+            })
             .transpose()?,
     };
     let client = directory::update_client(state.storage.as_ref(), UserId(id), changes).await?;
@@ -299,8 +303,7 @@ pub(crate) async fn patch_conversation(
     JsonBody(Object(body)): JsonBody<Object<PatchConversationBody>>,
 ) -> Result<Json<ConversationResponse>, ApiError> {
     let status = ConversationStatus::from(body.status);
-    directory::set_conversation_status(state.storage.as_ref(), ConversationId(id), status)
-        .await?;
+    directory::set_conversation_status(state.storage.as_ref(), ConversationId(id), status).await?;
     tracing::info!(conversation = id, %status, "conversation status set");
     let page = Page {
         limit: DEFAULT_PAGE,
@@ -339,7 +342,10 @@ pub(crate) async fn list_conversations(
     let invalid = |name: &str, raw: &str, expected: &str| {
         ApiError::bad_request(
             "invalid_query",
-            format!("invalid {name} {}: expected {expected}", extract::quoted(raw)),
+            format!(
+                "invalid {name} {}: expected {expected}",
+                extract::quoted(raw)
+            ),
         )
     };
     let id = |name: &str| -> Result<Option<i64>, ApiError> {

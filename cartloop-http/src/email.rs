@@ -57,11 +57,7 @@ pub(crate) async fn unsubscribe_page(
     PathText(token): PathText,
 ) -> Result<Response, ApiError> {
     let id = client_of(&state, &token)?;
-    let client = state
-        .storage
-        .client(id)
-        .await?
-        .ok_or_else(invalid_token)?;
+    let client = state.storage.client(id).await?.ok_or_else(invalid_token)?;
     let page = if client.unsubscribed_at.is_some() {
         page(
             "You are unsubscribed",
@@ -227,13 +223,7 @@ pub(crate) async fn inbound_email(
         Some(links) => links,
         None => &NoLinks,
     };
-    let reply = receive_reply(
-        state.storage.as_ref(),
-        state.clock.as_ref(),
-        links,
-        email,
-    )
-    .await?;
+    let reply = receive_reply(state.storage.as_ref(), state.clock.as_ref(), links, email).await?;
     let status = if reply.created {
         tracing::info!(chat = %reply.chat_id, conversation = %reply.conversation_id, "reply received");
         StatusCode::CREATED

@@ -197,7 +197,11 @@ fn routes() -> Routes {
         .add(M::PATCH, "/client/{id}/", directory::patch_client)
         .add(M::POST, "/conversations/", directory::create_conversation)
         .add(M::GET, "/conversations/", directory::list_conversations)
-        .add(M::PATCH, "/conversation/{id}/", directory::patch_conversation)
+        .add(
+            M::PATCH,
+            "/conversation/{id}/",
+            directory::patch_conversation,
+        )
         .add(M::GET, "/chat/{id}/", chats::get_chat)
         .add(M::DELETE, "/chat/{id}/", chats::cancel)
         .add(M::POST, "/chat/{id}/retry/", chats::retry)

@@ -286,6 +286,11 @@ impl Metrics {
                 })
                 .collect();
         rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        // A family without samples is left out whole, as client libraries do with empty
+        // vectors (strict parsers refuse a TYPE line without samples).
+        if rows.is_empty() {
+            return;
+        }
         header(
             out,
             "cartloop_http_requests_total",

@@ -10,9 +10,10 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -30,16 +31,14 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+        .map(|m| canonical(m.as_str()));
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let route = route.as_deref().unwrap_or(UNMATCHED);
-    state
-        .metrics
-        .http_request(route, &method, status, elapsed);
+    let route = route.unwrap_or(UNMATCHED);
+    state.metrics.http_request(route, &method, status, elapsed);
     tracing::info!(
         %method,
         route,
@@ -48,6 +47,24 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         "request"
     );
     response
+}
+
+/// The route table's form of a matched path: `/conversation/{id}` and
+/// `/conversation/{id}/` are one route, counted under the second.
+fn canonical(matched: &str) -> &'static str {
+    static CANONICAL: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    let table = CANONICAL.get_or_init(|| {
+        crate::route_table()
+            .into_iter()
+            .flat_map(|route| {
+                crate::path_variants(route.path)
+                    .into_iter()
+                    .map(move |variant| (variant, route.path))
+            })
+            .collect()
+    });
+    // Every matched path is one of the table's variants; anything else counts as unmatched.
+    table.get(matched).copied().unwrap_or(UNMATCHED)
 }
 
 /// With a token configured, every route but [`PUBLIC`] needs `Authorization: Bearer
