@@ -183,3 +183,54 @@ impl http_body::Body for WatchedBody {
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use axum::Router;
+    use cartloop_core::testing::MemoryStorage;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    /// A route that reads its body, then takes an hour: our fault, not the client's.
+    fn slow_app() -> Router {
+        let mut state = AppState::new(Arc::new(MemoryStorage::new()));
+        state.request_timeout = Duration::from_secs(1);
+        Router::new()
+            .route(
+                "/slow",
+                post(|body: Body| async move {
+                    let _ = body.collect().await;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                deadline,
+            ))
+            .with_state(state)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_handler_is_503() {
+        for body in [Body::empty(), Body::from("complete")] {
+            let request = Request::post("/slow").body(body).unwrap();
+            let response = slow_app().oneshot(request).await.unwrap();
+            assert_eq!(
+                response.status(),
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_408() {
+        let stalled =
+            Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let request = Request::post("/slow").body(stalled).unwrap();
+        let response = slow_app().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
+    }
+}
