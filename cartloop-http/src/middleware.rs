@@ -19,12 +19,7 @@ use std::time::Instant;
 
 /// Routes that need no bearer token: the health check, and the unsubscribe links, whose
 /// signed token is the credential (SPEC §5, §8).
-const PUBLIC: [&str; 4] = [
-    "/healthz",
-    "/healthz/",
-    "/unsubscribe/{token}",
-    "/unsubscribe/{token}/",
-];
+const PUBLIC: [&str; 2] = ["/healthz", "/unsubscribe/{token}"];
 
 /// Counts and logs every request, by route template.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -50,7 +45,9 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 }
 
 /// The route table's form of a matched path: `/conversation/{id}` and
-/// `/conversation/{id}/` are one route, counted under the second.
+/// `/conversation/{id}/` are one route, counted under the second. When the router is nested
+/// in another (`Router::nest("/api", ...)`), the matched path carries the prefix: the
+/// longest table path it ends with is the route.
 fn canonical(matched: &str) -> &'static str {
     static CANONICAL: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     let table = CANONICAL.get_or_init(|| {
@@ -63,8 +60,14 @@ fn canonical(matched: &str) -> &'static str {
             })
             .collect()
     });
-    // Every matched path is one of the table's variants; anything else counts as unmatched.
-    table.get(matched).copied().unwrap_or(UNMATCHED)
+    if let Some(route) = table.get(matched) {
+        return route;
+    }
+    table
+        .iter()
+        .filter(|(variant, _)| matched.ends_with(variant.as_str()))
+        .max_by_key(|(variant, _)| variant.len())
+        .map_or(UNMATCHED, |(_, route)| route)
 }
 
 /// With a token configured, every route but [`PUBLIC`] needs `Authorization: Bearer
@@ -81,7 +84,7 @@ pub(crate) async fn authorize(
     let public = request
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|m| PUBLIC.contains(&m.as_str()));
+        .is_some_and(|m| PUBLIC.contains(&canonical(m.as_str())));
     if public {
         return next.run(request).await;
     }

@@ -783,3 +783,24 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(paths["/healthz"]["get"]["security"], json!([{}]));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn nested_under_a_prefix_the_rules_still_hold() {
+    let app = token_app().await;
+    let outer = App {
+        router: axum::Router::new().nest("/api", app.router.clone()),
+        ..app.clone()
+    };
+    let (status, _) = outer.send("GET", "/api/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "public without the token");
+    let (status, _) = outer.send("GET", "/api/conversation/1/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = outer
+        .send_with(authorized("GET", "/api/conversation/1"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Counted under the route, not under its prefixed path (the figures are shared).
+    let after = scrape(&metrics_text(&app).await);
+    let route = [("route", "/conversation/{id}/"), ("status", "200")];
+    assert_eq!(counter(&after, "cartloop_http_requests_total", &route), 1.0);
+}
