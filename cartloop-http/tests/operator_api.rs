@@ -170,6 +170,15 @@ async fn a_store_window_is_set_cleared_and_used() {
     let (_, body) = app.send("GET", "/store/3/", None).await;
     assert_eq!(body["activeHours"], Value::Null);
 
+    // SPEC §4: 24:00 as an end, and windows that wrap midnight.
+    for hours in ["00:00-24:00", "21:00-08:00"] {
+        let (status, body) = patch(&app, "/store/3/", json!({"activeHours": hours})).await;
+        assert_eq!(
+            (status, body["activeHours"].clone()),
+            (StatusCode::OK, json!(hours))
+        );
+    }
+
     let (status, body) = patch(&app, "/store/3/", json!({"activeHours": "late"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_field_error(&body, "invalid_active_hours", "activeHours");
