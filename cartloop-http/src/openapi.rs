@@ -4,6 +4,7 @@
 
 use crate::error::ErrorBody;
 use crate::{chats, directory, email, ops};
+use axum::body::Bytes;
 use std::sync::OnceLock;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
@@ -112,13 +113,15 @@ pub fn document() -> Document {
     ApiDoc::openapi()
 }
 
-/// The document as JSON, built once.
-pub(crate) fn document_json() -> String {
-    static JSON: OnceLock<String> = OnceLock::new();
+/// The document as JSON, built once (clones share the bytes).
+pub(crate) fn document_json() -> Bytes {
+    static JSON: OnceLock<Bytes> = OnceLock::new();
     JSON.get_or_init(|| {
-        document()
-            .to_json()
-            .expect("the OpenAPI document serializes")
+        Bytes::from(
+            document()
+                .to_json()
+                .expect("the OpenAPI document serializes"),
+        )
     })
     .clone()
 }
