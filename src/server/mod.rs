@@ -242,11 +242,11 @@ impl Server {
     }
 
     fn links(&self, public_url: &str) -> Arc<dyn Links> {
-        Arc::new(SignedLinks::new(
-            self.key.clone(),
-            self.public_url.as_deref().unwrap_or(public_url),
-            self.reply_domain.clone(),
-        ))
+        Arc::new(SignedLinks {
+            key: self.key.clone(),
+            public_url: self.public_url.as_deref().unwrap_or(public_url).to_owned(),
+            reply_domain: self.reply_domain.clone(),
+        })
     }
 
     fn state(&self, public_url: &str) -> AppState {
