@@ -49,6 +49,10 @@ const BLOCKS: &[&str] = &[
 /// Elements whose content is not text to show.
 const HIDDEN: &[&str] = &["head", "noscript", "script", "style", "template", "title"];
 
+/// The most `> ` a line gets: one is enough to mark it quoted, and a bound keeps a hostile
+/// nesting of thousands of `<blockquote>`s from growing every line.
+const MAX_QUOTE_DEPTH: usize = 8;
+
 /// The longest entity looked for after `&` (`&CounterClockwiseContourIntegral;` is 33).
 const MAX_ENTITY: usize = 40;
 
@@ -279,7 +283,7 @@ impl Writer {
 
     fn end_line(&mut self) {
         let depth = self.line_depth.take().unwrap_or(self.depth);
-        let mut line = "> ".repeat(depth);
+        let mut line = "> ".repeat(depth.min(MAX_QUOTE_DEPTH));
         line.push_str(&self.line.replace('\u{a0}', " "));
         self.lines.push(line.trim_end().to_owned());
         self.line.clear();
@@ -365,5 +369,17 @@ mod tests {
         assert_eq!(to_text("<div"), "");
         assert_eq!(to_text("<style>unclosed"), "");
         assert_eq!(to_text("é<br/>ü&"), "é\nü&");
+    }
+
+    #[test]
+    fn deep_nesting_stays_small() {
+        let html = format!(
+            "{}{}",
+            "<blockquote>".repeat(50_000),
+            "x<br>".repeat(50_000)
+        );
+        let text = to_text(&html);
+        assert_eq!(text.lines().count(), 50_000);
+        assert!(text.lines().all(|l| l == "> > > > > > > > x"));
     }
 }
