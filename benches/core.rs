@@ -5,7 +5,8 @@
 //! ```
 
 use cartloop::core::active_hours::ActiveHours;
-use cartloop::core::chat::{post_chat, ChatRules, PostChat};
+use cartloop::core::chat::{post_chat, PostChat};
+use cartloop::core::rules::Rules;
 use cartloop::core::demo::demo_data;
 use cartloop::core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop::core::ids::{ConversationId, UserId};
@@ -108,7 +109,7 @@ fn dispatch(c: &mut Criterion) {
                         post_chat(
                             storage.as_ref(),
                             clock.as_ref(),
-                            &ChatRules::default(),
+                            &Rules::default(),
                             request,
                         )
                         .await
@@ -118,6 +119,7 @@ fn dispatch(c: &mut Criterion) {
                         storage,
                         Arc::new(RecordingMailer::new_ok()),
                         clock,
+                        Arc::new(Rules::default()),
                         DispatchConfig::default(),
                     )
                 })

@@ -161,7 +161,7 @@ fn expected_body(pick: &Pick) -> String {
 }
 
 #[tokio::test]
-async fn sqlite_and_outbox() {
+async fn on_sqlite_with_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let args = sqlite_and_outbox(dir.path());
@@ -196,7 +196,7 @@ async fn sqlite_and_outbox() {
 }
 
 #[tokio::test]
-async fn postgres_and_smtp() {
+async fn on_postgres_with_smtp() {
     let Some(admin) = postgres_admin_url() else {
         return;
     };

@@ -25,11 +25,10 @@ impl TestServer {
     /// Starts a server with these settings (flags as the binary takes them, e.g.
     /// `["--database-url", url]`); `DISPATCH_INTERVAL` defaults to 1 s.
     pub async fn start(args: &[String]) -> Self {
-        let mut argv = vec![
-            "server".to_owned(),
-            "--dispatch-interval".to_owned(),
-            "1s".to_owned(),
-        ];
+        let mut argv = vec!["server".to_owned()];
+        if !args.iter().any(|a| a == "--dispatch-interval") {
+            argv.extend(["--dispatch-interval".to_owned(), "1s".to_owned()]);
+        }
         argv.extend(args.iter().cloned());
         let settings = Settings::try_parse_from(&argv).expect("valid settings");
         let token = settings.api_token.clone();
