@@ -393,6 +393,10 @@ async fn import_row<D: Dialect>(
     }
 }
 
+/// How many of the newest messages the conversations list reads per row it wants, before
+/// it computes every listed conversation's activity.
+const RECENT_PER_ROW: i64 = 4;
+
 /// The key client emails are compared by: case-insensitive, as the core's in-memory
 /// storage compares them.
 fn email_key(email: &EmailAddress) -> String {
@@ -466,17 +470,29 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     ) -> Result<Vec<ConversationSummary>, StorageError> {
         let (after_activity, after_id) =
             after.map_or((i64::MAX, i64::MAX), |a| (a.activity, a.conversation.0));
-        let params = [
-            snapshot.max_message.0.into(),
-            snapshot.max_conversation.0.into(),
-            filter.status.map(ConversationStatus::as_str).into(),
-            filter.store_id.map(|id| id.0).into(),
-            filter.operator_id.map(|id| id.0).into(),
+        let status = filter.status.map(ConversationStatus::as_str);
+        let store = filter.store_id.map(|id| id.0);
+        let operator = filter.operator_id.map(|id| id.0);
+        let limit = i64::from(limit);
+        let snapshot = [snapshot.max_message.0, snapshot.max_conversation.0];
+        // The newest messages usually name a whole page; reading them costs the page, not
+        // the whole list.
+        let recent = [
+            snapshot[0].into(),
+            snapshot[1].into(),
+            status.into(),
+            store.into(),
+            operator.into(),
             after_activity.into(),
-            after_id.into(),
-            i64::from(limit).into(),
+            (limit * RECENT_PER_ROW).into(),
+            limit.into(),
         ];
-        let rows = self.read(sql::LIST_CONVERSATIONS, &params).await?;
+        let mut rows = self.read(sql::LIST_RECENT_CONVERSATIONS, &recent).await?;
+        if rows.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            let mut all = recent;
+            all[6] = after_id.into();
+            rows = self.read(sql::LIST_CONVERSATIONS, &all).await?;
+        }
         rows.iter()
             .map(|row| {
                 let context = rows::context::<D>(row)?;
