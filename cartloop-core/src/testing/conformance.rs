@@ -607,6 +607,28 @@ pub async fn stores(s: &dyn Storage) {
     );
     let cleared = s.set_store_hours(StoreId(1), None).await.unwrap().unwrap();
     assert_eq!(Some(cleared), imported);
+    // Windows that wrap midnight or end at 24:00 are kept as they are.
+    for raw in [
+        "21:00-08:00",
+        "00:00-24:00",
+        "18:00-24:00",
+        "08:15:30-17:00",
+    ] {
+        let window = hours(raw);
+        let store = s.set_store_hours(StoreId(2), Some(window)).await.unwrap();
+        assert_eq!(store.unwrap().active_hours, Some(window), "{raw}");
+        let store = s.store(StoreId(2)).await.unwrap().unwrap();
+        assert_eq!(store.active_hours, Some(window), "{raw}");
+    }
+    let night = s
+        .create_store(NewStore {
+            active_hours: Some(hours("22:00-06:00")),
+            ..new_store("Night Owl")
+        })
+        .await
+        .unwrap();
+    let read = s.store(night.id).await.unwrap().unwrap();
+    assert_eq!(read.active_hours, Some(hours("22:00-06:00")));
 
     assert_eq!(s.store(StoreId(999_999)).await.unwrap(), None);
     assert_eq!(
