@@ -1,7 +1,7 @@
 //! [`SqlStorage`]: the one [`Storage`] implementation, generic over its [`Dialect`].
 
 use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, Param};
-use crate::error::{conflict, migrate_error, storage_error, violation};
+use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
 use crate::ACQUIRE_TIMEOUT;
@@ -297,8 +297,25 @@ impl<D: Dialect> SqlStorage<D> {
         })
     }
 
-    async fn fenced(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, StorageError> {
+    /// Runs a statement that changes a row if its condition holds; whether it did.
+    async fn changed(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, StorageError> {
         Ok(self.write_one(sql, params).await?.is_some())
+    }
+
+    /// Records a result under the claim `token` (`$1`, `$2`, see `fenced!`) with `more`
+    /// parameters (`$3`, ...); whether the claim still held.
+    async fn fenced(
+        &self,
+        sql: &str,
+        token: ClaimToken,
+        more: &[Param<'_>],
+    ) -> Result<bool, StorageError> {
+        let mut params = [Param::OptInt(None); 4];
+        params[0] = token.message_id.0.into();
+        params[1] = i64::from(token.attempt).into();
+        let count = 2 + more.len();
+        params[2..count].copy_from_slice(more);
+        self.changed(sql, &params[..count]).await
     }
 
     /// Inserts `data`'s rows that are not there yet; returns how many it inserted.
@@ -409,6 +426,14 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> Result<DateTime<Utc>, Stora
         .ok()
         .and_then(|lease| now.checked_add_signed(lease))
         .ok_or_else(|| StorageError::other(format!("lease of {lease:?} is too long")))
+}
+
+/// The id an `INSERT ... RETURNING id` gave.
+fn inserted_id<D: Dialect>(rows: &[DbRow<D>]) -> Result<i64, StorageError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StorageError::other("insert returned no id"))?;
+    rows::int::<D>(row, "id")
 }
 
 /// A count read from the database.
@@ -525,8 +550,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.client_id.0.into(),
             new.discount_code.as_deref().into(),
         ];
-        let row = match self.write(sql::INSERT_CONVERSATION, &params).await {
-            Ok(rows) => rows.into_iter().next(),
+        let rows = match self.write(sql::INSERT_CONVERSATION, &params).await {
+            Ok(rows) => rows,
             Err(e) if violation(&e) == Some(ErrorKind::ForeignKeyViolation) => {
                 let references = [
                     ("store", format!("store {}", new.store_id)),
@@ -538,9 +563,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             }
             Err(e) => return Err(storage_error(e)),
         };
-        let row = row.ok_or_else(|| StorageError::other("insert returned no id"))?;
         Ok(Conversation {
-            id: ConversationId(rows::int::<D>(&row, "id")?),
+            id: ConversationId(inserted_id::<D>(&rows)?),
             store_id: new.store_id,
             operator_id: new.operator_id,
             client_id: new.client_id,
@@ -555,7 +579,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         status: ConversationStatus,
     ) -> Result<bool, StorageError> {
         let params = [id.0.into(), status.as_str().into()];
-        self.fenced(sql::SET_CONVERSATION_STATUS, &params).await
+        self.changed(sql::SET_CONVERSATION_STATUS, &params).await
     }
 
     async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
@@ -566,10 +590,12 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.sender_email.as_str().into(),
             hours.as_deref().into(),
         ];
-        let row = self.write_one(sql::INSERT_STORE, &params).await?;
-        let row = row.ok_or_else(|| StorageError::other("insert returned no id"))?;
+        let rows = self
+            .write(sql::INSERT_STORE, &params)
+            .await
+            .map_err(storage_error)?;
         Ok(Store {
-            id: StoreId(rows::int::<D>(&row, "id")?),
+            id: StoreId(inserted_id::<D>(&rows)?),
             name: new.name,
             time_zone: new.time_zone,
             sender_email: new.sender_email,
@@ -599,20 +625,12 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.store_id.0.into(),
             new.group.as_str().into(),
         ];
-        let rows =
-            self.write(sql::INSERT_OPERATOR, &params)
-                .await
-                .map_err(|e| match violation(&e) {
-                    Some(ErrorKind::ForeignKeyViolation) => {
-                        StorageError::NotFound(format!("store {}", new.store_id))
-                    }
-                    _ => storage_error(e),
-                })?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StorageError::other("insert returned no id"))?;
+        let rows = self
+            .write(sql::INSERT_OPERATOR, &params)
+            .await
+            .map_err(not_found(|| format!("store {}", new.store_id)))?;
         Ok(Operator {
-            id: UserId(rows::int::<D>(row, "id")?),
+            id: UserId(inserted_id::<D>(&rows)?),
             name: new.name,
             store_id: new.store_id,
             group: new.group,
@@ -636,11 +654,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             .write(sql::INSERT_CLIENT, &params)
             .await
             .map_err(conflict("a client with this email exists"))?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StorageError::other("insert returned no id"))?;
         Ok(Client {
-            id: UserId(rows::int::<D>(row, "id")?),
+            id: UserId(inserted_id::<D>(&rows)?),
             name: new.name,
             email: new.email,
             time_zone: new.time_zone,
@@ -860,12 +875,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            at.into(),
-        ];
-        self.fenced(sql::MARK_SENT, &params).await
+        self.fenced(sql::MARK_SENT, token, &[at.into()]).await
     }
 
     async fn reschedule(
@@ -874,22 +884,13 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            at.into(),
-            error.as_deref().into(),
-        ];
-        self.fenced(sql::RESCHEDULE, &params).await
+        let more = [at.into(), error.as_deref().into()];
+        self.fenced(sql::RESCHEDULE, token, &more).await
     }
 
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            error.as_str().into(),
-        ];
-        self.fenced(sql::MARK_FAILED, &params).await
+        self.fenced(sql::MARK_FAILED, token, &[error.as_str().into()])
+            .await
     }
 
     async fn mark_suppressed(
@@ -897,12 +898,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         token: ClaimToken,
         reason: String,
     ) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            reason.as_str().into(),
-        ];
-        self.fenced(sql::MARK_SUPPRESSED, &params).await
+        self.fenced(sql::MARK_SUPPRESSED, token, &[reason.as_str().into()])
+            .await
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
