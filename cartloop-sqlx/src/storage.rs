@@ -478,11 +478,22 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let row = self.read_one(sql::SNAPSHOT, &[]).await?;
-        let row = row.ok_or_else(|| StorageError::other("no snapshot row"))?;
+        let rows = match D::SNAPSHOT_LOCK {
+            None => self.read(sql::SNAPSHOT, &[]).await?,
+            Some(lock) => {
+                let mut tx = self.pool.begin().await.map_err(storage_error)?;
+                fetch::<D>(&mut tx, lock, &[]).await?;
+                let rows = fetch::<D>(&mut tx, sql::SNAPSHOT, &[]).await?;
+                tx.commit().await.map_err(storage_error)?;
+                rows
+            }
+        };
+        let row = rows
+            .first()
+            .ok_or_else(|| StorageError::other("no snapshot row"))?;
         Ok(Snapshot {
-            max_message: MessageId(rows::int::<D>(&row, "max_message")?),
-            max_conversation: ConversationId(rows::int::<D>(&row, "max_conversation")?),
+            max_message: MessageId(rows::int::<D>(row, "max_message")?),
+            max_conversation: ConversationId(rows::int::<D>(row, "max_conversation")?),
         })
     }
 

@@ -235,6 +235,34 @@ async fn list_pages_match_the_reference() {
     scenarios::list_pages_match_the_reference(Arc::new(storage)).await;
 }
 
+/// A snapshot waits for the inserts in flight: a message whose id was taken before the
+/// snapshot cannot commit after it and count in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_wait_for_inserts_in_flight() {
+    let Some(storage) = fresh().await else {
+        return;
+    };
+    storage.import(&demo_data()).await.unwrap();
+    let mut writer = storage.storage.pool().begin().await.unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, author_id, payload, status, created_at) \
+         VALUES (1, 27, 'in flight', 'received', now()) RETURNING id",
+    )
+    .fetch_one(&mut *writer)
+    .await
+    .unwrap();
+    let storage = Arc::new(storage);
+    let snapshot = tokio::spawn({
+        let storage = storage.clone();
+        async move { storage.snapshot().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!snapshot.is_finished(), "the snapshot did not wait");
+    writer.commit().await.unwrap();
+    let snapshot = snapshot.await.unwrap();
+    assert_eq!(snapshot.max_message.0, id);
+}
+
 #[tokio::test]
 async fn import_is_all_or_nothing() {
     let Some(storage) = fresh().await else {
