@@ -318,6 +318,50 @@ impl<D: Dialect> SqlStorage<D> {
         self.changed(sql, &params[..count]).await
     }
 
+    /// A claim that takes more than one statement: the hourly cap's count, or when each
+    /// message became due ([`Dialect::CLAIM_DUE_AT`], by message id). See
+    /// [`Storage::claim_due`].
+    async fn claim_in_transaction(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: ClaimLimit,
+    ) -> Result<(Vec<DbRow<D>>, HashMap<i64, DateTime<Utc>>), StorageError> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
+        let allowed = match limit.hourly_cap {
+            None => limit.batch,
+            Some(_) => {
+                // Capped claims count and claim in turn, so that together they stay under
+                // the cap.
+                if let Some(lock) = D::CAP_LOCK {
+                    fetch::<D>(&mut tx, lock, &[]).await?;
+                }
+                let hour_ago = now - chrono::Duration::hours(1);
+                let params = [hour_ago.into(), now.into()];
+                let rows = fetch::<D>(&mut tx, sql::CAP_USED, &params).await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| StorageError::other("no count"))?;
+                limit.allowed(count::<D>(row, "used")?)
+            }
+        };
+        let mut due_at = HashMap::new();
+        if allowed == 0 {
+            return Ok((Vec::new(), due_at));
+        }
+        let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
+        if let Some(sql) = D::CLAIM_DUE_AT {
+            for row in fetch::<D>(&mut tx, sql, &params[..2]).await? {
+                let id = rows::int::<D>(&row, "due_id")?;
+                due_at.insert(id, rows::time::<D>(&row, "due_at")?);
+            }
+        }
+        let rows = fetch::<D>(&mut tx, D::CLAIM, &params).await?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok((rows, due_at))
+    }
+
     /// Inserts `data`'s rows that are not there yet; returns how many it inserted.
     async fn import_rows(conn: &mut Conn<D>, data: &Dataset) -> Result<u64, StorageError> {
         let mut inserted = 0;
@@ -802,38 +846,18 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         let lease_until = lease_end(now, lease)?;
-        let _turn = self.write_turn().await;
-        let mut tx = self.begin_write().await?;
-        let allowed = match limit.hourly_cap {
-            None => limit.batch,
-            Some(_) => {
-                // Capped claims count and claim in turn, so that together they stay under
-                // the cap.
-                if let Some(lock) = D::CAP_LOCK {
-                    fetch::<D>(&mut tx, lock, &[]).await?;
-                }
-                let hour_ago = now - chrono::Duration::hours(1);
-                let params = [hour_ago.into(), now.into()];
-                let rows = fetch::<D>(&mut tx, sql::CAP_USED, &params).await?;
-                let row = rows
-                    .first()
-                    .ok_or_else(|| StorageError::other("no count"))?;
-                limit.allowed(count::<D>(row, "used")?)
-            }
+        let (rows, due_at) = if limit.hourly_cap.is_none() && D::CLAIM_DUE_AT.is_none() {
+            // One statement that claims atomically on its own.
+            let params = [
+                now.into(),
+                i64::from(limit.batch).into(),
+                lease_until.into(),
+            ];
+            let rows = self.write(D::CLAIM, &params).await.map_err(storage_error)?;
+            (rows, HashMap::new())
+        } else {
+            self.claim_in_transaction(now, lease_until, limit).await?
         };
-        if allowed == 0 {
-            return Ok(Vec::new());
-        }
-        let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
-        let mut due_at = HashMap::new();
-        if let Some(sql) = D::CLAIM_DUE_AT {
-            for row in fetch::<D>(&mut tx, sql, &params[..2]).await? {
-                let id = rows::int::<D>(&row, "due_id")?;
-                due_at.insert(id, rows::time::<D>(&row, "due_at")?);
-            }
-        }
-        let rows = fetch::<D>(&mut tx, D::CLAIM, &params).await?;
-        tx.commit().await.map_err(storage_error)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let message = rows::message::<D>(row, &MESSAGE)?;
