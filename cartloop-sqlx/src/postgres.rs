@@ -174,7 +174,9 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
                     match listener.try_recv().await {
                         Ok(Some(_)) => {}
                         Ok(None) => {
-                            tracing::warn!("the {CHANNEL} listener lost its connection");
+                            tracing::warn!(
+                                "the {CHANNEL} listener lost its connection and reconnected"
+                            );
                         }
                         Err(e) => break e,
                     }
