@@ -261,6 +261,13 @@ pub trait Dialect: Driver {
     /// PostgreSQL advisory lock); `None` where claims already take turns.
     const CAP_LOCK: Option<&'static str>;
 
+    /// Run first in [`snapshot`](cartloop_core::ports::Storage::snapshot), where ids may be
+    /// committed out of order: waits for the writes in flight, so that no message or
+    /// conversation with an id up to the snapshot's can appear after it (PostgreSQL: an
+    /// insert may take an id from the sequence before another and commit after it); `None`
+    /// where writes take turns.
+    const SNAPSHOT_LOCK: Option<&'static str>;
+
     /// Run first in an import, so that no insert takes an id before the sequences moved past
     /// the imported ones; `None` where writes already take turns.
     const IMPORT_LOCK: Option<&'static str>;

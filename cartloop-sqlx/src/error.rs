@@ -59,6 +59,15 @@ pub(crate) fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> Storag
     }
 }
 
+/// Maps a foreign-key violation to [`StorageError::NotFound`] naming what is missing, and
+/// any other error as [`storage_error`].
+pub(crate) fn not_found(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StorageError {
+    move |error| match violation(&error) {
+        Some(ErrorKind::ForeignKeyViolation) => StorageError::NotFound(what()),
+        _ => storage_error(error),
+    }
+}
+
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut

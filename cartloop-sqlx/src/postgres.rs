@@ -87,6 +87,10 @@ impl Dialect for Postgres {
     // "cartloop" in ASCII; held until the transaction ends.
     const CAP_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(7161121149532958576)");
+    // Waits for the inserts in flight and holds new ones back for as long as the snapshot
+    // reads two maximums. Tables in the order the import locks them.
+    const SNAPSHOT_LOCK: Option<&'static str> =
+        Some("LOCK TABLE conversations, messages IN SHARE MODE");
     // Blocks inserts (and other imports) until commit, so that none takes an id from a
     // sequence before it has been moved past the imported ids.
     const IMPORT_LOCK: Option<&'static str> =
@@ -170,7 +174,9 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
                     match listener.try_recv().await {
                         Ok(Some(_)) => {}
                         Ok(None) => {
-                            tracing::warn!("the {CHANNEL} listener lost its connection");
+                            tracing::warn!(
+                                "the {CHANNEL} listener lost its connection and reconnected"
+                            );
                         }
                         Err(e) => break e,
                     }

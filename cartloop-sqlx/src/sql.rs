@@ -147,7 +147,7 @@ macro_rules! message_names {
 
 /// A message selected with `message_columns!("…", "")`.
 pub(crate) const MESSAGE: MessageColumns = message_names!("");
-/// A conversation's newest chat in [`LIST_CONVERSATIONS`].
+/// A conversation's newest chat in the conversations list.
 pub(crate) const LAST_CHAT: MessageColumns = message_names!("lc_");
 
 /// A conversation with its store, operator and client: `c`, `s`, `o`, `u`.
@@ -199,40 +199,90 @@ pub(crate) const SNAPSHOT: &str = "\
     SELECT COALESCE((SELECT MAX(id) FROM messages), 0) AS max_message, \
            COALESCE((SELECT MAX(id) FROM conversations), 0) AS max_conversation";
 
-/// A page of the conversations list. `$1`, `$2`: the snapshot's highest message and
-/// conversation ids; `$3`-`$5`: the filters on status, store and operator (NULL: any);
-/// `$6`, `$7`: the activity key to start after; `$8`: the page size.
+/// The conversations a list page may hold, by the snapshot `$1` (highest message id) and
+/// `$2` (highest conversation id) and the filters `$3`-`$5` (status, store, operator; NULL:
+/// any).
+macro_rules! listed {
+    ($c:literal) => {
+        concat!(
+            $c,
+            ".id <= $2 AND ($3 IS NULL OR ",
+            $c,
+            ".status = $3) \
+             AND ($4 IS NULL OR ",
+            $c,
+            ".store_id = $4) \
+             AND ($5 IS NULL OR ",
+            $c,
+            ".operator_id = $5)"
+        )
+    };
+}
+
+/// The rows of the list page `page` (`id`, `activity`): each conversation with its client,
+/// zone, newest chat now and pending count now.
+macro_rules! list_rows {
+    () => {
+        concat!(
+            "SELECT page.activity, ",
+            context_columns!(),
+            ", ",
+            message_columns!("lc.", "lc_"),
+            ", (SELECT COUNT(*) FROM messages pm \
+                WHERE pm.conversation_id = c.id AND pm.status IN ('new', 'sending')) AS pending \
+             FROM page JOIN conversations c ON c.id = page.id",
+            context_joins!(),
+            "LEFT JOIN messages lc ON lc.id = (SELECT m.id FROM messages m \
+                                               WHERE m.conversation_id = c.id \
+                                               ORDER BY m.id DESC LIMIT 1) \
+             ORDER BY page.activity DESC, page.id DESC"
+        )
+    };
+}
+
+/// A page of the conversations list from the newest messages: listed conversations (see
+/// `listed!`) whose newest message up to `$1` is one of the `$7` newest messages below
+/// `$6` (the activity to start after), at most `$8`.
+///
+/// When it finds a full page, that page is right: a conversation it did not see has no
+/// message among those it read, so its activity is lower than all of theirs. It reads
+/// `$7` messages and probes the `(conversation_id, id)` index once for each, however many
+/// conversations and messages there are. Otherwise (few chats, strict filters, the end of
+/// the list) the caller reads [`LIST_CONVERSATIONS`].
+pub(crate) const LIST_RECENT_CONVERSATIONS: &str = concat!(
+    "WITH recent AS MATERIALIZED ( \
+         SELECT id, conversation_id FROM messages WHERE id <= $1 AND id < $6 \
+         ORDER BY id DESC LIMIT $7), \
+     page AS ( \
+         SELECT r.conversation_id AS id, r.id AS activity \
+         FROM recent r JOIN conversations lp ON lp.id = r.conversation_id \
+         WHERE ",
+    listed!("lp"),
+    " AND NOT EXISTS (SELECT 1 FROM messages n WHERE n.conversation_id = r.conversation_id \
+                       AND n.id > r.id AND n.id <= $1) \
+         ORDER BY r.id DESC LIMIT $8) ",
+    list_rows!()
+);
+
+/// A page of the conversations list: listed conversations (see `listed!`) after the
+/// activity key `$6`, `$7`, at most `$8`.
 ///
 /// A conversation's activity is its newest message up to `$1`, found by one probe of the
-/// `(conversation_id, id)` index: the cost grows with the conversations that match the
-/// filters, not with the messages. The page's rows then get their client, zone, newest
-/// chat (now) and pending count (now).
+/// `(conversation_id, id)` index: the cost grows with the listed conversations, not with
+/// the messages.
 pub(crate) const LIST_CONVERSATIONS: &str = concat!(
-    "WITH keyed AS ( \
-         SELECT c.id, COALESCE((SELECT m.id FROM messages m \
-                                WHERE m.conversation_id = c.id AND m.id <= $1 \
-                                ORDER BY m.id DESC LIMIT 1), 0) AS activity \
-         FROM conversations c \
-         WHERE c.id <= $2 \
-           AND ($3 IS NULL OR c.status = $3) \
-           AND ($4 IS NULL OR c.store_id = $4) \
-           AND ($5 IS NULL OR c.operator_id = $5)), \
+    "WITH keyed AS MATERIALIZED ( \
+         SELECT lp.id, COALESCE((SELECT m.id FROM messages m \
+                                 WHERE m.conversation_id = lp.id AND m.id <= $1 \
+                                 ORDER BY m.id DESC LIMIT 1), 0) AS activity \
+         FROM conversations lp WHERE ",
+    listed!("lp"),
+    "), \
      page AS ( \
          SELECT id, activity FROM keyed \
          WHERE activity < $6 OR (activity = $6 AND id < $7) \
-         ORDER BY activity DESC, id DESC LIMIT $8) \
-     SELECT page.activity, ",
-    context_columns!(),
-    ", ",
-    message_columns!("lc.", "lc_"),
-    ", (SELECT COUNT(*) FROM messages pm \
-        WHERE pm.conversation_id = c.id AND pm.status IN ('new', 'sending')) AS pending \
-     FROM page JOIN conversations c ON c.id = page.id",
-    context_joins!(),
-    "LEFT JOIN messages lc ON lc.id = (SELECT m.id FROM messages m \
-                                       WHERE m.conversation_id = c.id \
-                                       ORDER BY m.id DESC LIMIT 1) \
-     ORDER BY page.activity DESC, page.id DESC"
+         ORDER BY activity DESC, id DESC LIMIT $8) ",
+    list_rows!()
 );
 
 pub(crate) const INSERT_CONVERSATION: &str = "\

@@ -76,6 +76,7 @@ impl Dialect for Sqlite {
     // RETURNING cannot say when an expired lease was due: that is read first.
     const CLAIM_DUE_AT: Option<&'static str> = Some(claimable!());
     const CAP_LOCK: Option<&'static str> = None;
+    const SNAPSHOT_LOCK: Option<&'static str> = None;
     const IMPORT_LOCK: Option<&'static str> = None;
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
     // remembers the largest id ever inserted, imported ones included.

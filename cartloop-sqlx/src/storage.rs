@@ -1,7 +1,7 @@
 //! [`SqlStorage`]: the one [`Storage`] implementation, generic over its [`Dialect`].
 
 use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, Param};
-use crate::error::{conflict, migrate_error, storage_error, violation};
+use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
 use crate::ACQUIRE_TIMEOUT;
@@ -297,8 +297,69 @@ impl<D: Dialect> SqlStorage<D> {
         })
     }
 
-    async fn fenced(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, StorageError> {
+    /// Runs a statement that changes a row if its condition holds; whether it did.
+    async fn changed(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, StorageError> {
         Ok(self.write_one(sql, params).await?.is_some())
+    }
+
+    /// Records a result under the claim `token` (`$1`, `$2`, see `fenced!`) with `more`
+    /// parameters (`$3`, ...); whether the claim still held.
+    async fn fenced(
+        &self,
+        sql: &str,
+        token: ClaimToken,
+        more: &[Param<'_>],
+    ) -> Result<bool, StorageError> {
+        let mut params = [Param::OptInt(None); 4];
+        params[0] = token.message_id.0.into();
+        params[1] = i64::from(token.attempt).into();
+        let count = 2 + more.len();
+        params[2..count].copy_from_slice(more);
+        self.changed(sql, &params[..count]).await
+    }
+
+    /// A claim that takes more than one statement: the hourly cap's count, or when each
+    /// message became due ([`Dialect::CLAIM_DUE_AT`], by message id). See
+    /// [`Storage::claim_due`].
+    async fn claim_in_transaction(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: ClaimLimit,
+    ) -> Result<(Vec<DbRow<D>>, HashMap<i64, DateTime<Utc>>), StorageError> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
+        let allowed = match limit.hourly_cap {
+            None => limit.batch,
+            Some(_) => {
+                // Capped claims count and claim in turn, so that together they stay under
+                // the cap.
+                if let Some(lock) = D::CAP_LOCK {
+                    fetch::<D>(&mut tx, lock, &[]).await?;
+                }
+                let hour_ago = now - chrono::Duration::hours(1);
+                let params = [hour_ago.into(), now.into()];
+                let rows = fetch::<D>(&mut tx, sql::CAP_USED, &params).await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| StorageError::other("no count"))?;
+                limit.allowed(count::<D>(row, "used")?)
+            }
+        };
+        let mut due_at = HashMap::new();
+        if allowed == 0 {
+            return Ok((Vec::new(), due_at));
+        }
+        let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
+        if let Some(sql) = D::CLAIM_DUE_AT {
+            for row in fetch::<D>(&mut tx, sql, &params[..2]).await? {
+                let id = rows::int::<D>(&row, "due_id")?;
+                due_at.insert(id, rows::time::<D>(&row, "due_at")?);
+            }
+        }
+        let rows = fetch::<D>(&mut tx, D::CLAIM, &params).await?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok((rows, due_at))
     }
 
     /// Inserts `data`'s rows that are not there yet; returns how many it inserted.
@@ -393,6 +454,10 @@ async fn import_row<D: Dialect>(
     }
 }
 
+/// How many of the newest messages the conversations list reads per row it wants, before
+/// it computes every listed conversation's activity.
+const RECENT_PER_ROW: i64 = 4;
+
 /// The key client emails are compared by: case-insensitive, as the core's in-memory
 /// storage compares them.
 fn email_key(email: &EmailAddress) -> String {
@@ -405,6 +470,14 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> Result<DateTime<Utc>, Stora
         .ok()
         .and_then(|lease| now.checked_add_signed(lease))
         .ok_or_else(|| StorageError::other(format!("lease of {lease:?} is too long")))
+}
+
+/// The id an `INSERT ... RETURNING id` gave.
+fn inserted_id<D: Dialect>(rows: &[DbRow<D>]) -> Result<i64, StorageError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StorageError::other("insert returned no id"))?;
+    rows::int::<D>(row, "id")
 }
 
 /// A count read from the database.
@@ -449,11 +522,22 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let row = self.read_one(sql::SNAPSHOT, &[]).await?;
-        let row = row.ok_or_else(|| StorageError::other("no snapshot row"))?;
+        let rows = match D::SNAPSHOT_LOCK {
+            None => self.read(sql::SNAPSHOT, &[]).await?,
+            Some(lock) => {
+                let mut tx = self.pool.begin().await.map_err(storage_error)?;
+                fetch::<D>(&mut tx, lock, &[]).await?;
+                let rows = fetch::<D>(&mut tx, sql::SNAPSHOT, &[]).await?;
+                tx.commit().await.map_err(storage_error)?;
+                rows
+            }
+        };
+        let row = rows
+            .first()
+            .ok_or_else(|| StorageError::other("no snapshot row"))?;
         Ok(Snapshot {
-            max_message: MessageId(rows::int::<D>(&row, "max_message")?),
-            max_conversation: ConversationId(rows::int::<D>(&row, "max_conversation")?),
+            max_message: MessageId(rows::int::<D>(row, "max_message")?),
+            max_conversation: ConversationId(rows::int::<D>(row, "max_conversation")?),
         })
     }
 
@@ -466,17 +550,29 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     ) -> Result<Vec<ConversationSummary>, StorageError> {
         let (after_activity, after_id) =
             after.map_or((i64::MAX, i64::MAX), |a| (a.activity, a.conversation.0));
-        let params = [
-            snapshot.max_message.0.into(),
-            snapshot.max_conversation.0.into(),
-            filter.status.map(ConversationStatus::as_str).into(),
-            filter.store_id.map(|id| id.0).into(),
-            filter.operator_id.map(|id| id.0).into(),
+        let status = filter.status.map(ConversationStatus::as_str);
+        let store = filter.store_id.map(|id| id.0);
+        let operator = filter.operator_id.map(|id| id.0);
+        let limit = i64::from(limit);
+        let snapshot = [snapshot.max_message.0, snapshot.max_conversation.0];
+        // The newest messages usually name a whole page; reading them costs the page, not
+        // the whole list.
+        let recent = [
+            snapshot[0].into(),
+            snapshot[1].into(),
+            status.into(),
+            store.into(),
+            operator.into(),
             after_activity.into(),
-            after_id.into(),
-            i64::from(limit).into(),
+            (limit * RECENT_PER_ROW).into(),
+            limit.into(),
         ];
-        let rows = self.read(sql::LIST_CONVERSATIONS, &params).await?;
+        let mut rows = self.read(sql::LIST_RECENT_CONVERSATIONS, &recent).await?;
+        if rows.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            let mut all = recent;
+            all[6] = after_id.into();
+            rows = self.read(sql::LIST_CONVERSATIONS, &all).await?;
+        }
         rows.iter()
             .map(|row| {
                 let context = rows::context::<D>(row)?;
@@ -509,8 +605,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.client_id.0.into(),
             new.discount_code.as_deref().into(),
         ];
-        let row = match self.write(sql::INSERT_CONVERSATION, &params).await {
-            Ok(rows) => rows.into_iter().next(),
+        let rows = match self.write(sql::INSERT_CONVERSATION, &params).await {
+            Ok(rows) => rows,
             Err(e) if violation(&e) == Some(ErrorKind::ForeignKeyViolation) => {
                 let references = [
                     ("store", format!("store {}", new.store_id)),
@@ -522,9 +618,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             }
             Err(e) => return Err(storage_error(e)),
         };
-        let row = row.ok_or_else(|| StorageError::other("insert returned no id"))?;
         Ok(Conversation {
-            id: ConversationId(rows::int::<D>(&row, "id")?),
+            id: ConversationId(inserted_id::<D>(&rows)?),
             store_id: new.store_id,
             operator_id: new.operator_id,
             client_id: new.client_id,
@@ -539,7 +634,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         status: ConversationStatus,
     ) -> Result<bool, StorageError> {
         let params = [id.0.into(), status.as_str().into()];
-        self.fenced(sql::SET_CONVERSATION_STATUS, &params).await
+        self.changed(sql::SET_CONVERSATION_STATUS, &params).await
     }
 
     async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
@@ -550,10 +645,12 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.sender_email.as_str().into(),
             hours.as_deref().into(),
         ];
-        let row = self.write_one(sql::INSERT_STORE, &params).await?;
-        let row = row.ok_or_else(|| StorageError::other("insert returned no id"))?;
+        let rows = self
+            .write(sql::INSERT_STORE, &params)
+            .await
+            .map_err(storage_error)?;
         Ok(Store {
-            id: StoreId(rows::int::<D>(&row, "id")?),
+            id: StoreId(inserted_id::<D>(&rows)?),
             name: new.name,
             time_zone: new.time_zone,
             sender_email: new.sender_email,
@@ -583,20 +680,12 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.store_id.0.into(),
             new.group.as_str().into(),
         ];
-        let rows =
-            self.write(sql::INSERT_OPERATOR, &params)
-                .await
-                .map_err(|e| match violation(&e) {
-                    Some(ErrorKind::ForeignKeyViolation) => {
-                        StorageError::NotFound(format!("store {}", new.store_id))
-                    }
-                    _ => storage_error(e),
-                })?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StorageError::other("insert returned no id"))?;
+        let rows = self
+            .write(sql::INSERT_OPERATOR, &params)
+            .await
+            .map_err(not_found(|| format!("store {}", new.store_id)))?;
         Ok(Operator {
-            id: UserId(rows::int::<D>(row, "id")?),
+            id: UserId(inserted_id::<D>(&rows)?),
             name: new.name,
             store_id: new.store_id,
             group: new.group,
@@ -620,11 +709,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             .write(sql::INSERT_CLIENT, &params)
             .await
             .map_err(conflict("a client with this email exists"))?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StorageError::other("insert returned no id"))?;
         Ok(Client {
-            id: UserId(rows::int::<D>(row, "id")?),
+            id: UserId(inserted_id::<D>(&rows)?),
             name: new.name,
             email: new.email,
             time_zone: new.time_zone,
@@ -760,38 +846,18 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         let lease_until = lease_end(now, lease)?;
-        let _turn = self.write_turn().await;
-        let mut tx = self.begin_write().await?;
-        let allowed = match limit.hourly_cap {
-            None => limit.batch,
-            Some(_) => {
-                // Capped claims count and claim in turn, so that together they stay under
-                // the cap.
-                if let Some(lock) = D::CAP_LOCK {
-                    fetch::<D>(&mut tx, lock, &[]).await?;
-                }
-                let hour_ago = now - chrono::Duration::hours(1);
-                let params = [hour_ago.into(), now.into()];
-                let rows = fetch::<D>(&mut tx, sql::CAP_USED, &params).await?;
-                let row = rows
-                    .first()
-                    .ok_or_else(|| StorageError::other("no count"))?;
-                limit.allowed(count::<D>(row, "used")?)
-            }
+        let (rows, due_at) = if limit.hourly_cap.is_none() && D::CLAIM_DUE_AT.is_none() {
+            // One statement that claims atomically on its own.
+            let params = [
+                now.into(),
+                i64::from(limit.batch).into(),
+                lease_until.into(),
+            ];
+            let rows = self.write(D::CLAIM, &params).await.map_err(storage_error)?;
+            (rows, HashMap::new())
+        } else {
+            self.claim_in_transaction(now, lease_until, limit).await?
         };
-        if allowed == 0 {
-            return Ok(Vec::new());
-        }
-        let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
-        let mut due_at = HashMap::new();
-        if let Some(sql) = D::CLAIM_DUE_AT {
-            for row in fetch::<D>(&mut tx, sql, &params[..2]).await? {
-                let id = rows::int::<D>(&row, "due_id")?;
-                due_at.insert(id, rows::time::<D>(&row, "due_at")?);
-            }
-        }
-        let rows = fetch::<D>(&mut tx, D::CLAIM, &params).await?;
-        tx.commit().await.map_err(storage_error)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let message = rows::message::<D>(row, &MESSAGE)?;
@@ -844,12 +910,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            at.into(),
-        ];
-        self.fenced(sql::MARK_SENT, &params).await
+        self.fenced(sql::MARK_SENT, token, &[at.into()]).await
     }
 
     async fn reschedule(
@@ -858,22 +919,13 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            at.into(),
-            error.as_deref().into(),
-        ];
-        self.fenced(sql::RESCHEDULE, &params).await
+        let more = [at.into(), error.as_deref().into()];
+        self.fenced(sql::RESCHEDULE, token, &more).await
     }
 
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            error.as_str().into(),
-        ];
-        self.fenced(sql::MARK_FAILED, &params).await
+        self.fenced(sql::MARK_FAILED, token, &[error.as_str().into()])
+            .await
     }
 
     async fn mark_suppressed(
@@ -881,12 +933,8 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         token: ClaimToken,
         reason: String,
     ) -> Result<bool, StorageError> {
-        let params = [
-            token.message_id.0.into(),
-            i64::from(token.attempt).into(),
-            reason.as_str().into(),
-        ];
-        self.fenced(sql::MARK_SUPPRESSED, &params).await
+        self.fenced(sql::MARK_SUPPRESSED, token, &[reason.as_str().into()])
+            .await
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {

@@ -119,6 +119,12 @@ async fn migrations_upgrade_a_database_in_place() {
 }
 
 #[tokio::test]
+async fn list_pages_match_the_reference() {
+    let (a, _, _dir) = two_on_one_file().await;
+    scenarios::list_pages_match_the_reference(a).await;
+}
+
+#[tokio::test]
 async fn import_is_all_or_nothing() {
     let (a, _, _dir) = two_on_one_file().await;
     scenarios::import_is_all_or_nothing(a).await;

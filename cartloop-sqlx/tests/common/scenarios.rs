@@ -4,12 +4,14 @@
 use cartloop_core::demo::demo_data;
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::domain::{
-    Message, MessageStatus, NewClient, NewConversation, NewMessage, NewStore,
+    ConversationStatus, Message, MessageStatus, NewClient, NewConversation, NewMessage, NewStore,
 };
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
-use cartloop_core::ports::{ClaimLimit, Clock, Page, Storage, StorageError, Transition};
-use cartloop_core::testing::{ManualClock, RecordingMailer};
+use cartloop_core::ports::{
+    ClaimLimit, Clock, ConversationFilter, Page, Storage, StorageError, Transition,
+};
+use cartloop_core::testing::{ManualClock, MemoryStorage, RecordingMailer};
 use cartloop_core::validate::{Payload, ValidationPolicy};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashSet;
@@ -567,4 +569,112 @@ pub async fn upgraded(storage: &dyn Storage) {
         .unwrap();
     let claimed: Vec<_> = claimed.iter().map(|c| c.message.id).collect();
     assert_eq!(claimed, [MessageId(3)]);
+}
+
+/// The same writes on this storage and on the core's `MemoryStorage` (the reference): every
+/// page of the conversations list, with every filter and page size, is the same on both,
+/// also while chats and conversations arrive between pages. With hundreds of chats, pages
+/// come from the newest messages and, past them, from every conversation's activity.
+pub async fn list_pages_match_the_reference(storage: Arc<dyn Storage>) {
+    let reference: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let both = [storage.clone(), reference.clone()];
+    for s in &both {
+        s.import(&demo_data()).await.unwrap();
+    }
+    // A fixed pseudo-random sequence (a linear congruential generator).
+    let mut seed = 7u64;
+    let mut next = move |below: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % below
+    };
+    let write = async |n: u64, conversation: i64| {
+        let context = reference
+            .conversation(ConversationId(conversation))
+            .await
+            .unwrap()
+            .expect("conversation");
+        let mut message = operator_message(&format!("chat {n}"), nine_am_chicago());
+        message.conversation_id = ConversationId(conversation);
+        if n % 3 == 0 {
+            message.author_id = context.client.id;
+            message.status = MessageStatus::Received;
+            message.send_at = None;
+        } else {
+            message.author_id = context.operator.id;
+        }
+        for s in &both {
+            s.insert_message(message.clone()).await.unwrap();
+        }
+    };
+    // Chats crowd into a few conversations, so that the newest messages name few of them.
+    for n in 0..300 {
+        let conversation = if next(4) == 0 {
+            1 + next(25)
+        } else {
+            1 + next(3)
+        };
+        write(n, conversation as i64).await;
+    }
+    for s in &both {
+        let claimed = s
+            .claim_due(nine_am_chicago(), LEASE, ClaimLimit::batch(40))
+            .await
+            .unwrap();
+        for c in claimed.iter().step_by(2) {
+            assert!(s.mark_sent(c.token, nine_am_chicago()).await.unwrap());
+        }
+    }
+    let filters = [
+        ConversationFilter::default(),
+        ConversationFilter {
+            status: Some(ConversationStatus::Open),
+            ..ConversationFilter::default()
+        },
+        ConversationFilter {
+            store_id: Some(StoreId(1)),
+            ..ConversationFilter::default()
+        },
+        ConversationFilter {
+            operator_id: Some(UserId(24)),
+            status: Some(ConversationStatus::Open),
+            ..ConversationFilter::default()
+        },
+    ];
+    let mut n = 1000;
+    for filter in filters {
+        for limit in [1, 2, 5, 7, 50] {
+            let snapshot = storage.snapshot().await.unwrap();
+            assert_eq!(snapshot, reference.snapshot().await.unwrap());
+            let mut after = None;
+            let mut pages = 0;
+            loop {
+                let page = storage
+                    .list_conversations(filter, snapshot, after, limit)
+                    .await
+                    .unwrap();
+                let expected = reference
+                    .list_conversations(filter, snapshot, after, limit)
+                    .await
+                    .unwrap();
+                assert_eq!(page, expected, "{filter:?}, limit {limit}, after {after:?}");
+                let Some(last) = page.last() else { break };
+                after = Some(last.key);
+                pages += 1;
+                assert!(pages < 100, "paging does not end");
+                // Between pages: a chat in a conversation the list may show later.
+                n += 1;
+                write(n, 1 + next(25) as i64).await;
+            }
+        }
+        for s in &both {
+            s.create_conversation(NewConversation {
+                store_id: StoreId(1),
+                operator_id: UserId(24),
+                client_id: UserId(27),
+                discount_code: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
 }
