@@ -6,11 +6,11 @@
 
 use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::chat::{post_chat, PostChat};
-use cartloop::core::rules::Rules;
 use cartloop::core::demo::demo_data;
 use cartloop::core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop::core::ids::{ConversationId, UserId};
 use cartloop::core::ports::Storage;
+use cartloop::core::rules::Rules;
 use cartloop::core::template::RenderValues;
 use cartloop::core::testing::{ManualClock, MemoryStorage, RecordingMailer};
 use cartloop::core::validate::{Payload, ValidationPolicy};
@@ -106,14 +106,9 @@ fn dispatch(c: &mut Criterion) {
                             payload: TYPICAL.to_owned(),
                             idempotency_key: None,
                         };
-                        post_chat(
-                            storage.as_ref(),
-                            clock.as_ref(),
-                            &Rules::default(),
-                            request,
-                        )
-                        .await
-                        .unwrap();
+                        post_chat(storage.as_ref(), clock.as_ref(), &Rules::default(), request)
+                            .await
+                            .unwrap();
                     }
                     Dispatcher::new(
                         storage,

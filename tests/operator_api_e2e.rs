@@ -28,7 +28,9 @@ impl Backend {
 
     fn args(&self, outbox: &Path) -> Vec<String> {
         let url = match self {
-            Backend::Sqlite(dir) => format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+            Backend::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("cartloop.db").display())
+            }
             Backend::Postgres(db) => db.url.clone(),
         };
         vec![
@@ -54,7 +56,9 @@ async fn created(server: &TestServer, path: &str, body: Value) -> Value {
 }
 
 fn id(value: &Value, key: &str) -> i64 {
-    value[key].as_i64().unwrap_or_else(|| panic!("no {key} in {value}"))
+    value[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
 }
 
 /// A store always open, with an operator, a client and a conversation; returns
@@ -118,11 +122,18 @@ async fn a_deployment_built_from_nothing_chats() {
         assert_eq!(status, 200, "{preview}");
         assert_eq!(preview["renderedText"], "Hi Clara, use NOVA10");
         let (status, posted) = server
-            .post_chat(conversation, operator, "Hi << username >>, use << discountCode >>")
+            .post_chat(
+                conversation,
+                operator,
+                "Hi << username >>, use << discountCode >>",
+            )
             .await;
         assert_eq!(status, 201, "{posted}");
         let chat = id(&posted, "chatId");
-        wait_until("the email", 15, || async { server.chat_status(chat).await == "sent" }).await;
+        wait_until("the email", 15, || async {
+            server.chat_status(chat).await == "sent"
+        })
+        .await;
         let (_, view) = server.get(&format!("/chat/{chat}/")).await;
         assert_eq!(view["renderedText"], "Hi Clara, use NOVA10", "{view}");
         assert_eq!(view["attempts"], 1, "{view}");
@@ -130,20 +141,40 @@ async fn a_deployment_built_from_nothing_chats() {
 
         // The client moves to Tokyo; the conversation is resolved, then reopened.
         let (status, moved) = server
-            .patch(&format!("/client/{client}/"), &json!({"timeZone": "Asia/Tokyo"}))
+            .patch(
+                &format!("/client/{client}/"),
+                &json!({"timeZone": "Asia/Tokyo"}),
+            )
             .await;
-        assert_eq!((status, &moved["timeZone"]), (200, &json!("Asia/Tokyo")), "{moved}");
+        assert_eq!(
+            (status, &moved["timeZone"]),
+            (200, &json!("Asia/Tokyo")),
+            "{moved}"
+        );
         let (status, resolved) = server
-            .patch(&format!("/conversation/{conversation}/"), &json!({"status": "resolved"}))
+            .patch(
+                &format!("/conversation/{conversation}/"),
+                &json!({"status": "resolved"}),
+            )
             .await;
-        assert_eq!((status, &resolved["status"]), (200, &json!("resolved")), "{resolved}");
+        assert_eq!(
+            (status, &resolved["status"]),
+            (200, &json!("resolved")),
+            "{resolved}"
+        );
         let (status, refused) = server.post_chat(conversation, operator, "hello?").await;
         assert_eq!(status, 409, "{refused}");
         assert_eq!(refused["error"]["code"], "conversation_resolved");
         server
-            .patch(&format!("/conversation/{conversation}/"), &json!({"status": "open"}))
+            .patch(
+                &format!("/conversation/{conversation}/"),
+                &json!({"status": "open"}),
+            )
             .await;
-        assert_eq!(server.post_chat(conversation, operator, "hello!").await.0, 201);
+        assert_eq!(
+            server.post_chat(conversation, operator, "hello!").await.0,
+            201
+        );
         server.stop().await;
         eprintln!("{}: ok", backend.name());
     }
@@ -185,13 +216,11 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
         }
         let wait = (opens - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait.saturating_sub(Duration::from_millis(30))).await;
-        let answers = futures::future::join_all(
-            chats.iter().map(|chat| {
-                let path = format!("/chat/{chat}/");
-                let server = &server;
-                async move { server.delete(&path).await }
-            }),
-        )
+        let answers = futures::future::join_all(chats.iter().map(|chat| {
+            let path = format!("/chat/{chat}/");
+            let server = &server;
+            async move { server.delete(&path).await }
+        }))
         .await;
         let mut cancelled = Vec::new();
         let mut kept = Vec::new();
@@ -224,14 +253,22 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
             );
         }
         server.stop().await;
-        eprintln!("{}: {} cancelled, {} kept", backend.name(), cancelled.len(), kept.len());
+        eprintln!(
+            "{}: {} cancelled, {} kept",
+            backend.name(),
+            cancelled.len(),
+            kept.len()
+        );
     }
 }
 
 /// `HH:MM:SS` in Paris, `secs` seconds from now.
 fn paris_in(secs: i64) -> (DateTime<Utc>, String) {
     let at = DateTime::from_timestamp(Utc::now().timestamp() + secs, 0).unwrap();
-    let local = at.with_timezone(&chrono_tz::Europe::Paris).format("%H:%M:%S").to_string();
+    let local = at
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .format("%H:%M:%S")
+        .to_string();
     (at, local)
 }
 
@@ -262,7 +299,9 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
         )
         .await;
         let conversation = id(&created, "conversationId");
-        let (status, posted) = server.post_chat(conversation, operator, "We open soon").await;
+        let (status, posted) = server
+            .post_chat(conversation, operator, "We open soon")
+            .await;
         assert_eq!(status, 201, "{posted}");
         let scheduled = DateTime::parse_from_rfc3339(posted["sendAt"].as_str().unwrap()).unwrap();
         assert_eq!(scheduled.timestamp(), opens.timestamp(), "{posted}");
@@ -270,14 +309,23 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
         // re-checks and waits for the new window.
         let (later, later_local) = paris_in(6);
         let (status, store_now) = server
-            .patch(&format!("/store/{store}/"), &json!({"activeHours": format!("{later_local}-23:59:59")}))
+            .patch(
+                &format!("/store/{store}/"),
+                &json!({"activeHours": format!("{later_local}-23:59:59")}),
+            )
             .await;
         assert_eq!(status, 200, "{store_now}");
         let chat = id(&posted, "chatId");
-        wait_until("the email", 20, || async { server.chat_status(chat).await == "sent" }).await;
+        wait_until("the email", 20, || async {
+            server.chat_status(chat).await == "sent"
+        })
+        .await;
         let (_, sent) = server.get(&format!("/chat/{chat}/")).await;
         let sent_at = DateTime::parse_from_rfc3339(sent["sentAt"].as_str().unwrap()).unwrap();
-        assert!(sent_at.timestamp() >= later.timestamp(), "sent at {sent_at}, window opened {later}");
+        assert!(
+            sent_at.timestamp() >= later.timestamp(),
+            "sent at {sent_at}, window opened {later}"
+        );
         server.stop().await;
     }
 }
@@ -294,17 +342,35 @@ async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_no
         )
         .await;
         let store = id(&store, "storeId");
-        let operator = created(&server, "/operators/", json!({"name": "Op", "storeId": store, "group": "support"})).await;
+        let operator = created(
+            &server,
+            "/operators/",
+            json!({"name": "Op", "storeId": store, "group": "support"}),
+        )
+        .await;
         let operator = id(&operator, "operatorId");
         let mut conversations = Vec::new();
         for n in 0..1000 {
-            let client = created(&server, "/clients/", json!({"name": format!("Client {n}"), "email": format!("c{n}@big.example.com")})).await;
+            let client = created(
+                &server,
+                "/clients/",
+                json!({"name": format!("Client {n}"), "email": format!("c{n}@big.example.com")}),
+            )
+            .await;
             let client_id = id(&client, "clientId");
-            let conversation = created(&server, "/conversations/", json!({"storeId": store, "operatorId": operator, "clientId": client_id})).await;
+            let conversation = created(
+                &server,
+                "/conversations/",
+                json!({"storeId": store, "operatorId": operator, "clientId": client_id}),
+            )
+            .await;
             let conversation = id(&conversation, "conversationId");
             // Every other one gets a chat, so both orders (by activity, by id) are exercised.
             if n % 2 == 0 {
-                assert_eq!(server.post_chat(conversation, client_id, "Hello").await.0, 201);
+                assert_eq!(
+                    server.post_chat(conversation, client_id, "Hello").await.0,
+                    201
+                );
             }
             conversations.push((conversation, client_id));
         }
@@ -324,8 +390,12 @@ async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_no
             // Between pages, chats arrive in conversations already listed, not yet listed,
             // and with none before.
             for k in 0..5 {
-                let (conversation, client) = conversations[(page * 131 + k * 197) % conversations.len()];
-                assert_eq!(server.post_chat(conversation, client, "More news").await.0, 201);
+                let (conversation, client) =
+                    conversations[(page * 131 + k * 197) % conversations.len()];
+                assert_eq!(
+                    server.post_chat(conversation, client, "More news").await.0,
+                    201
+                );
             }
             page += 1;
             match body["nextCursor"].as_str() {

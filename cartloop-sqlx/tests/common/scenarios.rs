@@ -11,6 +11,7 @@ use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
 use cartloop_core::ports::{
     ClaimLimit, Clock, ConversationFilter, Page, Storage, StorageError, Transition,
 };
+use cartloop_core::rules::Rules;
 use cartloop_core::testing::{ManualClock, MemoryStorage, RecordingMailer};
 use cartloop_core::validate::{Payload, ValidationPolicy};
 use chrono::{DateTime, TimeZone, Utc};
@@ -64,7 +65,7 @@ fn dispatcher(
         lease: LEASE,
         ..DispatchConfig::default()
     };
-    Dispatcher::new(storage, mailer, clock, config)
+    Dispatcher::new(storage, mailer, clock, Arc::new(Rules::default()), config)
 }
 
 /// A dispatcher claims a message through `dead` and dies; one on `alive` delivers it once the
@@ -255,7 +256,13 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
                 hourly_cap: Some(CAP),
                 ..DispatchConfig::default()
             };
-            Dispatcher::new(storage, mailer.clone(), clock.clone(), config)
+            Dispatcher::new(
+                storage,
+                mailer.clone(),
+                clock.clone(),
+                Arc::new(Rules::default()),
+                config,
+            )
         });
     let sent_by = drain(dispatchers, false).await;
     assert_eq!(sent_by.iter().sum::<u32>(), CAP, "{sent_by:?}");
@@ -275,7 +282,7 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
         hourly_cap: Some(CAP),
         ..DispatchConfig::default()
     };
-    let later = Dispatcher::new(a, mailer.clone(), clock, config);
+    let later = Dispatcher::new(a, mailer.clone(), clock, Arc::new(Rules::default()), config);
     assert_eq!(later.run_once().await.unwrap().sent, CAP);
 }
 
