@@ -35,6 +35,55 @@ pub enum Param<'a> {
     Time(Option<DateTime<Utc>>),
 }
 
+/// A [`Param`] that owns its value: a write waiting in a group commit outlives the borrow
+/// of its caller's values.
+#[derive(Debug, Clone)]
+pub enum OwnedParam {
+    /// An integer.
+    Int(i64),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+    /// A text.
+    Text(String),
+    /// A text or NULL.
+    OptText(Option<String>),
+    /// A boolean.
+    Bool(bool),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// An instant or NULL.
+    Time(Option<DateTime<Utc>>),
+}
+
+impl OwnedParam {
+    /// The borrowed form, to bind.
+    pub fn as_param(&self) -> Param<'_> {
+        match self {
+            Self::Int(v) => Param::Int(*v),
+            Self::OptInt(v) => Param::OptInt(*v),
+            Self::Text(v) => Param::Text(v),
+            Self::OptText(v) => Param::OptText(v.as_deref()),
+            Self::Bool(v) => Param::Bool(*v),
+            Self::Bytes(v) => Param::Bytes(v),
+            Self::Time(v) => Param::Time(*v),
+        }
+    }
+}
+
+impl From<&Param<'_>> for OwnedParam {
+    fn from(param: &Param<'_>) -> Self {
+        match *param {
+            Param::Int(v) => Self::Int(v),
+            Param::OptInt(v) => Self::OptInt(v),
+            Param::Text(v) => Self::Text(v.to_owned()),
+            Param::OptText(v) => Self::OptText(v.map(str::to_owned)),
+            Param::Bool(v) => Self::Bool(v),
+            Param::Bytes(v) => Self::Bytes(v.to_vec()),
+            Param::Time(v) => Self::Time(v),
+        }
+    }
+}
+
 impl From<i64> for Param<'_> {
     fn from(value: i64) -> Self {
         Self::Int(value)

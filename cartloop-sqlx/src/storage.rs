@@ -1,6 +1,6 @@
 //! [`SqlStorage`]: the one [`Storage`] implementation, generic over its [`Dialect`].
 
-use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, Param};
+use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, OwnedParam, Param};
 use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
@@ -35,6 +35,8 @@ pub struct SqlStorage<D: Dialect> {
     /// which polls with sleeps of up to 100 ms and so adds tail latency under load. Other
     /// processes on the same file still wait in the busy handler.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Writes waiting for the next group commit, where [`Dialect::SERIAL_WRITES`].
+    group: Arc<Mutex<Vec<GroupedWrite<D>>>>,
     due: Arc<DueWatch>,
 }
 
@@ -43,9 +45,24 @@ impl<D: Dialect> Clone for SqlStorage<D> {
         Self {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
+            group: self.group.clone(),
             due: self.due.clone(),
         }
     }
+}
+
+/// One statement waiting for a group commit, and where its result goes.
+struct GroupedWrite<D: Dialect> {
+    sql: &'static str,
+    params: Vec<OwnedParam>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<DbRow<D>>, sqlx::Error>>,
+}
+
+/// The same failure for every write of a group whose transaction failed: the database's
+/// own error goes to the log, each caller gets an I/O error (unavailable: try again).
+fn group_failed(error: &sqlx::Error) -> sqlx::Error {
+    tracing::warn!(%error, "group commit failed; none of its writes was stored");
+    sqlx::Error::Io(std::io::Error::other("the group commit failed"))
 }
 
 impl<D: Dialect> std::fmt::Debug for SqlStorage<D> {
@@ -167,6 +184,7 @@ impl<D: Dialect> SqlStorage<D> {
         Self {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            group: Arc::new(Mutex::new(Vec::new())),
             due: Arc::new(DueWatch::default()),
         }
     }
@@ -221,18 +239,101 @@ impl<D: Dialect> SqlStorage<D> {
         Ok(self.read(sql, params).await?.into_iter().next())
     }
 
-    /// Runs a statement that writes, in this process's turn; errors as sqlx gives them, for
-    /// the caller to name the rows a violated constraint is about.
-    async fn write(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<DbRow<D>>, sqlx::Error> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.pool.acquire().await?;
-        D::fetch(&mut conn, sql, params).await
+    /// Runs a statement that writes; errors as sqlx gives them, for the caller to name the
+    /// rows a violated constraint is about. Answers once the write is committed.
+    ///
+    /// Where writes take turns ([`Dialect::SERIAL_WRITES`], SQLite) they are group
+    /// committed: the statements that arrive while a commit is in progress are run together
+    /// in the next transaction, one `fsync` for all, each answered after that commit. A
+    /// write that finds no commit in progress runs at once, alone: no timer. A statement
+    /// that breaks a constraint fails alone (SQLite rolls back that statement only); any
+    /// other failure fails the whole group, and nothing of it is stored.
+    async fn write(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<DbRow<D>>, sqlx::Error> {
+        if !D::SERIAL_WRITES {
+            let mut conn = self.pool.acquire().await?;
+            return D::fetch(&mut conn, sql, params).await;
+        }
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.group
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(GroupedWrite {
+                sql,
+                params: params.iter().map(OwnedParam::from).collect(),
+                done,
+            });
+        let turn = self.writer.lock().await;
+        // A writer before us may have committed ours with its group.
+        if let Ok(answer) = result.try_recv() {
+            return answer;
+        }
+        let group = std::mem::take(&mut *self.group.lock().unwrap_or_else(PoisonError::into_inner));
+        self.commit_group(group).await;
+        drop(turn);
+        result
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other("write abandoned"))))
+    }
+
+    /// Runs `group` in one transaction and answers each write after the commit.
+    async fn commit_group(&self, group: Vec<GroupedWrite<D>>) {
+        let mut conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                for write in group {
+                    let _ = write.done.send(Err(group_failed(&e)));
+                }
+                return;
+            }
+        };
+        if group.len() == 1 {
+            // Alone: autocommit, no transaction statements around it.
+            for write in group {
+                let params: Vec<Param<'_>> = write.params.iter().map(OwnedParam::as_param).collect();
+                let _ = write.done.send(D::fetch(&mut conn, write.sql, &params).await);
+            }
+            return;
+        }
+        let mut answers = Vec::with_capacity(group.len());
+        let mut failure = D::fetch(&mut conn, D::BEGIN_WRITE, &[]).await.err();
+        if failure.is_none() {
+            for write in &group {
+                let params: Vec<Param<'_>> = write.params.iter().map(OwnedParam::as_param).collect();
+                match D::fetch(&mut conn, write.sql, &params).await {
+                    Err(e) if violation(&e).is_none() => {
+                        failure = Some(e);
+                        break;
+                    }
+                    answer => answers.push(answer),
+                }
+            }
+        }
+        if failure.is_none() {
+            failure = D::fetch(&mut conn, "COMMIT", &[]).await.err();
+        }
+        match failure {
+            None => {
+                for (write, answer) in group.into_iter().zip(answers) {
+                    let _ = write.done.send(answer);
+                }
+            }
+            Some(e) => {
+                let _ = D::fetch(&mut conn, "ROLLBACK", &[]).await;
+                for write in group {
+                    let _ = write.done.send(Err(group_failed(&e)));
+                }
+            }
+        }
     }
 
     /// Runs a statement that writes at most one row.
     async fn write_one(
         &self,
-        sql: &str,
+        sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Option<DbRow<D>>, StorageError> {
         let rows = self.write(sql, params).await.map_err(storage_error)?;
@@ -298,7 +399,11 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// Runs a statement that changes a row if its condition holds; whether it did.
-    async fn changed(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, StorageError> {
+    async fn changed(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<bool, StorageError> {
         Ok(self.write_one(sql, params).await?.is_some())
     }
 
@@ -306,7 +411,7 @@ impl<D: Dialect> SqlStorage<D> {
     /// parameters (`$3`, ...); whether the claim still held.
     async fn fenced(
         &self,
-        sql: &str,
+        sql: &'static str,
         token: ClaimToken,
         more: &[Param<'_>],
     ) -> Result<bool, StorageError> {
