@@ -12,7 +12,9 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
-/// The original task's kind of message: 64 characters, two placeholders.
+/// The original task's kind of message, two placeholders. Its bench keeps the name it has in
+/// the root package's `benches/core.rs` so the figures compare, though the text is 65
+/// characters.
 const TYPICAL: &str = "Sure << username >>, here is your code << discountCode >>. Enjoy!";
 
 /// A realistic longer message: 150 characters, two placeholders (issue 9's target size).
@@ -21,7 +23,6 @@ waiting. Use code << discountCode >> at checkout for 10% off - valid until Tuesd
 
 fn validation(c: &mut Criterion) {
     let policy = ValidationPolicy::default();
-    assert_eq!(TYPICAL.chars().count(), 64);
     assert_eq!(TYPICAL_150.chars().count(), 150);
     let placeholder = "{{ username }}";
     let filler: String = "Hello there, friend. "
