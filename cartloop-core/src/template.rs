@@ -160,7 +160,10 @@ impl Template {
                 field: p.field,
                 position: p.position,
             };
-            [(!before.is_empty()).then_some(Segment::Text(before)), Some(field)]
+            [
+                (!before.is_empty()).then_some(Segment::Text(before)),
+                Some(field),
+            ]
         });
         let tail_start = self.placeholders.last().map_or(0, |p| p.end);
         let tail = &self.text[tail_start..];
