@@ -2,6 +2,12 @@
 //! anything is stored.
 //!
 //! Positions in errors are 0-based character indexes into the payload as written.
+//!
+//! The validator runs on every message written, so it is one pass over the bytes: a
+//! 256-entry table per [`Charset`] marks the bytes that need a look (placeholder openers,
+//! characters outside the set, non-ASCII), ordinary text is passed over sixteen bytes at a
+//! time, and character positions are kept by counting the UTF-8 continuation bytes of the
+//! non-ASCII characters it looks at. Nothing is allocated until the payload is valid.
 
 use crate::template::{Field, MissingValue, Placeholder, RenderValues, Template};
 use std::fmt;
