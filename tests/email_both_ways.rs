@@ -673,7 +673,14 @@ async fn replies_from_gmail_outlook_and_apple_mail_land_as_their_new_text_only()
         let mut landed = Vec::new();
         for (program, text) in MailProgram::ALL.into_iter().zip(typed) {
             let what = format!("{name}, {program:?}");
-            let raw = original.reply(program, text).raw();
+            let mut raw = original.reply(program, text).raw();
+            if program == MailProgram::AppleMail {
+                // As Postfix's pipe(8) writes a message by default: LF line ends.
+                raw = String::from_utf8(raw)
+                    .unwrap()
+                    .replace("\r\n", "\n")
+                    .into_bytes();
+            }
             let (status, body) = deliver(&server, raw.clone()).await;
             assert_eq!(status, 201, "{what}: {body}");
             assert_eq!(body["conversationId"], demo.conversation, "{what}: {body}");
