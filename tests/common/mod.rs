@@ -121,6 +121,15 @@ impl TestServer {
             .await
     }
 
+    /// POSTs `body` as it is, with this `Content-Type` (and the bearer token, if any).
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let request = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(request).await
+    }
+
     pub async fn post_chat(&self, conversation: i64, user: i64, payload: &str) -> (u16, Value) {
         self.post(
             "/chat/",
@@ -177,6 +186,51 @@ pub fn postgres_admin_url() -> Option<String> {
         _ => {
             eprintln!("skipped: set CARTLOOP_TEST_POSTGRES_URL to run the PostgreSQL tests");
             None
+        }
+    }
+}
+
+/// Where a test's server keeps its data: SQLite in a temporary directory, or a fresh
+/// PostgreSQL database.
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    /// SQLite, and PostgreSQL unless [`postgres_admin_url`] says to skip it.
+    pub async fn all() -> Vec<Backend> {
+        let mut backends = vec![Backend::sqlite()];
+        if let Some(backend) = Backend::postgres().await {
+            backends.push(backend);
+        }
+        backends
+    }
+
+    pub fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh PostgreSQL database, or `None` (skip) as [`postgres_admin_url`] says.
+    pub async fn postgres() -> Option<Backend> {
+        let admin = postgres_admin_url()?;
+        Some(Backend::Postgres(TestDatabase::create(&admin).await))
+    }
+
+    /// The `--database-url` of this backend.
+    pub fn database_url(&self) -> String {
+        match self {
+            Backend::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("cartloop.db").display())
+            }
+            Backend::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 }
