@@ -5,48 +5,20 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{postgres_admin_url, wait_until, TestDatabase, TestServer};
+use common::{wait_until, Backend, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-/// Where a test's server keeps its data.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(TestDatabase),
-}
-
-impl Backend {
-    async fn all() -> Vec<Backend> {
-        let mut backends = vec![Backend::Sqlite(tempfile::tempdir().unwrap())];
-        if let Some(admin) = postgres_admin_url() {
-            backends.push(Backend::Postgres(TestDatabase::create(&admin).await));
-        }
-        backends
-    }
-
-    fn args(&self, outbox: &Path) -> Vec<String> {
-        let url = match self {
-            Backend::Sqlite(dir) => {
-                format!("sqlite://{}", dir.path().join("cartloop.db").display())
-            }
-            Backend::Postgres(db) => db.url.clone(),
-        };
-        vec![
-            "--database-url".into(),
-            url,
-            "--outbox-dir".into(),
-            outbox.display().to_string(),
-        ]
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
+/// The settings of a server on `backend` writing emails to `outbox`.
+fn args(backend: &Backend, outbox: &Path) -> Vec<String> {
+    vec![
+        "--database-url".into(),
+        backend.database_url(),
+        "--outbox-dir".into(),
+        outbox.display().to_string(),
+    ]
 }
 
 async fn created(server: &TestServer, path: &str, body: Value) -> Value {
@@ -99,7 +71,7 @@ async fn deployment(server: &TestServer, window: &str) -> (i64, i64, i64) {
 async fn a_deployment_built_from_nothing_chats() {
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&backend.args(outbox.path())).await;
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
         let (conversation, operator, client) = deployment(&server, "00:00-24:00").await;
 
         // The same email again: 409 naming the client.
@@ -189,7 +161,7 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
     }
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
-        let mut args = backend.args(outbox.path());
+        let mut args = args(&backend, outbox.path());
         args.extend(["--dispatch-interval".into(), "10ms".into()]);
         let server = TestServer::start(&args).await;
         // The store opens 3 s from now: every message falls due at that instant, and the
@@ -282,7 +254,7 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
     }
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&backend.args(outbox.path())).await;
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
         let (opens, local) = paris_in(3);
         let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
         // The client has no zone of its own: the store's (Paris) applies.
@@ -334,7 +306,7 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
 async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_nothing() {
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&backend.args(outbox.path())).await;
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
         let store = created(
             &server,
             "/stores/",
