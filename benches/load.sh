@@ -14,7 +14,8 @@
 #   get3       GET /conversation/1/ (the demo's 3 chats)
 #   post       POST /chat/ with the seed's body (an operator's message to conversation 1; the
 #              dispatcher emails each to the outbox while the load runs)
-#   get50      GET /conversation/1/?limit=50 (after the POSTs: 50 chats)
+#   get50      GET /conversation/1/?limit=50 (after the POSTs, once the dispatcher has sent
+#              them: 50 chats)
 # and prints requests/s, p50, p99 and the errors, then the server's peak RSS.
 # With SCALE=1 it then loads 1,000,000 messages over 10,000 conversations
 # (`cargo run --release --example bulk_load`) and runs get50 and post again.
@@ -71,6 +72,17 @@ figure() {
   ' "$work/wrk.out"
 }
 
+# Waits until the dispatcher has sent every message the POSTs wrote (at most 3 minutes), so
+# that the reads after them measure reads, not reads beside a draining dispatcher.
+drain() {
+  for _ in $(seq 1 1800); do
+    waiting=$(curl -sf "localhost:$port/metrics" | awk '/^cartloop_messages_waiting / { print $2 }')
+    [ "${waiting:-1}" = 0 ] && return
+    sleep 0.1
+  done
+  echo "the dispatcher did not drain: $waiting waiting" >&2
+}
+
 rss() { awk '/VmHWM/ { printf "%-9s rss    peak %d MB\n", b, $2 / 1024 }' b="$1" "/proc/$pid/status"; }
 
 run_backend() { # name url
@@ -81,6 +93,7 @@ run_backend() { # name url
   figure "$name" 404 "$base/nope"
   figure "$name" get3 "$base/conversation/1/"
   figure "$name" post -s "$work/post.lua" "$base/chat/"
+  drain
   figure "$name" get50 "$base/conversation/1/?limit=50"
   rss "$name"
   if [ "${SCALE:-0}" = 1 ]; then
@@ -89,6 +102,7 @@ run_backend() { # name url
     start "$url"
     figure "$name-1M" get50 "$base/conversation/1/?limit=50"
     figure "$name-1M" post -s "$work/post.lua" "$base/chat/"
+    drain
     figure "$name-1M" get50 "$base/conversation/1/?limit=50"
     rss "$name-1M"
   fi

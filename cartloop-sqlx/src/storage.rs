@@ -266,14 +266,20 @@ impl<D: Dialect> SqlStorage<D> {
                 params: params.iter().map(OwnedParam::from).collect(),
                 done,
             });
-        let turn = self.writer.lock().await;
+        let turn = self.writer.clone().lock_owned().await;
         // A writer before us may have committed ours with its group.
         if let Ok(answer) = result.try_recv() {
             return answer;
         }
         let group = std::mem::take(&mut *self.group.lock().unwrap_or_else(PoisonError::into_inner));
-        self.commit_group(group).await;
-        drop(turn);
+        // On a task of its own: if this caller goes away (a client that hung up, a request
+        // timeout), the group still commits or rolls back, and its connection never goes
+        // back to the pool inside an open transaction holding the write lock.
+        let storage = self.clone();
+        tokio::spawn(async move {
+            storage.commit_group(group).await;
+            drop(turn);
+        });
         result
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other("write abandoned"))))
