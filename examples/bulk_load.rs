@@ -18,7 +18,9 @@ const FIRST_ID: i64 = 1000;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: bulk_load <database url> [messages] [conversations]")?;
+    let url = args
+        .next()
+        .ok_or("usage: bulk_load <database url> [messages] [conversations]")?;
     let messages: i64 = args.next().map_or(Ok(1_000_000), |a| a.parse())?;
     let conversations: i64 = args.next().map_or(Ok(10_000), |a| a.parse())?;
     let started = Instant::now();

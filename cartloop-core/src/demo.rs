@@ -344,6 +344,106 @@ pub fn demo_data() -> Dataset {
     }
 }
 
+/// Why the demo data was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// An id the demo data uses holds other data (created through the API before the
+    /// import): importing would attach demo rows to it.
+    #[error("the demo data cannot be imported: {0} already holds other data (import the demo into an empty database)")]
+    Conflict(String),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] crate::ports::StorageError),
+}
+
+/// Imports the [`demo_data`] set: into an empty database, or again into one that holds it
+/// (then nothing changes). Refused, with nothing stored, when one of the demo's ids already
+/// holds other data — a store, user, conversation or chat created through the API — so
+/// that demo rows are never attached to a deployment's own.
+///
+/// A demo row counts as already there when the row with its id is the same kind and has
+/// the fields the API cannot change: a store's name, zone and sender; an operator's name,
+/// store and group; a client's email; a conversation's store, operator and client; a chat's
+/// conversation, author and payload.
+///
+/// # Errors
+/// [`DemoError::Conflict`] naming the first clash; storage failures.
+pub async fn import_demo(
+    storage: &dyn crate::ports::Storage,
+) -> Result<crate::ports::ImportSummary, DemoError> {
+    let data = demo_data();
+    let clash = |what: String| Err(DemoError::Conflict(what));
+    for store in &data.stores {
+        if let Some(found) = storage.store(store.id).await? {
+            let same = found.name == store.name
+                && found.time_zone == store.time_zone
+                && found.sender_email == store.sender_email;
+            if !same {
+                return clash(format!("store {}", store.id));
+            }
+        }
+    }
+    for operator in &data.operators {
+        match storage.operator(operator.id).await? {
+            Some(found)
+                if found.name != operator.name
+                    || found.store_id != operator.store_id
+                    || found.group != operator.group =>
+            {
+                return clash(format!("user {}", operator.id));
+            }
+            Some(_) => {}
+            None if storage.client(operator.id).await?.is_some() => {
+                return clash(format!("user {}", operator.id));
+            }
+            None => {}
+        }
+    }
+    for client in &data.clients {
+        match storage.client(client.id).await? {
+            Some(found)
+                if !found
+                    .email
+                    .as_str()
+                    .eq_ignore_ascii_case(client.email.as_str()) =>
+            {
+                return clash(format!("user {}", client.id));
+            }
+            Some(_) => {}
+            None if storage.operator(client.id).await?.is_some() => {
+                return clash(format!("user {}", client.id));
+            }
+            None => {
+                if let Some(other) = storage.client_by_email(&client.email).await? {
+                    return clash(format!("the email {} (client {})", client.email, other.id));
+                }
+            }
+        }
+    }
+    for conversation in &data.conversations {
+        if let Some(found) = storage.conversation(conversation.id).await? {
+            let found = found.conversation;
+            let same = found.store_id == conversation.store_id
+                && found.operator_id == conversation.operator_id
+                && found.client_id == conversation.client_id;
+            if !same {
+                return clash(format!("conversation {}", conversation.id));
+            }
+        }
+    }
+    for message in &data.messages {
+        if let Some(found) = storage.message(message.id).await? {
+            let same = found.conversation_id == message.conversation_id
+                && found.author_id == message.author_id
+                && found.payload.as_str() == message.payload.as_str();
+            if !same {
+                return clash(format!("chat {}", message.id));
+            }
+        }
+    }
+    Ok(storage.import(&data).await?)
+}
+
 /// A demo address; the demo's addresses are all valid (a test checks each).
 fn address(raw: &str) -> EmailAddress {
     EmailAddress::parse(raw).unwrap_or_else(|e| panic!("demo data: {e}"))
@@ -358,6 +458,44 @@ fn valid(raw: &str) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Storage;
+    use crate::testing::MemoryStorage;
+
+    #[tokio::test]
+    async fn the_demo_imports_once_and_never_into_other_data() {
+        let storage = MemoryStorage::new();
+        assert!(import_demo(&storage).await.unwrap().inserted > 0);
+        assert_eq!(import_demo(&storage).await.unwrap().inserted, 0);
+
+        // A store created first takes id 1: the demo is refused, nothing is stored.
+        let taken = MemoryStorage::new();
+        taken
+            .create_store(crate::domain::NewStore {
+                name: "My Shop".into(),
+                time_zone: chrono_tz::Europe::Paris,
+                sender_email: EmailAddress::parse("me@myshop.example.com").unwrap(),
+                active_hours: None,
+            })
+            .await
+            .unwrap();
+        let err = import_demo(&taken).await.unwrap_err();
+        assert!(err.to_string().contains("store 1 already holds"), "{err}");
+        assert!(taken.operator(UserId(21)).await.unwrap().is_none());
+
+        // A client created first takes user id 1.
+        let taken = MemoryStorage::new();
+        taken
+            .create_client(crate::domain::NewClient {
+                name: "Zed".into(),
+                email: EmailAddress::parse("zed@example.org").unwrap(),
+                time_zone: None,
+            })
+            .await
+            .unwrap();
+        let err = import_demo(&taken).await.unwrap_err();
+        assert!(err.to_string().contains("user 1"), "{err}");
+        assert!(taken.store(StoreId(1)).await.unwrap().is_none());
+    }
     use crate::validate::{Payload, ValidationPolicy};
     use std::collections::{BTreeSet, HashSet};
 

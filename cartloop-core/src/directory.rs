@@ -66,7 +66,8 @@ pub enum DirectoryError {
     Storage(#[from] StorageError),
 }
 
-/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control or invisible
+/// format characters (they would end up in email headers).
 ///
 /// # Errors
 /// [`DirectoryError::InvalidField`] naming `field`.
@@ -81,9 +82,9 @@ pub fn check_name(field: &'static str, raw: &str) -> Result<String, DirectoryErr
             "must be at most {MAX_NAME_CHARS} characters"
         )));
     }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
+    if let Some(c) = name.chars().find(|&c| crate::text::is_invisible(c)) {
         return Err(invalid(format!(
-            "must not contain the control character {}",
+            "must not contain the control or invisible character {}",
             c.escape_unicode()
         )));
     }

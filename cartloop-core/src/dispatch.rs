@@ -638,7 +638,12 @@ impl Dispatcher {
         if !hours.contains(now, tz) {
             return Outcome::Deferred(hours.next_send_instant(now, tz));
         }
-        let body = match message.payload.render(&context.render_values()) {
+        // Checked again: the client's name or the discount code may have changed since the
+        // message was written, and the client must never get more than the limit.
+        let rendered = message
+            .payload
+            .render_checked(&context.render_values(), &self.rules.validation);
+        let body = match rendered {
             Ok(body) => body,
             Err(e) => return Outcome::Failed(format!("cannot render message: {e}")),
         };

@@ -2,13 +2,16 @@
 //! `received` chat. Parsing the raw email (MIME, quotes, signatures) is the mail adapter's
 //! work (`cartloop_mail::inbound`); this module holds the rules.
 
-use crate::domain::{MessageStatus, NewMessage, Role};
+use crate::domain::{ConversationStatus, MessageStatus, NewMessage, Role};
 use crate::ids::{ConversationId, MessageId};
 use crate::ports::{Clock, Email, Links, Storage, StorageError};
 use crate::validate::Payload;
 
 /// Longest reply text kept, in characters; longer replies are cut.
 pub const MAX_REPLY_CHARS: usize = 10_000;
+
+/// Longest `Message-ID` kept for recognizing a second delivery, in characters.
+const MAX_MESSAGE_ID_CHARS: usize = 500;
 
 /// A reply, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,9 +88,11 @@ pub async fn match_conversation(
 }
 
 /// Stores a client's reply in its conversation as a `received` chat written by the
-/// conversation's client. Replies are not held to the payload rules (SPEC §8); the text is
-/// cut at [`MAX_REPLY_CHARS`]. A reply to a resolved conversation is stored too: the client's
-/// words are never dropped.
+/// conversation's client. Replies are not held to the payload rules (SPEC §8), but control
+/// and invisible characters are dropped (a NUL cannot even be stored by PostgreSQL) and the
+/// text is cut at [`MAX_REPLY_CHARS`]. A reply to a resolved conversation is stored too, and
+/// reopens it: the client's words are never dropped, and the operator sees them in the open
+/// conversations.
 ///
 /// # Errors
 /// [`InboundError::Unmatched`], [`InboundError::Empty`], storage failures.
@@ -97,7 +102,8 @@ pub async fn receive_reply(
     links: &dyn Links,
     email: InboundEmail,
 ) -> Result<ReceivedReply, InboundError> {
-    let text = email.text.trim();
+    let text = crate::text::clean(email.text.trim(), MAX_REPLY_CHARS);
+    let text = text.trim();
     if text.is_empty() {
         return Err(InboundError::Empty);
     }
@@ -108,20 +114,27 @@ pub async fn receive_reply(
         .conversation(conversation_id)
         .await?
         .ok_or(InboundError::Unmatched)?;
-    let text: String = text.chars().take(MAX_REPLY_CHARS).collect();
     let client = context.client.id;
     debug_assert_eq!(context.role_of(client), Some(Role::Client));
     let inserted = storage
         .insert_message(NewMessage {
             conversation_id,
             author_id: client,
-            payload: Payload::text(&text),
+            payload: Payload::text(text),
             status: MessageStatus::Received,
             created_at: clock.now(),
             send_at: None,
-            idempotency_key: email.message_id.map(|id| format!("email:{id}")),
+            idempotency_key: email
+                .message_id
+                .map(|id| format!("email:{}", crate::text::clean(&id, MAX_MESSAGE_ID_CHARS)))
+                .filter(|key| key.len() > "email:".len()),
         })
         .await?;
+    if inserted.created && context.conversation.status == ConversationStatus::Resolved {
+        storage
+            .set_conversation_status(conversation_id, ConversationStatus::Open)
+            .await?;
+    }
     Ok(ReceivedReply {
         chat_id: inserted.message.id,
         conversation_id: inserted.message.conversation_id,

@@ -436,7 +436,8 @@ pub trait Storage: Send + Sync {
     /// Same fencing as [`mark_sent`](Self::mark_sent).
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError>;
 
-    /// The client unsubscribed: status `suppressed`, `last_error = reason`.
+    /// The client unsubscribed: status `suppressed`, `last_error = reason`. No send was
+    /// tried, so the claim MUST NOT count: `attempts` goes back to its value before it.
     ///
     /// Same fencing as [`mark_sent`](Self::mark_sent).
     async fn mark_suppressed(

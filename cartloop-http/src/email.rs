@@ -49,24 +49,37 @@ fn client_of(state: &AppState, token: &str) -> Result<UserId, ApiError> {
     params(("token" = String, Path, description = "The signed token of the email's List-Unsubscribe URL")),
     responses(
         (status = 200, description = "The confirm page", body = String, content_type = "text/html"),
-        (status = 404, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "The link is not valid (a page saying so)", body = String, content_type = "text/html"),
     )
 )]
 pub(crate) async fn unsubscribe_page(
     State(state): State<AppState>,
     PathText(token): PathText,
 ) -> Result<Response, ApiError> {
-    let id = client_of(&state, &token)?;
-    let client = state.storage.client(id).await?.ok_or_else(invalid_token)?;
+    // A person follows this link in a browser: a bad one gets a page, not JSON.
+    let not_valid = || {
+        let mut response = page(
+            "This link is not valid",
+            "<p>This unsubscribe link is not valid. Use the link of an email you received.</p>",
+        );
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+    };
+    let Ok(id) = client_of(&state, &token) else {
+        return Ok(not_valid());
+    };
+    let Some(client) = state.storage.client(id).await? else {
+        return Ok(not_valid());
+    };
     let page = if client.unsubscribed_at.is_some() {
         page(
             "You are unsubscribed",
-            "<p>You will get no more emails from this store's chat.</p>",
+            "<p>You will get no more emails from the stores that write to you here.</p>",
         )
     } else {
         page(
             "Unsubscribe?",
-            "<p>You will get no more emails from this store's chat.</p>\
+            "<p>You will get no more emails from the stores that write to you here.</p>\
              <form method=\"post\">\
              <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
              <button type=\"submit\">Unsubscribe</button></form>",
@@ -116,7 +129,7 @@ pub(crate) async fn unsubscribe(
     }
     Ok(page(
         "You are unsubscribed",
-        "<p>You will get no more emails from this store's chat.</p>",
+        "<p>You will get no more emails from the stores that write to you here.</p>",
     ))
 }
 

@@ -340,6 +340,17 @@ impl From<InboundError> for ApiError {
     }
 }
 
+impl From<cartloop_core::demo::DemoError> for ApiError {
+    fn from(e: cartloop_core::demo::DemoError) -> Self {
+        match e {
+            cartloop_core::demo::DemoError::Conflict(_) => {
+                Self::conflict("import_conflict", e.to_string())
+            }
+            cartloop_core::demo::DemoError::Storage(s) => s.into(),
+        }
+    }
+}
+
 impl From<InvalidCursor> for ApiError {
     fn from(e: InvalidCursor) -> Self {
         Self::bad_request("invalid_cursor", e.to_string())

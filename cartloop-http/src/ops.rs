@@ -31,13 +31,16 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health
     get,
     path = "/import_data/",
     tag = "service",
-    responses((status = 200, description = "Loaded", body = ImportResponse))
+    responses(
+        (status = 200, description = "Loaded (`inserted` 0 when it was there already)", body = ImportResponse),
+        (status = 409, description = "`import_conflict`: a demo id holds other data", body = ErrorBody),
+    )
 )]
 pub(crate) async fn import_data(
     State(state): State<AppState>,
 ) -> Result<Json<ImportResponse>, ApiError> {
     let data = demo_data();
-    let summary = state.storage.import(&data).await?;
+    let summary = cartloop_core::demo::import_demo(state.storage.as_ref()).await?;
     if summary.inserted > 0 {
         tracing::info!(inserted = summary.inserted, "demo data imported");
     }
@@ -57,7 +60,10 @@ pub(crate) async fn import_data(
     post,
     path = "/import_data/",
     tag = "service",
-    responses((status = 200, description = "Loaded", body = ImportResponse))
+    responses(
+        (status = 200, description = "Loaded (`inserted` 0 when it was there already)", body = ImportResponse),
+        (status = 409, description = "`import_conflict`: a demo id holds other data", body = ErrorBody),
+    )
 )]
 pub(crate) async fn import_data_post(
     state: State<AppState>,

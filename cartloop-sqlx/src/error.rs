@@ -87,10 +87,14 @@ fn database_unavailable(db: &dyn DatabaseError) -> bool {
         let code = pg.code();
         // 08: connection exception; 53: insufficient resources (too many connections);
         // 57P01-03: shutting down or starting up; 40001/40P01: serialization failure and
-        // deadlock, which a retry resolves.
+        // deadlock, which a retry resolves; 3D000: the database is gone (dropped or being
+        // restored): the service is down, not the request wrong.
         return code.starts_with("08")
             || code.starts_with("53")
-            || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01");
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "3D000"
+            );
     }
     #[cfg(feature = "sqlite")]
     if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {

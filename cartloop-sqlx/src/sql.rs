@@ -466,8 +466,10 @@ pub(crate) const MARK_FAILED: &str = concat!(
     fenced!()
 );
 
+/// No send was tried: the claim does not count as an attempt.
 pub(crate) const MARK_SUPPRESSED: &str = concat!(
-    "UPDATE messages SET status = 'suppressed', last_error = $3, lease_until = NULL",
+    "UPDATE messages SET status = 'suppressed', last_error = $3, lease_until = NULL, \
+     attempts = attempts - 1",
     fenced!()
 );
 

@@ -299,8 +299,11 @@ impl<D: Dialect> SqlStorage<D> {
         if group.len() == 1 {
             // Alone: autocommit, no transaction statements around it.
             for write in group {
-                let params: Vec<Param<'_>> = write.params.iter().map(OwnedParam::as_param).collect();
-                let _ = write.done.send(D::fetch(&mut conn, write.sql, &params).await);
+                let params: Vec<Param<'_>> =
+                    write.params.iter().map(OwnedParam::as_param).collect();
+                let _ = write
+                    .done
+                    .send(D::fetch(&mut conn, write.sql, &params).await);
             }
             return;
         }
@@ -308,7 +311,8 @@ impl<D: Dialect> SqlStorage<D> {
         let mut failure = D::fetch(&mut conn, D::BEGIN_WRITE, &[]).await.err();
         if failure.is_none() {
             for write in &group {
-                let params: Vec<Param<'_>> = write.params.iter().map(OwnedParam::as_param).collect();
+                let params: Vec<Param<'_>> =
+                    write.params.iter().map(OwnedParam::as_param).collect();
                 match D::fetch(&mut conn, write.sql, &params).await {
                     Err(e) if violation(&e).is_none() => {
                         failure = Some(e);
@@ -405,11 +409,7 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// Runs a statement that changes a row if its condition holds; whether it did.
-    async fn changed(
-        &self,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Result<bool, StorageError> {
+    async fn changed(&self, sql: &'static str, params: &[Param<'_>]) -> Result<bool, StorageError> {
         Ok(self.write_one(sql, params).await?.is_some())
     }
 

@@ -124,20 +124,24 @@ impl ServerBuilder {
     /// The server's address as clients' mail programs reach it, for unsubscribe links
     /// (default: `http://<the listener's address>`).
     pub fn public_url(mut self, url: Option<String>) -> Self {
-        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self.public_url = url
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty());
         self
     }
 
     /// The domain of `reply+<token>@` addresses (default: each store's sender domain).
     pub fn reply_domain(mut self, domain: Option<String>) -> Self {
-        self.reply_domain = domain;
+        self.reply_domain = domain
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty());
         self
     }
 
     /// The secret that signs reply and unsubscribe tokens (default: generated once and kept
     /// in the storage, shared by every server on it).
     pub fn secret(mut self, secret: Option<Vec<u8>>) -> Self {
-        self.secret = secret;
+        self.secret = secret.filter(|s| !s.iter().all(u8::is_ascii_whitespace));
         self
     }
 
@@ -159,8 +163,14 @@ impl ServerBuilder {
     /// [`ServerError::Storage`] when the secret cannot be read or stored;
     /// [`ServerError::Setting`] for a secret shorter than 16 bytes.
     pub async fn build(self) -> Result<Server, ServerError> {
+        if let Some(url) = &self.public_url {
+            check_public_url(url)?;
+        }
+        if let Some(domain) = &self.reply_domain {
+            check_reply_domain(domain)?;
+        }
         let secret = match self.secret {
-            Some(secret) if secret.len() < 16 => {
+            Some(secret) if secret.trim_ascii().len() < 16 => {
                 return Err(ServerError::Setting {
                     name: "CARTLOOP_SECRET",
                     message: "must be at least 16 characters".to_owned(),
@@ -378,6 +388,43 @@ impl Server {
     }
 }
 
+/// `PUBLIC_URL` starts every unsubscribe link: an absolute `http(s)` URL without query or
+/// fragment.
+fn check_public_url(url: &str) -> Result<(), ServerError> {
+    let invalid = |why: &str| ServerError::Setting {
+        name: "PUBLIC_URL",
+        message: format!("{url:?} {why}: expected e.g. https://chat.shop.example.com"),
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("is not an http(s) URL"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(invalid("has no host"));
+    }
+    if rest.contains(['?', '#'])
+        || !url.is_ascii()
+        || url.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        return Err(invalid("must be plain ASCII without a query or fragment"));
+    }
+    Ok(())
+}
+
+/// `REPLY_DOMAIN` is the domain of every `Reply-To` address: it must make valid addresses.
+fn check_reply_domain(domain: &str) -> Result<(), ServerError> {
+    cartloop_core::email_address::EmailAddress::parse(&format!("reply@{domain}"))
+        .map(|_| ())
+        .map_err(|e| ServerError::Setting {
+            name: "REPLY_DOMAIN",
+            message: format!(
+                "{domain:?} is not a domain emails can be sent to ({})",
+                e.reason
+            ),
+        })
+}
+
 /// The mailer `SMTP_URL` names (`smtp://`, `smtps://`), or the outbox directory when unset.
 ///
 /// # Errors
@@ -476,7 +523,30 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{check_public_url, check_reply_domain, redact};
+
+    #[test]
+    fn public_urls_and_reply_domains_are_checked() {
+        for ok in [
+            "https://chat.shop.example.com",
+            "http://127.0.0.1:8080/base",
+        ] {
+            assert!(check_public_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "notaurl",
+            "ftp://x",
+            "http://x/?q=1",
+            "https://",
+            "http://x/#f",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_reply_domain("replies.shop.example.com").is_ok());
+        for bad in ["@x.com", "bad_domain", "ex\u{e4}mple.com", "localhost"] {
+            assert!(check_reply_domain(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn passwords_are_hidden_in_logged_urls() {

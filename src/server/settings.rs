@@ -47,7 +47,7 @@ pub struct Settings {
     #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
     pub hourly_cap: Option<u32>,
     /// A message still unsent this long after its `sendAt` fails for good.
-    #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "24h", value_parser = at_least_1s)]
+    #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "24h", value_parser = message_age)]
     pub max_message_age: Duration,
     /// The first wait before retrying a transient failure; it doubles with each attempt.
     #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = at_least_10ms)]
@@ -57,7 +57,7 @@ pub struct Settings {
     pub retry_backoff_max: Duration,
     /// How long a claimed message is held before another dispatcher may take it; renewed
     /// every third of it while the email is being sent.
-    #[arg(long, env = "LEASE", default_value = "30s", value_parser = at_least_1s)]
+    #[arg(long, env = "LEASE", default_value = "30s", value_parser = lease)]
     pub lease: Duration,
     /// Longest payload, in characters (payloads must be shorter than this plus one).
     #[arg(long, env = "MAX_PAYLOAD_CHARS", default_value_t = 299,
@@ -89,23 +89,36 @@ pub struct Settings {
     pub secret: Option<String>,
 }
 
-fn at_least(raw: &str, min: Duration) -> Result<Duration, String> {
+/// A duration such as `5s` or `500ms` within `[min, max]`: a value outside would make the
+/// server spin (too short) or overflow its clocks and stop sending (absurdly long).
+fn between(raw: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     match humantime::parse_duration(raw) {
         Ok(d) if d < min => Err(format!(
             "must be at least {}",
             humantime::format_duration(min)
+        )),
+        Ok(d) if d > max => Err(format!(
+            "must be at most {}",
+            humantime::format_duration(max)
         )),
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (e.g. 5s, 500ms, 1m, 24h)")),
     }
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 fn at_least_10ms(raw: &str) -> Result<Duration, String> {
-    at_least(raw, Duration::from_millis(10))
+    between(raw, Duration::from_millis(10), DAY)
 }
 
-fn at_least_1s(raw: &str) -> Result<Duration, String> {
-    at_least(raw, Duration::from_secs(1))
+fn lease(raw: &str) -> Result<Duration, String> {
+    between(raw, Duration::from_secs(1), HOUR)
+}
+
+fn message_age(raw: &str) -> Result<Duration, String> {
+    between(raw, Duration::from_secs(1), 365 * DAY)
 }
 
 impl Settings {
@@ -183,6 +196,31 @@ impl Settings {
             backoff_max: self.retry_backoff_max,
             lease: self.lease,
             ..DispatchConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn durations_are_bounded_both_ways() {
+        assert!(parse(&["--lease", "45s"]).is_ok());
+        for (flag, value) in [
+            ("--lease", "10000000000000h"),
+            ("--lease", "2h"),
+            ("--lease", "10ms"),
+            ("--dispatch-interval", "1ms"),
+            ("--max-message-age", "400d"),
+            ("--retry-backoff-max", "soon"),
+        ] {
+            assert!(parse(&[flag, value]).is_err(), "{flag} {value}");
         }
     }
 }

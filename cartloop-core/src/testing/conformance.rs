@@ -1212,6 +1212,8 @@ pub async fn suppressed_is_fenced(s: &dyn Storage) {
         (after.status, after.last_error.as_deref(), after.sent_at),
         (MessageStatus::Suppressed, Some(reason), None)
     );
+    // Two claims, one of them the suppression, which tried no send: one attempt.
+    assert_eq!(after.attempts, 1);
     assert!(!s.mark_suppressed(current, reason.into()).await.unwrap());
     assert!(!s.mark_sent(current, t0()).await.unwrap());
     assert!(claim(s, t0() + Duration::days(1), 10).await.is_empty());

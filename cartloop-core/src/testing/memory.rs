@@ -694,6 +694,7 @@ impl Storage for MemoryStorage {
         };
         row.message.status = MessageStatus::Suppressed;
         row.message.last_error = Some(reason);
+        row.message.attempts = row.message.attempts.saturating_sub(1);
         row.lease_until = None;
         Ok(true)
     }
