@@ -1,71 +1,105 @@
 #!/usr/bin/env bash
-# Load test of the bundled server with wrk (Debian: apt-get install wrk).
+# Load test of the bundled server with wrk (Debian: apt-get install wrk): the figures of
+# issue 9's table, one line per figure.
 #
-#   bash benches/load.sh                 # SQLite file + outbox (the embedded default)
-#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/cartloop_bench bash benches/load.sh
+#   bash benches/load.sh                  # SQLite and PostgreSQL
+#   bash benches/load.sh sqlite           # one backend
+#   SCALE=1 bash benches/load.sh          # also with 1,000,000 messages stored
+#   SERVER=/path/to/server bash benches/load.sh   # another build (e.g. a baseline)
 #
-# Builds the release server, starts it in a temporary directory on port 8089, imports the
-# demo data, then runs three 10 s loads of 32 connections: GET a conversation, POST a
-# client's message (stored, never emailed), and POST an operator's message to a client
-# inside active hours (stored, and emailed by the dispatcher while the load runs). Prints
-# wrk's figures and, at the end, how many of the operator's messages were sent.
+# For each backend: builds and starts the release server in a temporary directory (SQLite
+# file, or a fresh PostgreSQL database `cartloop_load`), imports the demo data, then runs
+# `wrk -t2 -c64 -d${DURATION:-10s}` against, in order:
+#   404        GET /nope (the server's own ceiling: routing and an error body, no database)
+#   get3       GET /conversation/1/ (the demo's 3 chats)
+#   post       POST /chat/ with the seed's body (an operator's message to conversation 1; the
+#              dispatcher emails each to the outbox while the load runs)
+#   get50      GET /conversation/1/?limit=50 (after the POSTs: 50 chats)
+# and prints requests/s, p50, p99 and the errors, then the server's peak RSS.
+# With SCALE=1 it then loads 1,000,000 messages over 10,000 conversations
+# (`cargo run --release --example bulk_load`) and runs get50 and post again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+backends=${1:-both}
+duration=${DURATION:-10s}
+pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --release --example server
-server="$PWD/target/release/examples/server"
+if [ -z "${SERVER:-}" ]; then
+  cargo build --quiet --release --example server
+  SERVER="$PWD/target/release/examples/server"
+fi
+if [ "${SCALE:-0}" = 1 ]; then
+  cargo build --quiet --release --example bulk_load
+fi
 work="$(mktemp -d)"
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+port=${PORT:-8089}
 
-port=8089
-(cd "$work" && RUST_LOG=warn BIND="127.0.0.1:$port" exec "$server") &
-pid=$!
-for _ in $(seq 1 50); do curl -sf "localhost:$port/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "localhost:$port/import_data/" >/dev/null
-
-# The operator writes to the demo client whose zone is inside 09:00-20:00 right now.
-conversation=$(python3 - <<'EOF'
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
-# Demo conversations with a discount code, by their client's zone.
-zones = {7: "Asia/Kolkata", 5: "Europe/London", 2: "America/New_York",
-         3: "America/Los_Angeles", 12: "Pacific/Auckland", 9: "Asia/Tokyo"}
-for conversation, zone in zones.items():
-    if 9 <= datetime.now(timezone.utc).astimezone(ZoneInfo(zone)).hour < 19:
-        print(conversation)
-        break
-EOF
-)
-operator=$(curl -sf "localhost:$port/conversation/$conversation/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["operatorId"])')
-
-cat >"$work/client.lua" <<'EOF'
+cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"conversationId":1,"chat":{"payload":"Thanks, see you soon!","userId":27}}'
-EOF
-cat >"$work/operator.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"conversationId":$conversation,"chat":{"payload":"Hi << username >>, your code << discountCode >> is waiting.","userId":$operator}}'
-EOF
+wrk.body = '{"conversationId":1,"chat":{"payload":"Sure {{ username }}. Here is your code {{ discountCode }}","userId":24}}'
+LUA
 
-run() {
-  echo "== $1"
-  shift
-  wrk -t2 -c32 -d10s --latency "$@" | tee "$work/wrk.out" |
-    grep -E "requests in|Requests/sec|^ +(50|90|99)%|Non-2xx"
+start() { # database url
+  (cd "$work" && RUST_LOG=warn BIND="127.0.0.1:$port" DATABASE_URL="$1" \
+    OUTBOX_DIR="$work/outbox" exec "$SERVER") &
+  pid=$!
+  for _ in $(seq 1 100); do curl -sf "localhost:$port/healthz" >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
 }
-run "GET /conversation/1/ (3 chats)" "http://127.0.0.1:$port/conversation/1/"
-run "POST /chat/ (client)" -s "$work/client.lua" "http://127.0.0.1:$port/chat/"
-started=$(date +%s.%N)
-run "POST /chat/ (operator, due now)" -s "$work/operator.lua" "http://127.0.0.1:$port/chat/"
-posted=$(awk '/requests in/ {print $1}' "$work/wrk.out")
 
-# The dispatcher sends oldest first: once the newest message is sent, all are.
-newest() { curl -sf "localhost:$port/conversation/$conversation/?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chats"][0]["status"])'; }
-until [ "$(newest)" = sent ]; do sleep 0.2; done
-elapsed=$(echo "$(date +%s.%N) - $started" | bc)
-echo "== dispatcher: $posted emails written to the outbox $elapsed s after the operator load began ($(echo "$posted / $elapsed" | bc) emails/s)"
-kill "$pid"
-wait "$pid" || true
+stop() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+
+# figure <backend> <name> <wrk args...>: one line: requests/s, p50, p99, non-2xx.
+figure() {
+  local backend=$1 name=$2
+  shift 2
+  wrk -t2 -c64 -d"$duration" --latency "$@" >"$work/wrk.out" 2>&1
+  awk -v b="$backend" -v n="$name" '
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
+    /Non-2xx or 3xx/ { errors = $5 }
+    /Socket errors/ { socket = $0 }
+    END { printf "%-9s %-6s %10.0f req/s   p50 %-8s p99 %-8s non-2xx %s%s\n", b, n, rps, p50, p99, (errors == "" ? 0 : errors), (socket == "" ? "" : "  " socket) }
+  ' "$work/wrk.out"
+}
+
+rss() { awk '/VmHWM/ { printf "%-9s rss    peak %d MB\n", b, $2 / 1024 }' b="$1" "/proc/$pid/status"; }
+
+run_backend() { # name url
+  local name=$1 url=$2
+  start "$url"
+  curl -sf "localhost:$port/import_data/" >/dev/null
+  local base="http://127.0.0.1:$port"
+  figure "$name" 404 "$base/nope"
+  figure "$name" get3 "$base/conversation/1/"
+  figure "$name" post -s "$work/post.lua" "$base/chat/"
+  figure "$name" get50 "$base/conversation/1/?limit=50"
+  rss "$name"
+  if [ "${SCALE:-0}" = 1 ]; then
+    stop
+    ./target/release/examples/bulk_load "$url" 1000000 10000
+    start "$url"
+    figure "$name-1M" get50 "$base/conversation/1/?limit=50"
+    figure "$name-1M" post -s "$work/post.lua" "$base/chat/"
+    figure "$name-1M" get50 "$base/conversation/1/?limit=50"
+    rss "$name-1M"
+  fi
+  stop
+}
+
+if [ "$backends" = both ] || [ "$backends" = sqlite ]; then
+  run_backend sqlite "sqlite://$work/cartloop.db"
+fi
+if [ "$backends" = both ] || [ "$backends" = postgres ]; then
+  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS cartloop_load" -c "CREATE DATABASE cartloop_load"
+  run_backend postgres "${pg_admin%/*}/cartloop_load"
+  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS cartloop_load"
+fi

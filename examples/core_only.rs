@@ -56,5 +56,8 @@ fn main() {
 
     // An overnight window (SPEC §4): 21:00-08:00.
     let night: ActiveHours = "21:00-08:00".parse().expect("a valid window");
-    println!("night window from 12:00Z in Berlin: {}", night.next_send_instant(now, chrono_tz::Europe::Berlin));
+    println!(
+        "night window from 12:00Z in Berlin: {}",
+        night.next_send_instant(now, chrono_tz::Europe::Berlin)
+    );
 }

@@ -10,6 +10,8 @@
 //! 4 dispatcher tasks (the server's defaults), on a fresh SQLite file. Prints emails per
 //! second and checks that every email arrived exactly once.
 
+use cartloop::core::rules::Rules;
+use cartloop::core::validate::{Payload, ValidationPolicy};
 use cartloop_core::demo::demo_data;
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::domain::{MessageStatus, NewMessage};
@@ -50,9 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .insert_message(NewMessage {
                 conversation_id: ConversationId(1),
                 author_id: UserId(24),
-                payload: format!(
-                    "Hi << username >>, message {n}: your code {{{{ discountCode }}}}"
-                ),
+                payload: Payload::parse(
+                    &format!("Hi << username >>, message {n}: your code {{{{ discountCode }}}}"),
+                    &ValidationPolicy::default(),
+                )?,
                 status: MessageStatus::New,
                 created_at: nine,
                 send_at: Some(nine),
@@ -68,7 +71,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         concurrency,
         ..DispatchConfig::default()
     };
-    let dispatcher = Dispatcher::new(storage.clone(), mailer, clock, config);
+    let dispatcher = Dispatcher::new(
+        storage.clone(),
+        mailer,
+        clock,
+        Arc::new(Rules::default()),
+        config,
+    );
 
     let started = Instant::now();
     let tasks: Vec<_> = (0..workers)

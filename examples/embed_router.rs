@@ -60,7 +60,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let anonymous = client.get(format!("{base}/api/healthz")).send().await?;
     println!("GET /api/healthz without the key: {}", anonymous.status());
     assert_eq!(anonymous.status(), 401);
-    for path in ["/", "/api/healthz", "/api/import_data/", "/api/conversation/1/"] {
+    for path in [
+        "/",
+        "/api/healthz",
+        "/api/import_data/",
+        "/api/conversation/1/",
+    ] {
         let response = client
             .get(format!("{base}{path}"))
             .header("x-api-key", "demo-key")
@@ -68,7 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         let status = response.status();
         let body = response.text().await?;
-        println!("GET {path}: {status} {}", body.chars().take(100).collect::<String>());
+        println!(
+            "GET {path}: {status} {}",
+            body.chars().take(100).collect::<String>()
+        );
         assert!(status.is_success(), "{path}: {status}");
     }
 

@@ -70,11 +70,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move { axum::serve(listener, hook).await });
 
     let dir = tempfile::tempdir()?;
-    let storage = cartloop::sqlx::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("app.db").display()
-    ))
-    .await?;
+    let storage =
+        cartloop::sqlx::connect(&format!("sqlite://{}", dir.path().join("app.db").display()))
+            .await?;
     storage.import(&demo_data()).await?;
     let mailer = Arc::new(WebhookMailer {
         client: reqwest::Client::new(),
@@ -108,7 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("dispatch pass: {report:?}");
     assert_eq!(report.sent, 1);
     let received = received.lock().unwrap().clone();
-    println!("webhook received: {}", serde_json::to_string_pretty(&received)?);
+    println!(
+        "webhook received: {}",
+        serde_json::to_string_pretty(&received)?
+    );
     assert_eq!(
         received[0]["text"],
         "Hi John Carter, your code PROMO50 is waiting."

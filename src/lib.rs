@@ -37,3 +37,8 @@ pub use cartloop_mail as mail;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+/// The README's Rust examples, compiled and run as doctests so the front door stays true.
+#[cfg(all(doctest, feature = "server", feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,181 +1,18 @@
-//! End-to-end: start the real server binary (`examples/server.rs`, built by `cargo test`)
-//! and talk HTTP to it, once on SQLite with the file outbox and once on PostgreSQL with a
-//! real SMTP server.
+//! End-to-end: the server runtime (`cartloop::server`, exactly what the binary runs)
+//! served in-process on a free port and talked to over HTTP, once on SQLite with the file
+//! outbox and once on PostgreSQL with a real SMTP server; restarts, a message due later,
+//! shutdown while a relay is slow, the token. `binary_smoke.rs` starts the binary itself.
+
+mod common;
 
 use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::demo::demo_data;
 use cartloop::core::domain::ConversationStatus;
-use cartloop::mail::testing::ParsedEmail;
+use cartloop::mail::testing::{ParsedEmail, SinkBehavior, SmtpSink};
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
+use common::{postgres_admin_url, sqlite_and_outbox, wait_until, TestDatabase, TestServer};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The server binary, built first with this test's profile, so a filtered run
-/// (`cargo test --test server_e2e`) never starts a stale binary: cargo builds examples for
-/// `cargo test`, but not for a filtered test target. Built as the README's test command
-/// builds it (`--workspace --all-features`), so after that command this is a no-op.
-fn server_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // target/<profile>/deps/server_e2e-<hash> -> target/<profile>/examples/server
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-            let mut build = Command::new(env!("CARGO"));
-            // Without the variables cargo sets for this test process: some build scripts
-            // (ring's) rerun when one of them changes, which would rebuild half the tree.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if name.starts_with("CARGO_PKG_")
-                    || name.starts_with("CARGO_MANIFEST_")
-                    || [
-                        "CARGO_CRATE_NAME",
-                        "CARGO_BIN_NAME",
-                        "CARGO_PRIMARY_PACKAGE",
-                        "CARGO_TARGET_TMPDIR",
-                        "CARGO_RUSTC_CURRENT_DIR",
-                        "OUT_DIR",
-                    ]
-                    .contains(&name.as_ref())
-                {
-                    build.env_remove(name.as_ref());
-                }
-            }
-            build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--all-features",
-                "--example",
-                "server",
-            ]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo runs");
-            assert!(status.success(), "building the server failed");
-            let binary = profile_dir.join("examples").join("server");
-            assert!(binary.exists(), "{} is missing", binary.display());
-            binary
-        })
-        .clone()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts the server on a port the system picks (`BIND=127.0.0.1:0`), reads the address
-    /// from its start-up log line, and waits until it answers `/healthz`. Picking the port
-    /// in the server itself leaves no gap in which another process could take it.
-    async fn start(envs: &[(&str, String)]) -> Self {
-        let mut command = Command::new(server_binary());
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND", "127.0.0.1:0")
-            .env("DISPATCH_INTERVAL", "1s")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("start the server binary");
-        let stdout = child.stdout.take().unwrap();
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Reads the log to its end, so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = address_tx.send(address.to_owned());
-                }
-            }
-        });
-        let address = match address_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the server did not report its address: {:?}", child.wait());
-            }
-        };
-        let server = Self {
-            child,
-            base: format!("http://{address}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = reqwest::get(format!("{}/healthz", server.base)).await {
-                if response.status() == 200 {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not become healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "server exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    async fn post_chat(&self, conversation: i64, user: i64, payload: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/chat/", self.base))
-            .json(&json!({"conversationId": conversation, "chat": {"payload": payload, "userId": user}}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An open demo conversation whose client is inside (or outside) active hours now and for
 /// the next 15 minutes, with its operator, client name, zone and discount code.
@@ -218,18 +55,8 @@ fn parse_time(value: &Value) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-async fn chat_status(server: &Server, conversation: i64, chat: i64) -> String {
-    let (_, body) = server.get(&format!("/conversation/{conversation}/")).await;
-    body["chats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["chatId"] == chat)
-        .map(|c| c["status"].as_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-async fn snapshot(server: &Server, conversations: &[i64]) -> Vec<Value> {
+/// Reads the conversations, for comparing before and after a restart.
+async fn snapshot(server: &TestServer, conversations: &[i64]) -> Vec<Value> {
     let mut out = Vec::new();
     for id in conversations {
         out.push(server.get(&format!("/conversation/{id}/")).await.1);
@@ -238,7 +65,7 @@ async fn snapshot(server: &Server, conversations: &[i64]) -> Vec<Value> {
 }
 
 /// Import, read, write inside and outside active hours; returns the two chat ids.
-async fn exercise(server: &Server) -> ((i64, Pick), (i64, Pick)) {
+async fn exercise(server: &TestServer) -> ((i64, Pick), (i64, Pick)) {
     let (status, _) = server.get("/import_data/").await;
     assert_eq!(status, 200);
     let (status, again) = server.get("/import_data/").await;
@@ -288,38 +115,40 @@ async fn exercise(server: &Server) -> ((i64, Pick), (i64, Pick)) {
 /// Stops and restarts the server: the conversations read the same, the sent chat is still
 /// `sent` and the waiting one still `new`. Gives the restarted server.
 async fn restart_loses_nothing(
-    server: Server,
-    envs: &[(&str, String)],
+    server: TestServer,
+    args: &[String],
     (inside, inside_chat): (&Pick, i64),
     (outside, outside_chat): (&Pick, i64),
-) -> Server {
+) -> TestServer {
     let conversations = [1, inside.conversation, outside.conversation];
     let before = snapshot(&server, &conversations).await;
-    server.stop();
-    let server = Server::start(envs).await;
+    server.stop().await;
+    let server = TestServer::start(args).await;
     assert_eq!(snapshot(&server, &conversations).await, before);
-    assert_eq!(
-        chat_status(&server, inside.conversation, inside_chat).await,
-        "sent"
-    );
-    assert_eq!(
-        chat_status(&server, outside.conversation, outside_chat).await,
-        "new"
-    );
+    assert_eq!(server.chat_status(inside_chat).await, "sent");
+    assert_eq!(server.chat_status(outside_chat).await, "new");
     server
 }
 
-/// The email of chat `chat` carries its rendered text and its Message-ID, and the chat is
-/// (or soon becomes) `sent`.
-async fn delivered_as_rendered(server: &Server, email: &ParsedEmail, pick: &Pick, chat: i64) {
+/// The email of chat `chat` carries its rendered text, its Message-ID and the §8 headers,
+/// and the chat is (or soon becomes) `sent`.
+async fn delivered_as_rendered(server: &TestServer, email: &ParsedEmail, pick: &Pick, chat: i64) {
     assert_eq!(email.body_text().trim_end(), expected_body(pick));
     let message_id = email.header("Message-ID").unwrap_or_default();
     assert!(
         message_id.contains(&format!("cartloop.message.{chat}.")),
         "{message_id}"
     );
-    wait_until("the chat to be sent", || async {
-        chat_status(server, pick.conversation, chat).await == "sent"
+    let reply_to = email.header("Reply-To").unwrap_or_default();
+    assert!(reply_to.contains("reply+"), "Reply-To: {reply_to}");
+    let unsubscribe = email.header("List-Unsubscribe").unwrap_or_default();
+    assert!(unsubscribe.contains("/unsubscribe/"), "{unsubscribe}");
+    assert_eq!(
+        email.header("List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+    wait_until("the chat to be sent", 15, || async {
+        server.chat_status(chat).await == "sent"
     })
     .await;
 }
@@ -331,39 +160,16 @@ fn expected_body(pick: &Pick) -> String {
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The settings of a server keeping its data in `dir`: `cartloop.db` and `outbox/`.
-fn sqlite_and_outbox_settings(dir: &Path) -> [(&'static str, String); 2] {
-    [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("cartloop.db").display()),
-        ),
-        ("OUTBOX_DIR", dir.join("outbox").display().to_string()),
-    ]
-}
-
 #[tokio::test]
-async fn sqlite_and_outbox() {
+async fn on_sqlite_with_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let envs = sqlite_and_outbox_settings(dir.path());
-    let server = Server::start(&envs).await;
-    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
+    let args = sqlite_and_outbox(dir.path());
+    let server = TestServer::start(&args).await;
+    let ((inside_chat, inside), (outside_chat, _outside)) = exercise(&server).await;
 
     let file = outbox.join(format!("message-{inside_chat}.eml"));
-    wait_until("the email in the outbox", || {
+    wait_until("the email in the outbox", 15, || {
         let file = file.clone();
         async move { file.exists() }
     })
@@ -372,33 +178,71 @@ async fn sqlite_and_outbox() {
     delivered_as_rendered(&server, &email, &inside, inside_chat).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!outbox.join(format!("message-{outside_chat}.eml")).exists());
-    assert_eq!(
-        chat_status(&server, outside.conversation, outside_chat).await,
-        "new"
-    );
+    assert_eq!(server.chat_status(outside_chat).await, "new");
     let files = std::fs::read_dir(&outbox).unwrap().count();
     assert_eq!(files, 1, "only the due message was sent");
 
     // Restart: nothing lost, nothing sent twice.
     let server = restart_loses_nothing(
         server,
-        &envs,
+        &args,
+        (&inside, inside_chat),
+        (&_outside, outside_chat),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_postgres_with_smtp() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = TestDatabase::create(&admin).await;
+    let sink = SmtpSink::start().await;
+    let args: Vec<String> = vec![
+        "--database-url".into(),
+        database.url.clone(),
+        "--smtp-url".into(),
+        sink.url(),
+    ];
+    let server = TestServer::start(&args).await;
+    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
+    wait_until("the email at the SMTP server", 15, || {
+        let sink = &sink;
+        async move { !sink.messages().is_empty() }
+    })
+    .await;
+    let mails = sink.messages();
+    assert_eq!(mails.len(), 1);
+    let email = mails[0].parse();
+    delivered_as_rendered(&server, &email, &inside, inside_chat).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "the outside message waits");
+
+    let server = restart_loses_nothing(
+        server,
+        &args,
         (&inside, inside_chat),
         (&outside, outside_chat),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
-    server.stop();
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "nothing sent twice after a restart"
+    );
+    server.stop().await;
 }
 
 /// An open demo conversation, the instant `after` from now, and an `ACTIVE_HOURS` setting
-/// whose window opens at that instant in the conversation's client's zone. The server
-/// binary is built first, so that `after` is not spent building it.
+/// whose window opens at that instant in the conversation's client's zone.
 fn window_opening_in(
     after: ChronoDuration,
 ) -> (cartloop::core::domain::Conversation, DateTime<Utc>, String) {
-    server_binary();
     let data = demo_data();
     let now = Utc::now();
     // A client whose local day is far from midnight, so the window fits in it.
@@ -420,16 +264,20 @@ fn window_opening_in(
 }
 
 /// A message scheduled for later goes out when it falls due, not at the next poll: the
-/// window opens 8 s from now, the poll interval is a minute.
+/// window opens 4 s from now, the poll interval is a minute.
 #[tokio::test]
 async fn a_message_scheduled_for_later_is_sent_when_due() {
-    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(8));
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(4));
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let mut envs = sqlite_and_outbox_settings(dir.path()).to_vec();
-    envs.push(("ACTIVE_HOURS", active_hours));
-    envs.push(("DISPATCH_INTERVAL", "60s".to_owned()));
-    let server = Server::start(&envs).await;
+    let mut args = sqlite_and_outbox(dir.path());
+    args.extend([
+        "--active-hours".into(),
+        active_hours,
+        "--dispatch-interval".into(),
+        "60s".into(),
+    ]);
+    let server = TestServer::start(&args).await;
     server.get("/import_data/").await;
     let (status, posted) = server
         .post_chat(conversation.id.0, conversation.operator_id.0, "We open now")
@@ -450,32 +298,34 @@ async fn a_message_scheduled_for_later_is_sent_when_due() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(Utc::now() >= send_at, "sent before the window opened");
-    server.stop();
+    server.stop().await;
 }
 
-/// SIGTERM while a relay is slow: the emails in flight finish, the rest of the claimed
+/// Shutdown while a relay is slow: the emails in flight finish, the rest of the claimed
 /// batch is handed back (not sent by a server that is going away, not left waiting for its
 /// lease), and the next start sends it. Every email arrives once.
-// Multi-threaded: the SMTP sinks run in this process and must keep answering while
-// `Server::stop` blocks its thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hands_back_what_is_not_in_flight() {
-    use cartloop::mail::testing::{SinkBehavior, SmtpSink};
+async fn shutdown_hands_back_what_is_not_in_flight() {
     const POSTED: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let database = [(
-        "DATABASE_URL",
+    let database = vec![
+        "--database-url".to_owned(),
         format!("sqlite://{}", dir.path().join("cartloop.db").display()),
-    )];
+    ];
     // 2 s per email: one round of 8 in flight takes 2 s, the whole batch of 40 would take 10.
     let slow = SmtpSink::start_with(SinkBehavior::slow(Duration::from_secs(2))).await;
     // All fall due together when the window opens, so one pass claims them all.
-    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(6));
-    let mut envs = database.to_vec();
-    envs.push(("SMTP_URL", slow.url()));
-    envs.push(("DISPATCH_WORKERS", "1".to_owned()));
-    envs.push(("ACTIVE_HOURS", active_hours.clone()));
-    let server = Server::start(&envs).await;
+    let (conversation, opens, active_hours) = window_opening_in(ChronoDuration::seconds(4));
+    let mut args = database.clone();
+    args.extend([
+        "--smtp-url".into(),
+        slow.url(),
+        "--dispatch-workers".into(),
+        "1".into(),
+        "--active-hours".into(),
+        active_hours.clone(),
+    ]);
+    let server = TestServer::start(&args).await;
     server.get("/import_data/").await;
     let mut chats = Vec::new();
     for n in 0..POSTED {
@@ -493,7 +343,7 @@ async fn sigterm_hands_back_what_is_not_in_flight() {
     let until_open = (opens - Utc::now()).to_std().unwrap();
     tokio::time::sleep(until_open + Duration::from_millis(700)).await;
     let stopping = Instant::now();
-    server.stop();
+    server.stop().await;
     let took = stopping.elapsed();
     let first = slow.messages().len();
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
@@ -503,12 +353,16 @@ async fn sigterm_hands_back_what_is_not_in_flight() {
     );
 
     let fast = SmtpSink::start().await;
-    let mut envs = database.to_vec();
-    envs.push(("SMTP_URL", fast.url()));
-    envs.push(("ACTIVE_HOURS", active_hours));
-    let server = Server::start(&envs).await;
+    let mut args = database.clone();
+    args.extend([
+        "--smtp-url".into(),
+        fast.url(),
+        "--active-hours".into(),
+        active_hours,
+    ]);
+    let server = TestServer::start(&args).await;
     let restarted = Instant::now();
-    wait_until("the rest of the emails", || {
+    wait_until("the rest of the emails", 15, || {
         let fast = &fast;
         async move { first + fast.messages().len() >= POSTED }
     })
@@ -533,127 +387,50 @@ async fn sigterm_hands_back_what_is_not_in_flight() {
     ids.dedup();
     assert_eq!(ids.len(), POSTED, "each email exactly once");
     for chat in chats {
-        assert_eq!(chat_status(&server, conversation.id.0, chat).await, "sent");
+        assert_eq!(server.chat_status(chat).await, "sent");
     }
-    server.stop();
-}
-
-fn postgres_admin_url() -> Option<String> {
-    match std::env::var("CARTLOOP_TEST_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            Some("postgres://postgres@127.0.0.1:5432/test".to_owned())
-        }
-        Err(_) => None,
-    }
+    server.stop().await;
 }
 
 #[tokio::test]
-async fn postgres_and_smtp() {
-    let Some(admin) = postgres_admin_url() else {
-        eprintln!("skipped: set CARTLOOP_TEST_POSTGRES_URL to run the PostgreSQL end-to-end test");
-        return;
-    };
-    let name = format!(
-        "cartloop_e2e_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    let url = create_database(&admin, &name).await;
-    let sink = cartloop::mail::testing::SmtpSink::start().await;
-    let envs = [("DATABASE_URL", url), ("SMTP_URL", sink.url())];
-
-    let server = Server::start(&envs).await;
-    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
-    wait_until("the email at the SMTP server", || {
-        let sink = &sink;
-        async move { !sink.messages().is_empty() }
-    })
-    .await;
-    let mails = sink.messages();
-    assert_eq!(mails.len(), 1);
-    let email = mails[0].parse();
-    delivered_as_rendered(&server, &email, &inside, inside_chat).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sink.messages().len(), 1, "the outside message waits");
-
-    let server = restart_loses_nothing(
-        server,
-        &envs,
-        (&inside, inside_chat),
-        (&outside, outside_chat),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        sink.messages().len(),
-        1,
-        "nothing sent twice after a restart"
-    );
-    server.stop();
-    drop_database(&admin, &name).await;
-}
-
-async fn create_database(admin: &str, name: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
-async fn drop_database(admin: &str, name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
-#[tokio::test]
-async fn refuses_public_bind_without_token_and_guards_routes_with_one() {
+async fn a_token_guards_every_route_but_health_and_a_public_bind_needs_one() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(server_binary())
-        .env("BIND", format!("0.0.0.0:{}", free_port()))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("db").display()),
-        )
-        .env("OUTBOX_DIR", dir.path().join("outbox"))
-        .env_remove("CARTLOOP_API_TOKEN")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("CARTLOOP_API_TOKEN"), "{stderr}");
-
-    let envs = [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("db").display()),
-        ),
-        (
-            "OUTBOX_DIR",
-            dir.path().join("outbox").display().to_string(),
-        ),
-        ("CARTLOOP_API_TOKEN", "t0ken".to_owned()),
-    ];
-    let server = Server::start(&envs).await;
-    let (status, body) = server.get("/import_data/").await;
-    assert_eq!(status, 401);
-    assert_eq!(body["error"]["code"], "unauthorized");
-    let response = reqwest::Client::new()
-        .get(format!("{}/import_data/", server.base))
-        .bearer_auth("t0ken")
+    let mut args = sqlite_and_outbox(dir.path());
+    args.extend(["--api-token".into(), "t0ken".into()]);
+    let server = TestServer::start(&args).await;
+    let anonymous = reqwest::Client::new();
+    for path in ["/import_data/", "/no/such/route", "/conversations/"] {
+        let response = anonymous
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let health = anonymous
+        .get(format!("{}/healthz", server.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    server.stop();
+    assert_eq!(health.status(), 200);
+    assert_eq!(server.get("/import_data/").await.0, 200);
+    server.stop().await;
+
+    // The same settings without a token on a public address: refused before serving.
+    let settings = <cartloop::server::Settings as clap::Parser>::try_parse_from(
+        std::iter::once("server".to_owned()).chain(sqlite_and_outbox(dir.path())),
+    )
+    .unwrap();
+    let server = settings.server().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = server.serve(listener, std::future::pending()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(cartloop::server::ServerError::PublicWithoutToken(_))
+        ),
+        "{refused:?}"
+    );
 }

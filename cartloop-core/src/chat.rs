@@ -456,7 +456,10 @@ mod tests {
             limit: 100,
             before: None,
         };
-        let before = storage.messages(ConversationId(1), page).await.unwrap();
+        let before = storage
+            .conversation_page(ConversationId(1), page)
+            .await
+            .unwrap();
         let cases = [
             (request(999, 24, "hi"), "not found"),
             (request(1, 21, "hi"), "not part"),
@@ -470,7 +473,10 @@ mod tests {
             assert!(err.to_string().contains(needle), "{err}");
         }
         assert_eq!(
-            storage.messages(ConversationId(1), page).await.unwrap(),
+            storage
+                .conversation_page(ConversationId(1), page)
+                .await
+                .unwrap(),
             before
         );
     }
@@ -532,9 +538,344 @@ mod tests {
             (MessageStatus::New, first.send_at)
         );
         req.payload = "something else".into();
-        assert_eq!(
+        assert!(matches!(
             post_chat(&storage, &clock, &rules, req).await.unwrap_err(),
             PostChatError::IdempotencyKeyReused
+        ));
+    }
+
+    fn all() -> Page {
+        Page {
+            limit: 1000,
+            before: None,
+        }
+    }
+
+    async fn chats(storage: &MemoryStorage, id: i64) -> Vec<Message> {
+        conversation_view(storage, ConversationId(id), all())
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+    }
+
+    /// 15:00Z: 09:00 in Chicago (client 27, conversation 1).
+    fn nine_chicago() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn preview_renders_and_schedules_but_stores_nothing() {
+        let early = nine_chicago() - chrono::Duration::hours(2);
+        let (storage, clock) = setup(early).await;
+        let rules = Rules::default();
+        let before = chats(&storage, 1).await;
+        let draft = preview_chat(
+            &storage,
+            &clock,
+            &rules,
+            ConversationId(1),
+            UserId(24),
+            "Hi << username >>, code {{discountCode}} from <<operator.Name>>",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            draft.rendered.as_deref(),
+            Some("Hi John Carter, code PROMO50 from Dan Brooks")
         );
+        assert_eq!(
+            (draft.role, draft.status, draft.send_at),
+            (Role::Operator, MessageStatus::New, Some(nine_chicago()))
+        );
+        assert_eq!(draft.client_time_zone(), chrono_tz::America::Chicago);
+        let client = preview_chat(
+            &storage,
+            &clock,
+            &rules,
+            ConversationId(1),
+            UserId(27),
+            "Thanks",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (client.rendered, client.status, client.send_at),
+            (None, MessageStatus::Received, None)
+        );
+        let err = preview_chat(
+            &storage,
+            &clock,
+            &rules,
+            ConversationId(1),
+            UserId(24),
+            "caf\u{e9}",
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PostChatError::Invalid(_)), "{err:?}");
+        assert_eq!(chats(&storage, 1).await, before, "a preview stores nothing");
+    }
+
+    #[tokio::test]
+    async fn whitespace_only_payloads_are_empty() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        for blank in ["", " ", "  \n \n"] {
+            let err = post_chat(&storage, &clock, &Rules::default(), request(1, 24, blank))
+                .await
+                .unwrap_err();
+            match err {
+                PostChatError::Invalid(e) => assert_eq!(e.code(), "empty_payload", "{blank:?}"),
+                other => panic!("{blank:?}: {other:?}"),
+            }
+        }
+        assert_eq!(chats(&storage, 1).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_store_window_is_used_at_post() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let rules = Rules::default();
+        let night: crate::active_hours::ActiveHours = "21:00-08:00".parse().unwrap();
+        storage
+            .set_store_hours(crate::ids::StoreId(1), Some(night))
+            .await
+            .unwrap();
+        // 09:00 in Chicago is outside 21:00-08:00: it waits for 21:00 CST (03:00Z).
+        let posted = post_chat(&storage, &clock, &rules, request(1, 24, "hi"))
+            .await
+            .unwrap();
+        let nine_pm = Utc.with_ymd_and_hms(2026, 11, 26, 3, 0, 0).unwrap();
+        assert_eq!(posted.send_at, Some(nine_pm));
+        assert_eq!(posted.message.send_at, Some(nine_pm));
+        // Back to the deployment's window: due at once.
+        storage
+            .set_store_hours(crate::ids::StoreId(1), None)
+            .await
+            .unwrap();
+        let posted = post_chat(&storage, &clock, &rules, request(1, 24, "hi"))
+            .await
+            .unwrap();
+        assert_eq!(posted.send_at, Some(nine_chicago()));
+        // The deployment's window when the store has none.
+        let rules = Rules {
+            active_hours: "10:00-11:00".parse().unwrap(),
+            ..Rules::default()
+        };
+        let posted = post_chat(&storage, &clock, &rules, request(1, 24, "hi"))
+            .await
+            .unwrap();
+        assert_eq!(
+            posted.send_at,
+            Some(nine_chicago() + chrono::Duration::hours(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribed_client_gets_no_operator_message_but_may_still_write() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let rules = Rules::default();
+        storage
+            .unsubscribe_client(UserId(27), nine_chicago())
+            .await
+            .unwrap();
+        let err = post_chat(&storage, &clock, &rules, request(1, 24, "hi"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PostChatError::ClientUnsubscribed(UserId(27))),
+            "{err:?}"
+        );
+        let err = preview_chat(
+            &storage,
+            &clock,
+            &rules,
+            ConversationId(1),
+            UserId(24),
+            "hi",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, PostChatError::ClientUnsubscribed(_)),
+            "{err:?}"
+        );
+        let own = post_chat(&storage, &clock, &rules, request(1, 27, "Still here"))
+            .await
+            .unwrap();
+        assert_eq!(own.message.status, MessageStatus::Received);
+        assert_eq!(chats(&storage, 1).await.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn reading_a_chat_renders_operator_messages_only() {
+        let (storage, _) = setup(nine_chicago()).await;
+        let operator = chat_view(&storage, MessageId(3)).await.unwrap();
+        assert_eq!(
+            operator.rendered_text.as_deref(),
+            Some("Sure John Carter. Here is your code PROMO50")
+        );
+        let client = chat_view(&storage, MessageId(2)).await.unwrap();
+        assert_eq!(client.rendered_text, None);
+        // The discount code was removed since: the message no longer renders.
+        storage.set_discount_code(ConversationId(1), None);
+        let operator = chat_view(&storage, MessageId(3)).await.unwrap();
+        assert_eq!(operator.rendered_text, None);
+        let err = chat_view(&storage, MessageId(999)).await.unwrap_err();
+        assert!(
+            matches!(err, ChatError::NotFound(MessageId(999))),
+            "{err:?}"
+        );
+        let missing = conversation_view(&storage, ConversationId(999), all()).await;
+        assert_eq!(missing.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn only_a_new_message_can_be_cancelled() {
+        let (storage, clock) = setup(nine_chicago() - chrono::Duration::hours(1)).await;
+        let rules = Rules::default();
+        let posted = post_chat(
+            &storage,
+            &clock,
+            &rules,
+            request(1, 24, "Hi << username >>"),
+        )
+        .await
+        .unwrap();
+        let id = posted.message.id;
+        let view = cancel_chat(&storage, id).await.unwrap();
+        assert_eq!(view.message.status, MessageStatus::Cancelled);
+        assert_eq!(view.rendered_text.as_deref(), Some("Hi John Carter"));
+        let err = cancel_chat(&storage, id).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChatError::NotCancellable {
+                    status: MessageStatus::Cancelled,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Claimed by a dispatcher first: the claim wins.
+        let posted = post_chat(&storage, &clock, &rules, request(1, 24, "second"))
+            .await
+            .unwrap();
+        let claimed = storage
+            .claim_due(
+                nine_chicago(),
+                std::time::Duration::from_secs(60),
+                crate::ports::ClaimLimit::batch(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "the cancelled message is not claimed");
+        let err = cancel_chat(&storage, posted.message.id).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChatError::NotCancellable {
+                    status: MessageStatus::Sending,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = cancel_chat(&storage, MessageId(2)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChatError::NotCancellable {
+                    status: MessageStatus::Received,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = cancel_chat(&storage, MessageId(999)).await.unwrap_err();
+        assert!(matches!(err, ChatError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn only_a_failed_message_can_be_retried_and_it_keeps_to_the_window() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let rules = Rules::default();
+        let posted = post_chat(&storage, &clock, &rules, request(1, 24, "hi"))
+            .await
+            .unwrap();
+        let id = posted.message.id;
+        let err = retry_chat(&storage, &clock, &rules, id).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChatError::NotRetryable {
+                    status: MessageStatus::New,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let claim = storage
+            .claim_due(
+                clock.now(),
+                std::time::Duration::from_secs(60),
+                crate::ports::ClaimLimit::batch(10),
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(storage
+            .mark_failed(claim.token, "550 no such user".into())
+            .await
+            .unwrap());
+
+        // 21:00 in Chicago: outside the window, so due at 09:00 tomorrow.
+        clock.set(nine_chicago() + chrono::Duration::hours(12));
+        let view = retry_chat(&storage, &clock, &rules, id).await.unwrap();
+        let tomorrow = nine_chicago() + chrono::Duration::days(1);
+        assert_eq!(view.message.status, MessageStatus::New);
+        assert_eq!(view.message.send_at, Some(tomorrow));
+        assert_eq!(view.message.attempts, 1);
+        assert_eq!(view.message.last_error.as_deref(), Some("550 no such user"));
+        assert_eq!(view.rendered_text.as_deref(), Some("hi"));
+
+        // Failed again, retried inside the store's own window: due at once.
+        let claim = storage
+            .claim_due(
+                tomorrow,
+                std::time::Duration::from_secs(60),
+                crate::ports::ClaimLimit::batch(10),
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(storage
+            .mark_failed(claim.token, "550".into())
+            .await
+            .unwrap());
+        storage
+            .set_store_hours(crate::ids::StoreId(1), Some("20:00-22:00".parse().unwrap()))
+            .await
+            .unwrap();
+        let view = retry_chat(&storage, &clock, &rules, id).await.unwrap();
+        assert_eq!(view.message.send_at, Some(clock.now()));
+
+        let err = retry_chat(&storage, &clock, &rules, MessageId(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChatError::NotRetryable {
+                    status: MessageStatus::Received,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = retry_chat(&storage, &clock, &rules, MessageId(999))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChatError::NotFound(_)), "{err:?}");
     }
 }

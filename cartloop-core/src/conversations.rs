@@ -148,3 +148,189 @@ pub async fn list_conversations(
         next_cursor,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::demo_data;
+    use crate::domain::{ConversationStatus, MessageStatus, NewConversation, NewMessage};
+    use crate::ids::{StoreId, UserId};
+    use crate::testing::MemoryStorage;
+    use crate::validate::Payload;
+    use chrono::{TimeZone, Utc};
+
+    fn cursor(max_message: i64, max_conversation: i64, activity: i64, after: i64) -> Cursor {
+        Cursor {
+            snapshot: Snapshot {
+                max_message: MessageId(max_message),
+                max_conversation: ConversationId(max_conversation),
+            },
+            after: ActivityKey {
+                activity,
+                conversation: ConversationId(after),
+            },
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        for c in [
+            cursor(0, 0, 0, 0),
+            cursor(900, 40, 512, 7),
+            cursor(i64::MAX, i64::MAX, i64::MAX, i64::MAX),
+        ] {
+            let raw = c.encode();
+            assert!(raw.starts_with("c1."), "{raw}");
+            assert_eq!(Cursor::decode(&raw), Ok(c));
+        }
+        assert_eq!(cursor(900, 40, 512, 7).encode(), "c1.384.28.200.7");
+    }
+
+    #[test]
+    fn foreign_cursors_are_refused() {
+        for bad in [
+            "",
+            "c1",
+            "c1.",
+            "c2.1.2.3.4",
+            "C1.1.2.3.4",
+            "c1.1.2.3",
+            "c1.1.2.3.4.5",
+            "c1.1..3.4",
+            "c1.1.2.3.g",
+            "c1.1.2.3.-4",
+            "c1.8000000000000000.1.2.3",
+            "c1.00000000000000001.1.2.3",
+            "c1 .1.2.3.4",
+            "eyJhIjoxfQ==",
+        ] {
+            assert_eq!(Cursor::decode(bad), Err(InvalidCursor), "{bad:?}");
+        }
+    }
+
+    fn chat(conversation: ConversationId, author: UserId) -> NewMessage {
+        NewMessage {
+            conversation_id: conversation,
+            author_id: author,
+            payload: Payload::text("hello"),
+            status: MessageStatus::Received,
+            created_at: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
+            send_at: None,
+            idempotency_key: None,
+        }
+    }
+
+    async fn storage() -> MemoryStorage {
+        let storage = MemoryStorage::new();
+        storage.import(&demo_data()).await.unwrap();
+        storage
+    }
+
+    #[tokio::test]
+    async fn pages_cover_every_conversation_once_while_chats_arrive() {
+        let storage = storage().await;
+        let total = demo_data().conversations.len();
+        let filter = ConversationFilter::default();
+        let first = list_conversations(&storage, filter, 5, None).await.unwrap();
+        let mut seen: Vec<ConversationId> = Vec::new();
+        let mut page = first;
+        let mut pages = 1;
+        loop {
+            seen.extend(page.conversations.iter().map(|r| r.conversation.id));
+            // Between pages: a chat in the conversation listed last (it becomes the most
+            // recent), a chat in one not listed yet, and a new conversation.
+            let listed_last = *seen.last().unwrap();
+            let context = storage.conversation(listed_last).await.unwrap().unwrap();
+            storage
+                .insert_message(chat(listed_last, context.client.id))
+                .await
+                .unwrap();
+            let unlisted = ConversationId(2);
+            if !seen.contains(&unlisted) {
+                storage
+                    .insert_message(chat(unlisted, UserId(1)))
+                    .await
+                    .unwrap();
+            }
+            storage
+                .create_conversation(NewConversation {
+                    store_id: StoreId(1),
+                    operator_id: UserId(24),
+                    client_id: UserId(27),
+                    discount_code: None,
+                })
+                .await
+                .unwrap();
+            let Some(next) = page.next_cursor else { break };
+            // As the API hands it out and gets it back.
+            let next = Cursor::decode(&next.encode()).unwrap();
+            page = list_conversations(&storage, filter, 5, Some(next))
+                .await
+                .unwrap();
+            pages += 1;
+        }
+        let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), seen.len(), "repeated: {seen:?}");
+        assert_eq!(seen.len(), total, "skipped: {seen:?}");
+        assert_eq!(pages, total.div_ceil(5), "no empty last page");
+
+        // A new first page sees the new chats and conversations.
+        let fresh = list_conversations(&storage, filter, MAX_LIMIT, None)
+            .await
+            .unwrap();
+        assert_eq!(fresh.conversations.len(), total + pages);
+        assert_eq!(fresh.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn limits_are_clamped_and_filters_apply() {
+        let storage = storage().await;
+        let all = ConversationFilter::default();
+        let one = list_conversations(&storage, all, 0, None).await.unwrap();
+        assert_eq!(one.conversations.len(), 1);
+        assert!(one.next_cursor.is_some());
+        // Over MAX_LIMIT: clamped, still a whole list of the demo's 25.
+        let many = list_conversations(&storage, all, 100_000, None)
+            .await
+            .unwrap();
+        assert_eq!(many.conversations.len(), demo_data().conversations.len());
+        assert_eq!(many.next_cursor, None);
+
+        let resolved = ConversationFilter {
+            status: Some(ConversationStatus::Resolved),
+            ..ConversationFilter::default()
+        };
+        let page = list_conversations(&storage, resolved, 1, None)
+            .await
+            .unwrap();
+        assert_eq!(page.conversations[0].conversation.id, ConversationId(24));
+        let next = list_conversations(&storage, resolved, 1, page.next_cursor)
+            .await
+            .unwrap();
+        assert_eq!(next.conversations[0].conversation.id, ConversationId(25));
+        assert_eq!(next.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn most_recent_activity_first() {
+        let storage = storage().await;
+        let page = list_conversations(&storage, ConversationFilter::default(), 3, None)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = page
+            .conversations
+            .iter()
+            .map(|r| r.conversation.id.0)
+            .collect();
+        // 24 holds the newest chat (5), 1 the next (3); then no chats, newest id first.
+        assert_eq!(ids, [24, 1, 25]);
+        storage
+            .insert_message(chat(ConversationId(7), UserId(6)))
+            .await
+            .unwrap();
+        let page = list_conversations(&storage, ConversationFilter::default(), 1, None)
+            .await
+            .unwrap();
+        assert_eq!(page.conversations[0].conversation.id, ConversationId(7));
+    }
+}

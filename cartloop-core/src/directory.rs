@@ -331,3 +331,402 @@ fn unknown_store(id: StoreId) -> DirectoryError {
         id: id.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::demo_data;
+    use crate::email_address::EmailAddress;
+    use crate::testing::{ManualClock, MemoryStorage};
+    use chrono::{TimeZone, Utc};
+
+    async fn storage() -> MemoryStorage {
+        let storage = MemoryStorage::new();
+        storage.import(&demo_data()).await.unwrap();
+        storage
+    }
+
+    fn address(raw: &str) -> EmailAddress {
+        EmailAddress::parse(raw).unwrap()
+    }
+
+    fn new_store(name: &str) -> NewStore {
+        NewStore {
+            name: name.to_owned(),
+            time_zone: chrono_tz::Europe::Paris,
+            sender_email: address("shop@paris.example.com"),
+            active_hours: None,
+        }
+    }
+
+    fn new_client(name: &str, email: &str) -> NewClient {
+        NewClient {
+            name: name.to_owned(),
+            email: address(email),
+            time_zone: None,
+        }
+    }
+
+    fn field_of(err: DirectoryError) -> &'static str {
+        match err {
+            DirectoryError::InvalidField { field, .. } => field,
+            DirectoryError::UnknownReference { field, .. } => field,
+            other => panic!("not a field error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(check_name("name", "  Ann Lee \n").unwrap(), "Ann Lee");
+        assert_eq!(
+            check_name("name", "Mia M\u{fc}ller").unwrap(),
+            "Mia M\u{fc}ller"
+        );
+        for bad in ["", "   ", "Ann\u{7}Lee", "Ann\tLee"] {
+            let err = check_name("group", bad).unwrap_err();
+            assert_eq!(field_of(err), "group", "{bad:?}");
+        }
+        let longest = "x".repeat(MAX_NAME_CHARS);
+        assert!(check_name("name", &longest).is_ok());
+        let err = check_name("name", &format!("{longest}y")).unwrap_err();
+        assert!(err.to_string().contains("at most 200"), "{err}");
+        let err = check_name("name", "a\u{0}b").unwrap_err();
+        assert!(err.to_string().contains("\\u{0}"), "{err}");
+    }
+
+    #[test]
+    fn discount_codes_keep_to_a_safe_set() {
+        assert_eq!(check_discount_code(" PROMO-50_x ").unwrap(), "PROMO-50_x");
+        let longest = "A".repeat(MAX_DISCOUNT_CODE_CHARS);
+        assert!(check_discount_code(&longest).is_ok());
+        for bad in [
+            "",
+            " ",
+            "PROMO 50",
+            "PROMO<<50",
+            "caf\u{e9}",
+            &format!("{longest}A"),
+        ] {
+            let err = check_discount_code(bad).unwrap_err();
+            assert_eq!(field_of(err), "discountCode", "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_are_created_with_checked_names() {
+        let storage = storage().await;
+        let store = create_store(&storage, new_store("  Paris Perfume "))
+            .await
+            .unwrap();
+        assert_eq!(store.name, "Paris Perfume");
+        assert_eq!(storage.store(store.id).await.unwrap(), Some(store.clone()));
+        let err = create_store(&storage, new_store(" ")).await.unwrap_err();
+        assert_eq!(field_of(err), "name");
+        let next = create_store(&storage, new_store("Lyon")).await.unwrap();
+        assert_eq!(next.id.0, store.id.0 + 1, "the refused store took no id");
+    }
+
+    #[tokio::test]
+    async fn store_hours_change_and_unknown_store() {
+        let storage = storage().await;
+        let night: ActiveHours = "21:00-08:00".parse().unwrap();
+        let store = set_store_hours(&storage, StoreId(1), Some(night))
+            .await
+            .unwrap();
+        assert_eq!(store.active_hours, Some(night));
+        let store = set_store_hours(&storage, StoreId(1), None).await.unwrap();
+        assert_eq!(store.active_hours, None);
+        let err = set_store_hours(&storage, StoreId(999), Some(night))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DirectoryError::NotFound {
+                    what: "store",
+                    id: 999
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn operators_need_an_existing_store_and_valid_names() {
+        let storage = storage().await;
+        let operator = create_operator(
+            &storage,
+            NewOperator {
+                name: " Fay Lin ".into(),
+                store_id: StoreId(2),
+                group: " support ".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (operator.name.as_str(), operator.group.as_str()),
+            ("Fay Lin", "support")
+        );
+        let err = create_operator(
+            &storage,
+            NewOperator {
+                name: "Gus".into(),
+                store_id: StoreId(999),
+                group: "sales".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DirectoryError::UnknownReference {
+                    field: "storeId",
+                    what: "store",
+                    id: 999
+                }
+            ),
+            "{err:?}"
+        );
+        let err = create_operator(
+            &storage,
+            NewOperator {
+                name: "Gus".into(),
+                store_id: StoreId(1),
+                group: "".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(field_of(err), "group");
+    }
+
+    #[tokio::test]
+    async fn a_known_email_names_the_existing_client() {
+        let storage = storage().await;
+        let ann = create_client(&storage, new_client(" Ann ", "ann@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(ann.name, "Ann");
+        let err = create_client(&storage, new_client("Copy", "ANN@Example.com"))
+            .await
+            .unwrap_err();
+        match err {
+            DirectoryError::ClientExists { email, existing } => {
+                assert_eq!((email.as_str(), existing), ("ANN@Example.com", ann.id));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = create_client(&storage, new_client("", "new@example.com"))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(err), "name");
+        assert_eq!(
+            storage
+                .client_by_email(&address("new@example.com"))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn clients_change_name_email_and_zone() {
+        let storage = storage().await;
+        let tokyo = chrono_tz::Asia::Tokyo;
+        let changed = update_client(
+            &storage,
+            UserId(27),
+            ClientChanges {
+                name: Some(" Johnny ".into()),
+                email: Some(address("johnny@example.com")),
+                time_zone: Some(Some(tokyo)),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                changed.name.as_str(),
+                changed.email.as_str(),
+                changed.time_zone
+            ),
+            ("Johnny", "johnny@example.com", Some(tokyo))
+        );
+        let cleared = update_client(
+            &storage,
+            UserId(27),
+            ClientChanges {
+                time_zone: Some(None),
+                ..ClientChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(cleared.time_zone, None);
+        assert_eq!(cleared.name, "Johnny");
+
+        // Client 1's email: the error names client 1, and nothing changed.
+        let err = update_client(
+            &storage,
+            UserId(27),
+            ClientChanges {
+                name: Some("Other".into()),
+                email: Some(address("Olivia.Smith@example.com")),
+                time_zone: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, DirectoryError::ClientExists { existing, .. } if existing == UserId(1)),
+            "{err:?}"
+        );
+        assert_eq!(storage.client(UserId(27)).await.unwrap(), Some(cleared));
+
+        let err = update_client(&storage, UserId(999), ClientChanges::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DirectoryError::NotFound {
+                what: "client",
+                id: 999
+            }
+        ));
+        let err = update_client(
+            &storage,
+            UserId(27),
+            ClientChanges {
+                name: Some("\u{1b}[31m".into()),
+                ..ClientChanges::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(field_of(err), "name");
+    }
+
+    fn conversation(store: i64, operator: i64, client: i64) -> NewConversation {
+        NewConversation {
+            store_id: StoreId(store),
+            operator_id: UserId(operator),
+            client_id: UserId(client),
+            discount_code: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn conversations_check_every_reference_in_order() {
+        let storage = storage().await;
+        let created = create_conversation(
+            &storage,
+            NewConversation {
+                discount_code: Some(" NEW10 ".into()),
+                ..conversation(1, 24, 27)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.conversation.status, ConversationStatus::Open);
+        assert_eq!(created.conversation.discount_code.as_deref(), Some("NEW10"));
+        assert_eq!(
+            (created.operator.id, created.client.id, created.store.id),
+            (UserId(24), UserId(27), StoreId(1))
+        );
+
+        // Checked in order: storeId, operatorId, clientId; a client is no operator.
+        for (bad, field) in [
+            (conversation(999, 999, 999), "storeId"),
+            (conversation(1, 999, 999), "operatorId"),
+            (conversation(1, 27, 27), "operatorId"),
+            (conversation(1, 24, 999), "clientId"),
+            (conversation(1, 24, 21), "clientId"),
+        ] {
+            let err = create_conversation(&storage, bad.clone())
+                .await
+                .unwrap_err();
+            assert_eq!(field_of(err), field, "{bad:?}");
+        }
+        // Operator 22 works for store 2.
+        let err = create_conversation(&storage, conversation(1, 22, 27))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DirectoryError::OperatorNotInStore {
+                    operator: UserId(22),
+                    operator_store: StoreId(2),
+                    store: StoreId(1)
+                }
+            ),
+            "{err:?}"
+        );
+        let err = create_conversation(
+            &storage,
+            NewConversation {
+                discount_code: Some("50% OFF".into()),
+                ..conversation(1, 24, 27)
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(field_of(err), "discountCode");
+        let next = create_conversation(&storage, conversation(1, 24, 27))
+            .await
+            .unwrap();
+        assert_eq!(
+            next.conversation.id.0,
+            created.conversation.id.0 + 1,
+            "refused conversations took no id"
+        );
+    }
+
+    #[tokio::test]
+    async fn conversations_resolve_and_reopen() {
+        let storage = storage().await;
+        let id = ConversationId(1);
+        set_conversation_status(&storage, id, ConversationStatus::Resolved)
+            .await
+            .unwrap();
+        let context = storage.conversation(id).await.unwrap().unwrap();
+        assert_eq!(context.conversation.status, ConversationStatus::Resolved);
+        set_conversation_status(&storage, id, ConversationStatus::Open)
+            .await
+            .unwrap();
+        let err = set_conversation_status(&storage, ConversationId(999), ConversationStatus::Open)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DirectoryError::NotFound {
+                what: "conversation",
+                id: 999
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn unsubscribing_keeps_the_first_instant() {
+        let storage = storage().await;
+        let first = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        let clock = ManualClock::new(first);
+        let client = unsubscribe(&storage, &clock, UserId(27)).await.unwrap();
+        assert_eq!(client.unsubscribed_at, Some(first));
+        clock.advance(chrono::Duration::days(1));
+        let again = unsubscribe(&storage, &clock, UserId(27)).await.unwrap();
+        assert_eq!(again.unsubscribed_at, Some(first));
+        let err = unsubscribe(&storage, &clock, UserId(999))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DirectoryError::NotFound {
+                what: "client",
+                id: 999
+            }
+        ));
+    }
+}

@@ -583,6 +583,10 @@ impl Dispatcher {
             Outcome::Suppressed => "record suppressed",
         };
         let mut delay = Duration::from_millis(100);
+        // Bounded twice: by the claim (renewed by the heartbeat) and by one lease's length
+        // from the first failure, so a storage that renews but cannot record is not retried
+        // for ever.
+        let give_up_at = add(self.clock.now(), self.config.lease);
         loop {
             let result = match outcome {
                 Outcome::Sent(at) => self.storage.mark_sent(token, *at).await,
@@ -604,7 +608,8 @@ impl Dispatcher {
                 Err(e) => e,
             };
             let wait = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-            let claim_holds = self.clock.now() + wait < *lock(lease_until);
+            let deadline = (*lock(lease_until)).min(give_up_at);
+            let claim_holds = self.clock.now() + wait < deadline;
             if !error.is_transient() || !claim_holds {
                 self.observe(Event::StorageFailed {
                     message: Some(message.id),
@@ -728,6 +733,7 @@ mod tests {
     use crate::rules::Rules;
     use crate::testing::{ManualClock, MemoryStorage, RecordingMailer};
     use chrono::TimeZone;
+    use std::sync::Mutex;
 
     struct Fixture {
         storage: Arc<MemoryStorage>,
@@ -1246,6 +1252,8 @@ mod tests {
         let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
         let config = DispatchConfig {
             concurrency: 1,
+            // Long enough that the clock jumps of this mail server never shorten it.
+            lease: Duration::from_secs(300),
             ..Default::default()
         };
         let mailer = Arc::new(StopDuringSecondSend {
@@ -1275,6 +1283,98 @@ mod tests {
         assert_eq!(f.storage.next_due().await.unwrap(), Some(nine_am_chicago()));
         assert_eq!(dispatcher.clone().run_once().await.unwrap().claimed, 0);
         assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 3);
+    }
+
+    /// Runs one pass on its own task, moving the manual clock 100 ms at a time until it
+    /// ends (the pass sleeps on the clock between storage retries).
+    async fn drive_pass(f: &Fixture) -> DispatchReport {
+        let pass = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        for _ in 0..10_000 {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            if pass.is_finished() {
+                return pass.await.unwrap();
+            }
+            f.clock.advance(chrono::Duration::milliseconds(100));
+        }
+        panic!("the pass never ended");
+    }
+
+    #[tokio::test]
+    async fn recording_a_send_retries_a_storage_blip_instead_of_sending_twice() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let f = Fixture {
+            dispatcher: f.dispatcher.clone().with_observer(move |event| {
+                if let Event::StorageRetry { action, .. } = event {
+                    seen.lock().unwrap().push(*action);
+                }
+            }),
+            ..f
+        };
+        let id = post(&f, "hi").await;
+        f.storage.fail_next("mark_sent", 3);
+        let report = drive_pass(&f).await;
+        assert_eq!((report.sent, report.storage_errors), (1, 0), "{report:?}");
+        assert_eq!(events.lock().unwrap().as_slice(), ["record sent"; 3]);
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+        assert_eq!(f.mailer.messages().len(), 1, "sent once");
+        assert_eq!(f.dispatcher.run_once().await.unwrap().claimed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_keeps_failing_is_reported_and_left_to_the_lease() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let seen = failures.clone();
+        let f = Fixture {
+            dispatcher: f.dispatcher.clone().with_observer(move |event| {
+                if let Event::StorageFailed { action, error, .. } = event {
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{action}: {}", error.detail()));
+                }
+            }),
+            ..f
+        };
+        let id = post(&f, "hi").await;
+        // Recording fails, and so does every lease renewal: the claim runs out.
+        f.storage.fail_next("mark_sent", u32::MAX);
+        f.storage.fail_next("renew_leases", u32::MAX);
+        let report = drive_pass(&f).await;
+        assert_eq!((report.sent, report.storage_errors), (0, 1), "{report:?}");
+        let failures = failures.lock().unwrap().clone();
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("record sent") && f.contains("injected failure")),
+            "{failures:?}"
+        );
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sending
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_conversation_cannot_be_read_is_handed_back_at_once() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        f.storage.fail_next("conversation", 1);
+        let report = f.dispatcher.run_once().await.unwrap();
+        assert_eq!((report.claimed, report.released), (1, 1), "{report:?}");
+        let stored = f.storage.message(id).await.unwrap().unwrap();
+        assert_eq!((stored.status, stored.attempts), (MessageStatus::New, 0));
+        // Due at once, not at the end of a lease.
+        assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
     }
 
     #[tokio::test]

@@ -267,8 +267,13 @@ pub struct Message {
     pub status: MessageStatus,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
-    /// When it may be emailed (operator messages only).
+    /// When it may be emailed (operator messages only): when it was first scheduled, or
+    /// re-scheduled for the window or by a retry. A transient failure does not move it, so
+    /// the message's age and the dispatch lag count from here.
     pub send_at: Option<DateTime<Utc>>,
+    /// When a message waiting after a transient failure is tried again; `None`: at
+    /// `send_at`. The message is due at `next_attempt_at.unwrap_or(send_at)`.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the mail server accepted it.
     pub sent_at: Option<DateTime<Utc>>,
     /// How many times a dispatcher claimed it.

@@ -214,7 +214,10 @@ pub struct ConversationSummary {
 pub struct Backlog {
     /// Messages `new` or `sending`.
     pub waiting: u64,
-    /// The earliest `send_at` among `new` messages due at the instant asked about, if any.
+    /// The earliest `send_at` among the waiting messages that are due at the instant asked
+    /// about: `new` ones whose due instant (`next_attempt_at`, else `send_at`) has passed,
+    /// and every `sending` one (it was due when it was claimed). `None` when there is none.
+    /// Its age is how late the oldest email is.
     pub oldest_due: Option<DateTime<Utc>>,
 }
 
@@ -361,8 +364,8 @@ pub trait Storage: Send + Sync {
     /// either the cancel or a claim wins and a cancelled message is never claimed.
     async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError>;
 
-    /// Retries a message: `failed` → `new` with `send_at = at`; `attempts` and
-    /// `last_error` are kept.
+    /// Retries a message: `failed` → `new` with `send_at = at` and `next_attempt_at`
+    /// cleared, so it is due at `at`; `attempts` and `last_error` are kept.
     async fn retry_message(
         &self,
         id: MessageId,
@@ -371,9 +374,10 @@ pub trait Storage: Send + Sync {
 
     // ---- dispatch -----------------------------------------------------------------------
 
-    /// Claims up to `limit.batch` messages that are due at `now`: status `new` with
-    /// `send_at <= now`, or status `sending` whose lease ended (`lease_until <= now`: the
-    /// dispatcher holding it died). Oldest `send_at` first.
+    /// Claims up to `limit.batch` messages that are due at `now`: status `new` whose due
+    /// instant (`next_attempt_at`, else `send_at`) is `<= now`, or status `sending` whose
+    /// lease ended (`lease_until <= now`: the dispatcher holding it died). Earliest due
+    /// instant first (for a `sending` message: its `lease_until`).
     ///
     /// Each claimed message MUST be set to `sending` with `lease_until = now + lease` and
     /// `attempts + 1`, atomically, so that concurrent callers (other tasks, processes or
@@ -410,13 +414,14 @@ pub trait Storage: Send + Sync {
     /// harmless: the second call returns `Ok(false)`.
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError>;
 
-    /// Puts the message back to `new` with `send_at = at` and ends the lease.
+    /// Puts the message back to `new`, due at `at`, and ends the lease.
     ///
-    /// - With `error: Some(e)` (a retry after a transient failure): `last_error = e`, and the
-    ///   claim counts as an attempt.
+    /// - With `error: Some(e)` (a retry after a transient failure): `next_attempt_at = at`
+    ///   and `last_error = e`; `send_at` MUST NOT change (the message's age and the dispatch
+    ///   lag count from it), and the claim counts as an attempt.
     /// - With `error: None` (the message was not tried: outside active hours, or handed
-    ///   back): the claim MUST NOT count, so `attempts` goes back to its value before the
-    ///   claim.
+    ///   back): `send_at = at` and `next_attempt_at` cleared; the claim MUST NOT count, so
+    ///   `attempts` goes back to its value before the claim.
     ///
     /// Same fencing as [`mark_sent`](Self::mark_sent).
     async fn reschedule(
@@ -440,11 +445,12 @@ pub trait Storage: Send + Sync {
         reason: String,
     ) -> Result<bool, StorageError>;
 
-    /// When the next message becomes claimable: the smallest `send_at` of `new` messages and
-    /// `lease_until` of `sending` ones, or `None` when nothing is waiting.
+    /// When the next message becomes claimable: the smallest due instant (`next_attempt_at`,
+    /// else `send_at`) of `new` messages and `lease_until` of `sending` ones, or `None` when
+    /// nothing is waiting.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError>;
 
-    /// How many messages wait, and the oldest one due at `now`.
+    /// How many messages wait, and the oldest one due at `now` (see [`Backlog`]).
     async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog, StorageError>;
 
     /// Asks to be told when a message may have become due: `on_due` MUST be called after

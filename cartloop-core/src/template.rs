@@ -45,11 +45,11 @@ impl fmt::Display for Field {
     }
 }
 
-/// One piece of a parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    /// Literal text, copied as is.
-    Text(String),
+/// One piece of a parsed template, borrowed from it (see [`Template::segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// Literal text, copied as is; never empty.
+    Text(&'a str),
     /// A placeholder, with the character position of its opening delimiter.
     Field {
         /// What it stands for.
@@ -57,6 +57,28 @@ pub enum Segment {
         /// 0-based character index of the opening `<<` or `{{`.
         position: usize,
     },
+}
+
+/// Where one placeholder stands in a template's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placeholder {
+    /// What it stands for.
+    pub(crate) field: Field,
+    /// Byte range of the whole placeholder, delimiters included, in the template's text.
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// 0-based character index of the opening delimiter: what errors report.
+    pub(crate) position: usize,
+}
+
+impl Placeholder {
+    /// A filler for buffers that are written before they are read.
+    pub(crate) const UNSET: Self = Self {
+        field: Field::Username,
+        start: 0,
+        end: 0,
+        position: 0,
+    };
 }
 
 /// The values placeholders take for one conversation.
@@ -82,40 +104,77 @@ pub struct MissingValue {
 
 /// A parsed template. Once it exists its placeholder syntax is valid. Templates are built by
 /// [`crate::validate::Payload`] (which checks a new payload) or as a [`literal`](Self::literal).
+///
+/// It owns its text and knows where each placeholder stands in it, so the text between
+/// placeholders is never copied until it is rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    segments: Vec<Segment>,
+    text: String,
+    /// In order of appearance, not overlapping, each on character boundaries of `text`.
+    placeholders: Vec<Placeholder>,
 }
 
 impl Template {
-    /// A template of these segments; the scanner in [`crate::validate`] builds them.
-    pub(crate) fn from_segments(segments: Vec<Segment>) -> Self {
-        Self { segments }
+    /// A template of `text` with these placeholders; the scanner in [`crate::validate`]
+    /// finds them.
+    pub(crate) fn from_parts(text: String, placeholders: Vec<Placeholder>) -> Self {
+        Self { text, placeholders }
     }
 
     /// A template that is all text: `text` renders to itself, whatever it contains.
     pub fn literal(text: &str) -> Self {
-        if text.is_empty() {
-            return Self {
-                segments: Vec::new(),
-            };
-        }
         Self {
-            segments: vec![Segment::Text(text.to_owned())],
+            text: text.to_owned(),
+            placeholders: Vec::new(),
         }
     }
 
-    /// The template's segments in order.
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
+    /// The template as written, placeholders included.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The template taken apart: its text as written.
+    pub(crate) fn into_string(self) -> String {
+        self.text
+    }
+
+    /// The template's segments in order: text runs (never empty) and placeholders.
+    ///
+    /// ```
+    /// use cartloop_core::template::{Field, Segment};
+    /// use cartloop_core::validate::Payload;
+    /// let payload = Payload::stored("Hi << username >>!").unwrap();
+    /// let segments: Vec<_> = payload.template().segments().collect();
+    /// assert_eq!(
+    ///     segments,
+    ///     [Segment::Text("Hi "), Segment::Field { field: Field::Username, position: 3 }, Segment::Text("!")]
+    /// );
+    /// ```
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
+        let mut last = 0;
+        let placeholders = self.placeholders.iter().flat_map(move |p| {
+            let before = &self.text[last..p.start];
+            last = p.end;
+            let field = Segment::Field {
+                field: p.field,
+                position: p.position,
+            };
+            [
+                (!before.is_empty()).then_some(Segment::Text(before)),
+                Some(field),
+            ]
+        });
+        let tail_start = self.placeholders.last().map_or(0, |p| p.end);
+        let tail = &self.text[tail_start..];
+        placeholders
+            .chain([(!tail.is_empty()).then_some(Segment::Text(tail))])
+            .flatten()
     }
 
     /// The fields the template uses, in order of appearance (with repeats).
     pub fn fields(&self) -> impl Iterator<Item = Field> + '_ {
-        self.segments.iter().filter_map(|s| match s {
-            Segment::Field { field, .. } => Some(*field),
-            Segment::Text(_) => None,
-        })
+        self.placeholders.iter().map(|p| p.field)
     }
 
     /// Renders the template with `values`.
@@ -124,37 +183,35 @@ impl Template {
     /// [`MissingValue`] when a placeholder's value is absent (a `discountCode` in a
     /// conversation without one).
     pub fn render(&self, values: &RenderValues<'_>) -> Result<String, MissingValue> {
-        let mut out = String::with_capacity(self.segments.iter().map(segment_len).sum());
-        for segment in &self.segments {
-            match segment {
-                Segment::Text(text) => out.push_str(text),
-                Segment::Field { field, position } => {
-                    let value = match field {
-                        Field::Username => Some(values.username),
-                        Field::Operator => Some(values.operator),
-                        Field::DiscountCode => values.discount_code.filter(|c| !c.is_empty()),
-                    };
-                    match value {
-                        Some(value) => out.push_str(value),
-                        None => {
-                            return Err(MissingValue {
-                                field: *field,
-                                position: *position,
-                            })
-                        }
-                    }
-                }
-            }
+        // Values are looked up twice (to size the output exactly, then to write it) rather
+        // than collected: a lookup is a match, a collection would be an allocation.
+        let mut len = self.text.len();
+        for p in &self.placeholders {
+            len = len - (p.end - p.start) + value(p, values)?.len();
         }
+        let mut out = String::with_capacity(len);
+        let mut last = 0;
+        for p in &self.placeholders {
+            out.push_str(&self.text[last..p.start]);
+            out.push_str(value(p, values)?);
+            last = p.end;
+        }
+        out.push_str(&self.text[last..]);
         Ok(out)
     }
 }
 
-fn segment_len(segment: &Segment) -> usize {
-    match segment {
-        Segment::Text(text) => text.len(),
-        Segment::Field { .. } => 16,
-    }
+/// The value `p` takes, or why it has none.
+fn value<'a>(p: &Placeholder, values: &RenderValues<'a>) -> Result<&'a str, MissingValue> {
+    let value = match p.field {
+        Field::Username => Some(values.username),
+        Field::Operator => Some(values.operator),
+        Field::DiscountCode => values.discount_code.filter(|c| !c.is_empty()),
+    };
+    value.ok_or(MissingValue {
+        field: p.field,
+        position: p.position,
+    })
 }
 
 #[cfg(test)]
@@ -243,14 +300,14 @@ mod tests {
     fn segments_keep_text_between_fields() {
         let t = parse("a{{username}}b<<operator>>").unwrap();
         assert_eq!(
-            t.segments(),
-            &[
-                Segment::Text("a".into()),
+            t.segments().collect::<Vec<_>>(),
+            [
+                Segment::Text("a"),
                 Segment::Field {
                     field: Field::Username,
                     position: 1
                 },
-                Segment::Text("b".into()),
+                Segment::Text("b"),
                 Segment::Field {
                     field: Field::Operator,
                     position: 14

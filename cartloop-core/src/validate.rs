@@ -2,8 +2,14 @@
 //! anything is stored.
 //!
 //! Positions in errors are 0-based character indexes into the payload as written.
+//!
+//! The validator runs on every message written, so it is one pass over the bytes: a
+//! 256-entry table per [`Charset`] marks the bytes that need a look (placeholder openers,
+//! characters outside the set, non-ASCII), ordinary text is passed over sixteen bytes at a
+//! time, and character positions are kept by counting the UTF-8 continuation bytes of the
+//! non-ASCII characters it looks at. Nothing is allocated until the payload is valid.
 
-use crate::template::{Field, MissingValue, RenderValues, Segment, Template};
+use crate::template::{Field, MissingValue, Placeholder, RenderValues, Template};
 use std::fmt;
 
 /// The default longest payload, in characters: payloads must be shorter than 300.
@@ -16,10 +22,13 @@ pub const DEFAULT_EXTRA_CHARS: &str = " \n{}$%_-\\/~@#^&*()!?.,";
 /// The set of characters a payload may contain outside placeholders.
 ///
 /// `<` and `>` are never in it: they are valid only as placeholder delimiters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Charset {
     ascii: [bool; 128],
     other: Vec<char>,
+    /// By byte: 0 for an allowed ASCII character that cannot open a placeholder (so never
+    /// `{` or `<`), which the validator passes over; 1 for a byte it must look at.
+    look: [u8; 256],
 }
 
 impl Charset {
@@ -34,9 +43,10 @@ impl Charset {
         let mut set = Self {
             ascii: [false; 128],
             other: Vec::new(),
+            look: [1; 256],
         };
         for c in ('a'..='z').chain('A'..='Z').chain('0'..='9') {
-            set.ascii[c as usize] = true;
+            set.insert(c);
         }
         for c in extra.chars() {
             set.insert(c);
@@ -50,6 +60,7 @@ impl Charset {
         }
         if c.is_ascii() {
             self.ascii[c as usize] = true;
+            self.look[c as usize] = u8::from(c == '{');
         } else if !self.other.contains(&c) {
             self.other.push(c);
         }
@@ -62,6 +73,17 @@ impl Charset {
         } else {
             self.other.contains(&c)
         }
+    }
+}
+
+impl fmt::Debug for Charset {
+    /// The allowed characters as one string, e.g. `Charset("!#$…xyz")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ascii = (0u8..128)
+            .map(char::from)
+            .filter(|&c| self.ascii[c as usize]);
+        let all: String = ascii.chain(self.other.iter().copied()).collect();
+        f.debug_tuple("Charset").field(&all).finish()
     }
 }
 
@@ -216,9 +238,13 @@ impl ValidationError {
 /// is parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    raw: String,
+    /// Holds the payload as written, too.
     template: Template,
 }
+
+/// Placeholders a payload may have before the validator needs a second pass to record them
+/// all: a buffer on the stack keeps validation free of allocation.
+const INLINE_PLACEHOLDERS: usize = 8;
 
 impl Payload {
     /// Validates `raw` against `policy`.
@@ -236,24 +262,26 @@ impl Payload {
     /// assert_eq!(err.to_string(), "invalid character \"'\" at position 8");
     /// ```
     pub fn parse(raw: &str, policy: &ValidationPolicy) -> Result<Self, ValidationError> {
-        let length = raw.chars().count();
-        if length == 0 {
+        if raw.is_empty() {
             return Err(ValidationError::Empty);
         }
-        if length > policy.max_chars {
-            return Err(ValidationError::TooLong {
-                length,
-                max: policy.max_chars,
-            });
+        // A string has at most as many characters as bytes: count only when it could matter.
+        if raw.len() > policy.max_chars {
+            let length = raw.chars().count();
+            if length > policy.max_chars {
+                return Err(ValidationError::TooLong {
+                    length,
+                    max: policy.max_chars,
+                });
+            }
         }
-        if raw.chars().all(|c| c == ' ' || c == '\n') {
+        // Stops at the first byte of ordinary text; both are ASCII, so bytes are characters.
+        if raw.bytes().all(|b| b == b' ' || b == b'\n') {
             return Err(ValidationError::Empty);
         }
-        let template = scan(raw, Some(&policy.charset))?;
-        Ok(Self {
-            raw: raw.to_owned(),
-            template,
-        })
+        let charset = &policy.charset;
+        let template = template(raw, &charset.look, Some(charset))?;
+        Ok(Self { template })
     }
 
     /// A payload read back from storage: it was validated when it was written, so only its
@@ -264,8 +292,7 @@ impl Payload {
     /// A placeholder error: the stored text was not written through [`Payload::parse`].
     pub fn stored(raw: &str) -> Result<Self, ValidationError> {
         Ok(Self {
-            raw: raw.to_owned(),
-            template: scan(raw, None)?,
+            template: template(raw, &STORED_LOOK, None)?,
         })
     }
 
@@ -273,14 +300,13 @@ impl Payload {
     /// (SPEC §8), which is not held to the payload rules.
     pub fn text(raw: &str) -> Self {
         Self {
-            raw: raw.to_owned(),
             template: Template::literal(raw),
         }
     }
 
     /// The payload as written.
     pub fn as_str(&self) -> &str {
-        &self.raw
+        self.template.as_str()
     }
 
     /// The parsed template.
@@ -306,112 +332,207 @@ impl Payload {
         policy: &ValidationPolicy,
     ) -> Result<String, ValidationError> {
         let text = self.render(values)?;
-        let length = text.chars().count();
-        if length > policy.max_chars {
-            return Err(ValidationError::RenderedTooLong {
-                length,
-                max: policy.max_chars,
-            });
+        // As in `parse`: no more characters than bytes, so count only when it could matter.
+        if text.len() > policy.max_chars {
+            let length = text.chars().count();
+            if length > policy.max_chars {
+                return Err(ValidationError::RenderedTooLong {
+                    length,
+                    max: policy.max_chars,
+                });
+            }
         }
         Ok(text)
     }
 
     /// The payload as written, taken out.
     pub fn into_string(self) -> String {
-        self.raw
+        self.template.into_string()
     }
 }
 
 impl fmt::Display for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(self.as_str())
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+/// [`Payload::stored`]'s byte table: with no charset every ASCII character is text, except
+/// `<` and `{`, which may open a placeholder. Non-ASCII bytes get a second look only so that
+/// positions count characters.
+static STORED_LOOK: [u8; 256] = {
+    let mut look = [1; 256];
+    let mut b = 0;
+    while b < 128 {
+        look[b] = (b == b'<' as usize || b == b'{' as usize) as u8;
+        b += 1;
+    }
+    look
+};
+
+/// Checks `raw` and builds its template, allocating only once it is known to be valid.
+/// `look` and `charset` are as in [`scan`].
+fn template(
+    raw: &str,
+    look: &[u8; 256],
+    charset: Option<&Charset>,
+) -> Result<Template, ValidationError> {
+    let mut inline = [Placeholder::UNSET; INLINE_PLACEHOLDERS];
+    let count = scan(raw, look, charset, &mut inline)?;
+    let placeholders = if count <= INLINE_PLACEHOLDERS {
+        inline[..count].to_vec()
+    } else {
+        // Rare (a payload of 299 characters holds at most 24): the text is valid, so a
+        // second pass into a buffer of the right size cannot fail.
+        let mut all = vec![Placeholder::UNSET; count];
+        scan(raw, look, charset, &mut all)?;
+        all
+    };
+    Ok(Template::from_parts(raw.to_owned(), placeholders))
 }
 
 /// The one scanner behind [`Payload::parse`] and [`Payload::stored`]: with a charset, every
 /// character outside a placeholder must be in it, and `<`/`>` are only delimiters.
-fn scan(raw: &str, charset: Option<&Charset>) -> Result<Template, ValidationError> {
-    let chars: Vec<char> = raw.chars().collect();
-    let mut segments = Vec::new();
-    let mut text = String::new();
+///
+/// `look` says, by byte, which bytes need a look (see [`Charset`]'s table): each is looked
+/// at as the character it starts; the others are text that is passed over. The
+/// placeholders found are written to `found` in order, as far as it has room; returns how
+/// many there are.
+fn scan(
+    raw: &str,
+    look: &[u8; 256],
+    charset: Option<&Charset>,
+    found: &mut [Placeholder],
+) -> Result<usize, ValidationError> {
+    let bytes = raw.as_bytes();
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let closer = match (c, next) {
-            ('<', Some('<')) => Some('>'),
-            ('{', Some('{')) => Some('}'),
+    // UTF-8 continuation bytes before `i`: the character index of byte `i` is `i - extra`.
+    let mut extra = 0;
+    let mut count = 0;
+    loop {
+        i = skip_text(bytes, i, look);
+        let Some(&b) = bytes.get(i) else {
+            return Ok(count);
+        };
+        let closer = match (b, bytes.get(i + 1)) {
+            (b'<', Some(b'<')) => Some(b'>'),
+            (b'{', Some(b'{')) => Some(b'}'),
             _ => None,
         };
         if let Some(closer) = closer {
-            let (field, end) = placeholder(&chars, i, closer)?;
-            if !text.is_empty() {
-                segments.push(Segment::Text(std::mem::take(&mut text)));
+            let (field, end) = placeholder(raw, i, i - extra, closer)?;
+            if let Some(slot) = found.get_mut(count) {
+                *slot = Placeholder {
+                    field,
+                    start: i,
+                    end,
+                    position: i - extra,
+                };
             }
-            segments.push(Segment::Field { field, position: i });
+            count += 1;
             i = end;
             continue;
         }
+        // `i` is on a character boundary: it only ever moves by whole characters.
+        let Some(c) = raw.get(i..).and_then(|rest| rest.chars().next()) else {
+            return Ok(count);
+        };
         if let Some(charset) = charset {
             if c == '<' || c == '>' || !charset.contains(c) {
                 return Err(ValidationError::InvalidCharacter {
                     character: c,
-                    position: i,
+                    position: i - extra,
                 });
             }
         }
-        text.push(c);
-        i += 1;
+        extra += c.len_utf8() - 1;
+        i += c.len_utf8();
     }
-    if !text.is_empty() {
-        segments.push(Segment::Text(text));
-    }
-    Ok(Template::from_segments(segments))
 }
 
-/// Parses the placeholder opening at `start`; returns its field and the index after it.
+/// The index of the first byte from `i` on that `look` flags, or `bytes.len()`.
+///
+/// Sixteen bytes at a time, OR-ing their flags with no branch inside a block, so the common
+/// case (runs of ordinary text) is a short loop of independent table loads.
+#[inline]
+fn skip_text(bytes: &[u8], mut i: usize, look: &[u8; 256]) -> usize {
+    const BLOCK: usize = 16;
+    while let Some(block) = bytes.get(i..).and_then(|rest| rest.first_chunk::<BLOCK>()) {
+        if block.iter().fold(0, |any, &b| any | look[usize::from(b)]) != 0 {
+            break;
+        }
+        i += BLOCK;
+    }
+    while bytes.get(i).is_some_and(|&b| look[usize::from(b)] == 0) {
+        i += 1;
+    }
+    i
+}
+
+/// By byte: whether it may stand in a placeholder name (ASCII letters, digits, `_`, `.`).
+static NAME_BYTES: [bool; 256] = {
+    let mut name = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        name[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+        b += 1;
+    }
+    name
+};
+
+fn is_name_byte(b: u8) -> bool {
+    NAME_BYTES[usize::from(b)]
+}
+
+/// Parses the placeholder whose opening delimiter is at byte `start` (character index
+/// `position`); returns its field and the byte index after it.
+///
+/// Delimiters, spaces and name characters are all ASCII, so from `start` up to where the
+/// parse stops, byte and character offsets are the same.
 fn placeholder(
-    chars: &[char],
+    raw: &str,
     start: usize,
-    closer: char,
+    position: usize,
+    closer: u8,
 ) -> Result<(Field, usize), ValidationError> {
-    let at = |i: usize| chars.get(i).copied();
+    let bytes = raw.as_bytes();
+    let at = |i: usize| bytes.get(i).copied();
     let mut i = start + 2;
-    while at(i) == Some(' ') {
+    while at(i) == Some(b' ') {
         i += 1;
     }
     let name_start = i;
-    while at(i).is_some_and(is_name_char) {
+    while at(i).is_some_and(is_name_byte) {
         i += 1;
     }
     let name_end = i;
-    while at(i) == Some(' ') {
+    while at(i) == Some(b' ') {
         i += 1;
     }
     let closed = at(i) == Some(closer) && at(i + 1) == Some(closer);
     if !closed {
-        let closes_later = chars[i..].windows(2).any(|w| w == [closer, closer]);
-        return Err(match at(i) {
+        // A UTF-8 multi-byte character has no ASCII byte, so a byte pair is a character pair.
+        let closes_later = bytes[i..].windows(2).any(|w| w == [closer, closer]);
+        let character = raw.get(i..).and_then(|rest| rest.chars().next());
+        return Err(match character {
             Some(character) if closes_later => ValidationError::InvalidPlaceholder {
                 character,
-                position: i,
+                position: position + (i - start),
             },
-            _ => ValidationError::UnclosedPlaceholder { position: start },
+            _ => ValidationError::UnclosedPlaceholder { position },
         });
     }
     if name_start == name_end {
-        return Err(ValidationError::EmptyPlaceholder { position: start });
+        return Err(ValidationError::EmptyPlaceholder { position });
     }
-    let name: String = chars[name_start..name_end].iter().collect();
-    match Field::from_name(&name) {
+    // The name is ASCII, so the slice is on character boundaries.
+    let name = &raw[name_start..name_end];
+    match Field::from_name(name) {
         Some(field) => Ok((field, i + 2)),
         None => Err(ValidationError::UnknownPlaceholder {
-            name,
-            position: start,
+            name: name.to_owned(),
+            position,
         }),
     }
 }
@@ -419,6 +540,7 @@ fn placeholder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::Segment;
     use proptest::prelude::*;
 
     fn parse(raw: &str) -> Result<Payload, ValidationError> {
@@ -598,6 +720,271 @@ mod tests {
         assert_eq!(payload.render_checked(&values, &policy).unwrap().len(), 299);
     }
 
+    /// What a template is, owned, so the scanner and the reference can be compared.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Piece {
+        Text(String),
+        Field(Field, usize),
+    }
+
+    fn pieces(template: &Template) -> Vec<Piece> {
+        template
+            .segments()
+            .map(|s| match s {
+                Segment::Text(text) => Piece::Text(text.to_owned()),
+                Segment::Field { field, position } => Piece::Field(field, position),
+            })
+            .collect()
+    }
+
+    /// The validator as first written, one `char` at a time, kept as the specification the
+    /// byte scanner must agree with.
+    mod reference {
+        use super::super::{Charset, ValidationError, ValidationPolicy};
+        use super::Piece;
+        use crate::template::Field;
+
+        pub fn parse(raw: &str, policy: &ValidationPolicy) -> Result<Vec<Piece>, ValidationError> {
+            let length = raw.chars().count();
+            if length == 0 {
+                return Err(ValidationError::Empty);
+            }
+            if length > policy.max_chars {
+                return Err(ValidationError::TooLong {
+                    length,
+                    max: policy.max_chars,
+                });
+            }
+            if raw.chars().all(|c| c == ' ' || c == '\n') {
+                return Err(ValidationError::Empty);
+            }
+            scan(raw, Some(&policy.charset))
+        }
+
+        pub fn scan(raw: &str, charset: Option<&Charset>) -> Result<Vec<Piece>, ValidationError> {
+            let chars: Vec<char> = raw.chars().collect();
+            let mut pieces = Vec::new();
+            let mut text = String::new();
+            let mut i = 0;
+            while i < chars.len() {
+                let c = chars[i];
+                let closer = match (c, chars.get(i + 1).copied()) {
+                    ('<', Some('<')) => Some('>'),
+                    ('{', Some('{')) => Some('}'),
+                    _ => None,
+                };
+                if let Some(closer) = closer {
+                    let (field, end) = placeholder(&chars, i, closer)?;
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Field(field, i));
+                    i = end;
+                    continue;
+                }
+                if let Some(charset) = charset {
+                    if c == '<' || c == '>' || !charset.contains(c) {
+                        return Err(ValidationError::InvalidCharacter {
+                            character: c,
+                            position: i,
+                        });
+                    }
+                }
+                text.push(c);
+                i += 1;
+            }
+            if !text.is_empty() {
+                pieces.push(Piece::Text(text));
+            }
+            Ok(pieces)
+        }
+
+        fn placeholder(
+            chars: &[char],
+            start: usize,
+            closer: char,
+        ) -> Result<(Field, usize), ValidationError> {
+            let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+            let at = |i: usize| chars.get(i).copied();
+            let mut i = start + 2;
+            while at(i) == Some(' ') {
+                i += 1;
+            }
+            let name_start = i;
+            while at(i).is_some_and(is_name_char) {
+                i += 1;
+            }
+            let name_end = i;
+            while at(i) == Some(' ') {
+                i += 1;
+            }
+            if !(at(i) == Some(closer) && at(i + 1) == Some(closer)) {
+                let closes_later = chars[i..].windows(2).any(|w| w == [closer, closer]);
+                return Err(match at(i) {
+                    Some(character) if closes_later => ValidationError::InvalidPlaceholder {
+                        character,
+                        position: i,
+                    },
+                    _ => ValidationError::UnclosedPlaceholder { position: start },
+                });
+            }
+            if name_start == name_end {
+                return Err(ValidationError::EmptyPlaceholder { position: start });
+            }
+            let name: String = chars[name_start..name_end].iter().collect();
+            match Field::from_name(&name) {
+                Some(field) => Ok((field, i + 2)),
+                None => Err(ValidationError::UnknownPlaceholder {
+                    name,
+                    position: start,
+                }),
+            }
+        }
+
+        /// What the template renders to, by the same rule as `Template::render`.
+        pub fn render(
+            pieces: &[Piece],
+            discount_code: Option<&str>,
+        ) -> Result<String, (Field, usize)> {
+            let mut out = String::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(text) => out.push_str(text),
+                    Piece::Field(Field::Username, _) => out.push_str("Ann"),
+                    Piece::Field(Field::Operator, _) => out.push_str("Bob"),
+                    Piece::Field(Field::DiscountCode, at) => match discount_code {
+                        Some(code) if !code.is_empty() => out.push_str(code),
+                        _ => return Err((Field::DiscountCode, *at)),
+                    },
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// Payloads built from the pieces that matter to the scanner: both delimiter styles,
+    /// halves of them, names known and unknown, spaces, characters outside the default set
+    /// (ASCII and not, one to four UTF-8 bytes) and plain text.
+    fn tricky_payload() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("<<".to_owned()),
+            Just(">>".to_owned()),
+            Just("{{".to_owned()),
+            Just("}}".to_owned()),
+            Just("<".to_owned()),
+            Just(">".to_owned()),
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("username".to_owned()),
+            Just("discountCode".to_owned()),
+            Just("operator".to_owned()),
+            Just("operator.Name".to_owned()),
+            Just("coupon".to_owned()),
+            Just("\u{e9}".to_owned()),
+            Just("\u{20ac}".to_owned()),
+            Just("\u{1F600}".to_owned()),
+            Just("'".to_owned()),
+            Just("\t".to_owned()),
+            "[a-zA-Z0-9_.,!-]{1,20}",
+            "\\PC{1,3}",
+        ];
+        prop::collection::vec(token, 0..24).prop_map(|tokens| tokens.concat())
+    }
+
+    /// The default policy, one that allows some non-ASCII characters (so text after them
+    /// is accepted and placeholder positions must count characters), one that does not
+    /// allow `{` and a short one.
+    fn policies() -> Vec<ValidationPolicy> {
+        vec![
+            ValidationPolicy::default(),
+            ValidationPolicy {
+                max_chars: 299,
+                charset: Charset::alphanumeric_plus(" \n{}'\t\u{e9}\u{20ac}\u{1F600}"),
+            },
+            ValidationPolicy {
+                max_chars: 299,
+                charset: Charset::alphanumeric_plus(" \n}"),
+            },
+            ValidationPolicy {
+                max_chars: 12,
+                ..Default::default()
+            },
+        ]
+    }
+
+    /// The payload's text and pieces, or the error, for comparison with the reference.
+    fn taken_apart(
+        payload: Result<Payload, ValidationError>,
+    ) -> Result<(String, Vec<Piece>), ValidationError> {
+        payload.map(|p| (p.as_str().to_owned(), pieces(p.template())))
+    }
+
+    fn agrees_with_reference(s: &str) -> Result<(), TestCaseError> {
+        for policy in policies() {
+            let expected = reference::parse(s, &policy).map(|pieces| (s.to_owned(), pieces));
+            prop_assert_eq!(
+                taken_apart(Payload::parse(s, &policy)),
+                expected,
+                "{:?} under {:?}",
+                s,
+                policy
+            );
+        }
+        let stored = Payload::stored(s);
+        let expected = reference::scan(s, None);
+        prop_assert_eq!(
+            taken_apart(stored.clone()),
+            expected.clone().map(|pieces| (s.to_owned(), pieces))
+        );
+        if let (Ok(payload), Ok(expected)) = (stored, expected) {
+            for code in [None, Some(""), Some("PROMO50")] {
+                let values = RenderValues {
+                    username: "Ann",
+                    discount_code: code,
+                    operator: "Bob",
+                };
+                let got = payload
+                    .template()
+                    .render(&values)
+                    .map_err(|e| (e.field, e.position));
+                prop_assert_eq!(got, reference::render(&expected, code));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn scanner_agrees_with_reference_on_edge_cases() {
+        for s in [
+            "",
+            " ",
+            "\n \n",
+            "<",
+            "<<",
+            "<<<",
+            "<<<<>>>>",
+            "<<username>>>",
+            "{{{username}}}",
+            "{{ username >> }}",
+            "<< username }} >>",
+            "\u{e9}<<username>>",
+            "\u{e9}<<usern\u{e9}ame>>",
+            "\u{e9}\u{1F600} {{ coupon }}",
+            "\u{e9} <<  >>",
+            "\u{1F600}<<username",
+            "a { b } c",
+            "{{username}}{{discountCode}}<<operator>><<operator.Name>>",
+            &"<<username>>".repeat(30),
+            &"\u{e9}{{operator}}".repeat(9),
+            &format!("{}\u{e9}", "a".repeat(298)),
+            &"abcdefghijklmnopqrstuvwxyz".repeat(12),
+        ] {
+            agrees_with_reference(s).unwrap();
+        }
+    }
+
     proptest! {
         #[test]
         fn validation_never_panics(s in any::<String>()) {
@@ -611,9 +998,21 @@ mod tests {
 
         #[test]
         fn allowed_text_is_accepted_and_renders_to_itself(s in "[a-zA-Z0-9 \n}$%_\\-\\\\/~@#^&*()!?.,]{1,299}") {
+            // Only spaces and newlines is `empty_payload` (asserted above), not text.
+            prop_assume!(!s.bytes().all(|b| b == b' ' || b == b'\n'));
             let payload = parse(&s).unwrap();
             let values = RenderValues { username: "u", discount_code: None, operator: "o" };
             prop_assert_eq!(payload.template().render(&values).unwrap(), s);
+        }
+
+        #[test]
+        fn scanner_agrees_with_reference_on_any_string(s in any::<String>()) {
+            agrees_with_reference(&s)?;
+        }
+
+        #[test]
+        fn scanner_agrees_with_reference_near_delimiters(s in tricky_payload()) {
+            agrees_with_reference(&s)?;
         }
 
         #[test]

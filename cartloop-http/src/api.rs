@@ -1,26 +1,35 @@
-//! The JSON shapes of SPEC §5: camelCase, timestamps RFC 3339 in UTC.
+//! The JSON shapes of SPEC §5 and §7: camelCase, timestamps RFC 3339 in UTC.
+//!
+//! Request bodies must be JSON objects (see [`Object`]); the §7 bodies refuse unknown
+//! fields, so that a misspelt field (`timezone`) is an error rather than silently ignored.
 
-use cartloop_core::chat::ConversationView;
-use cartloop_core::domain::MessageStatus;
+use cartloop_core::chat::{ChatView, ConversationView, Draft};
+use cartloop_core::domain::{
+    Client, ConversationContext, ConversationStatus, Message, MessageStatus, Operator, Store,
+};
 use cartloop_core::ids::MessageId;
+use cartloop_core::ports::ConversationSummary;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::marker::PhantomData;
+use utoipa::ToSchema;
 
-/// `POST /chat/` body: `{"conversationId":1,"chat":{"payload":"...","userId":24}}`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PostChatBody {
-    pub conversation_id: i64,
-    #[serde(deserialize_with = "object")]
-    pub chat: ChatBody,
+/// A request body that must be a JSON object. serde's derive also takes an array of a
+/// struct's fields in order (`[1, ["hi", 24]]`), which is not a way to write this API's
+/// bodies.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Self)
+    }
 }
 
-/// Deserializes `T` from a JSON object only. serde's derive also takes an array of the
-/// fields in order (`[1, ["hi", 24]]`), which is not a way to write this API's bodies.
+/// Deserializes `T` from a JSON object only (see [`Object`]).
 pub(crate) fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -43,29 +52,112 @@ where
     deserializer.deserialize_map(ObjectVisitor(PhantomData))
 }
 
-/// A [`PostChatBody`] that must be a JSON object, as [`object`] explains.
-#[derive(Debug)]
-pub(crate) struct PostChatObject(pub PostChatBody);
+/// A PATCH field: absent (`None`: leave it), `null` (`Some(None)`: clear it) or a value.
+fn patch<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
 
-impl<'de> Deserialize<'de> for PostChatObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        object(deserializer).map(Self)
+// ---- statuses -----------------------------------------------------------------------------
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ChatStatus {
+    /// Waiting for its `sendAt`.
+    New,
+    /// Being sent.
+    Sending,
+    /// Accepted by the mail server.
+    Sent,
+    /// Given up on; see `lastError`.
+    Failed,
+    /// Written by the client.
+    Received,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Not sent: the client unsubscribed.
+    Suppressed,
+}
+
+impl From<MessageStatus> for ChatStatus {
+    fn from(status: MessageStatus) -> Self {
+        match status {
+            MessageStatus::New => Self::New,
+            MessageStatus::Sending => Self::Sending,
+            MessageStatus::Sent => Self::Sent,
+            MessageStatus::Failed => Self::Failed,
+            MessageStatus::Received => Self::Received,
+            MessageStatus::Cancelled => Self::Cancelled,
+            MessageStatus::Suppressed => Self::Suppressed,
+        }
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Whether a conversation takes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ConvStatus {
+    /// Messages may be written.
+    Open,
+    /// Closed to new messages.
+    Resolved,
+}
+
+impl From<ConversationStatus> for ConvStatus {
+    fn from(status: ConversationStatus) -> Self {
+        match status {
+            ConversationStatus::Open => Self::Open,
+            ConversationStatus::Resolved => Self::Resolved,
+        }
+    }
+}
+
+impl From<ConvStatus> for ConversationStatus {
+    fn from(status: ConvStatus) -> Self {
+        match status {
+            ConvStatus::Open => Self::Open,
+            ConvStatus::Resolved => Self::Resolved,
+        }
+    }
+}
+
+// ---- §5: chats and conversations ----------------------------------------------------------
+
+/// `POST /chat/` and `POST /chat/preview/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"conversationId": 1, "chat": {"payload": "Sure {{ username }}. Here is your code {{ discountCode }}", "userId": 24}}))]
+pub(crate) struct PostChatBody {
+    /// The conversation written to.
+    pub conversation_id: i64,
+    /// The message.
+    #[serde(deserialize_with = "object")]
+    pub chat: ChatBody,
+}
+
+/// The message of a [`PostChatBody`].
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ChatBody {
+    /// The template as written, e.g. `Hi << username >>`.
     pub payload: String,
+    /// The writer: the conversation's operator or client.
     pub user_id: i64,
 }
 
 /// `POST /chat/` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ChatResponse {
     chat_id: i64,
-    status: &'static str,
+    /// `new` (an operator's message) or `received` (a client's).
+    status: ChatStatus,
+    /// When it will be emailed; null for a client's message.
+    #[schema(format = DateTime)]
     send_at: Option<String>,
 }
 
@@ -77,14 +169,14 @@ impl ChatResponse {
     ) -> Self {
         Self {
             chat_id: id.0,
-            status: status.as_str(),
+            status: status.into(),
             send_at: send_at.map(rfc3339),
         }
     }
 }
 
-/// `GET /conversation/{id}/` answer.
-#[derive(Debug, Serialize)]
+/// A conversation with a page of its chats, oldest first (SPEC §5).
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConversationResponse {
     conversation_id: i64,
@@ -92,42 +184,47 @@ pub(crate) struct ConversationResponse {
     operator_id: i64,
     client_id: i64,
     operator_group: String,
-    status: &'static str,
+    status: ConvStatus,
+    /// The zone active hours use: the client's, else the store's.
+    #[schema(example = "America/Chicago")]
     client_time_zone: &'static str,
     chats: Vec<Chat>,
 }
 
-#[derive(Debug, Serialize)]
+/// One chat of a [`ConversationResponse`].
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Chat {
+pub(crate) struct Chat {
     chat_id: i64,
     user_id: i64,
     payload: String,
-    status: &'static str,
+    status: ChatStatus,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     send_at: Option<String>,
+    #[schema(format = DateTime)]
     sent_at: Option<String>,
 }
 
-impl From<&ConversationView> for ConversationResponse {
-    fn from(view: &ConversationView) -> Self {
-        let c = &view.context;
+impl ConversationResponse {
+    pub(crate) fn new(context: &ConversationContext, messages: &[Message]) -> Self {
+        let c = context;
         Self {
             conversation_id: c.conversation.id.0,
             store_id: c.conversation.store_id.0,
             operator_id: c.conversation.operator_id.0,
             client_id: c.conversation.client_id.0,
             operator_group: c.operator.group.clone(),
-            status: c.conversation.status.as_str(),
+            status: c.conversation.status.into(),
             client_time_zone: c.client_time_zone().name(),
-            chats: view
-                .messages
+            chats: messages
                 .iter()
                 .map(|m| Chat {
                     chat_id: m.id.0,
                     user_id: m.author_id.0,
-                    payload: m.payload.clone(),
-                    status: m.status.as_str(),
+                    payload: m.payload.as_str().to_owned(),
+                    status: m.status.into(),
                     created_at: rfc3339(m.created_at),
                     send_at: m.send_at.map(rfc3339),
                     sent_at: m.sent_at.map(rfc3339),
@@ -135,6 +232,385 @@ impl From<&ConversationView> for ConversationResponse {
                 .collect(),
         }
     }
+}
+
+impl From<&ConversationView> for ConversationResponse {
+    fn from(view: &ConversationView) -> Self {
+        Self::new(&view.context, &view.messages)
+    }
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// `GET /import_data/` answer: the demo data set's counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportResponse {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Rows inserted by this call (0 when the data was already there).
+    pub inserted: u64,
+    /// Stores in the data set.
+    pub stores: usize,
+    /// Operators in the data set.
+    pub operators: usize,
+    /// Clients in the data set.
+    pub clients: usize,
+    /// Conversations in the data set.
+    pub conversations: usize,
+    /// Chats in the data set.
+    pub chats: usize,
+}
+
+// ---- §7: chats ----------------------------------------------------------------------------
+
+/// One chat with what the client receives (`GET /chat/{id}/`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChatViewResponse {
+    chat_id: i64,
+    conversation_id: i64,
+    user_id: i64,
+    payload: String,
+    /// What the client receives; null for a client's message.
+    rendered_text: Option<String>,
+    status: ChatStatus,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    send_at: Option<String>,
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    /// How many times a dispatcher tried to send it.
+    attempts: u32,
+    /// Why the last attempt failed.
+    last_error: Option<String>,
+}
+
+impl From<ChatView> for ChatViewResponse {
+    fn from(view: ChatView) -> Self {
+        let m = view.message;
+        Self {
+            chat_id: m.id.0,
+            conversation_id: m.conversation_id.0,
+            user_id: m.author_id.0,
+            payload: m.payload.into_string(),
+            rendered_text: view.rendered_text,
+            status: m.status.into(),
+            created_at: rfc3339(m.created_at),
+            send_at: m.send_at.map(rfc3339),
+            sent_at: m.sent_at.map(rfc3339),
+            attempts: m.attempts,
+            last_error: m.last_error,
+        }
+    }
+}
+
+/// `POST /chat/preview/` answer: what `POST /chat/` would store, nothing stored.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PreviewResponse {
+    /// What the client would receive; null for a client's message.
+    rendered_text: Option<String>,
+    /// `new` or `received`.
+    status: ChatStatus,
+    /// When it would be emailed, in UTC.
+    #[schema(format = DateTime)]
+    send_at: Option<String>,
+    /// The same instant in the client's zone, with its offset.
+    #[schema(format = DateTime, example = "2026-11-25T09:00:00-06:00")]
+    client_local_send_at: Option<String>,
+}
+
+impl From<&Draft> for PreviewResponse {
+    fn from(draft: &Draft) -> Self {
+        let zone = draft.client_time_zone();
+        Self {
+            rendered_text: draft.rendered.clone(),
+            status: draft.status.into(),
+            send_at: draft.send_at.map(rfc3339),
+            client_local_send_at: draft.send_at.map(|at| {
+                at.with_timezone(&zone)
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+            }),
+        }
+    }
+}
+
+// ---- §7: directory ------------------------------------------------------------------------
+
+/// `POST /stores/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Sneaker Hub", "timeZone": "America/Chicago", "senderEmail": "shop@sneakerhub.example.com", "activeHours": "08:00-21:00"}))]
+pub(crate) struct CreateStoreBody {
+    /// Display name.
+    pub name: String,
+    /// IANA time zone, e.g. `America/Chicago`.
+    pub time_zone: String,
+    /// The address emails are sent from.
+    pub sender_email: String,
+    /// The store's own delivery window `HH:MM-HH:MM`; absent or null: the deployment's.
+    #[serde(default)]
+    pub active_hours: Option<String>,
+}
+
+/// `PATCH /store/{id}/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PatchStoreBody {
+    /// `HH:MM-HH:MM`, or null for the deployment's window; absent: unchanged.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>, example = "08:00-21:00")]
+    pub active_hours: Option<Option<String>>,
+}
+
+/// A store as `POST /stores/` answers it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoreCreated {
+    store_id: i64,
+    name: String,
+    time_zone: &'static str,
+    sender_email: String,
+    /// The store's own window; null: the deployment's.
+    active_hours: Option<String>,
+}
+
+impl From<Store> for StoreCreated {
+    fn from(store: Store) -> Self {
+        Self {
+            store_id: store.id.0,
+            name: store.name,
+            time_zone: store.time_zone.name(),
+            sender_email: store.sender_email.into_string(),
+            active_hours: store.active_hours.map(|h| h.to_string()),
+        }
+    }
+}
+
+/// A store as `GET` and `PATCH /store/{id}/` answer it (SPEC §7).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoreResponse {
+    store_id: i64,
+    name: String,
+    time_zone: &'static str,
+    /// The store's own window; null: the deployment's.
+    active_hours: Option<String>,
+}
+
+impl From<Store> for StoreResponse {
+    fn from(store: Store) -> Self {
+        Self {
+            store_id: store.id.0,
+            name: store.name,
+            time_zone: store.time_zone.name(),
+            active_hours: store.active_hours.map(|h| h.to_string()),
+        }
+    }
+}
+
+/// `POST /operators/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Dana", "storeId": 1, "group": "sales"}))]
+pub(crate) struct CreateOperatorBody {
+    /// Display name (the `operator` placeholder).
+    pub name: String,
+    /// The store, which must exist.
+    pub store_id: i64,
+    /// E.g. `sales`, `support`.
+    pub group: String,
+}
+
+/// An operator.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OperatorResponse {
+    operator_id: i64,
+    name: String,
+    store_id: i64,
+    group: String,
+}
+
+impl From<Operator> for OperatorResponse {
+    fn from(operator: Operator) -> Self {
+        Self {
+            operator_id: operator.id.0,
+            name: operator.name,
+            store_id: operator.store_id.0,
+            group: operator.group,
+        }
+    }
+}
+
+/// `POST /clients/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin"}))]
+pub(crate) struct CreateClientBody {
+    /// Display name (the `username` placeholder).
+    pub name: String,
+    /// Unique among clients (compared case-insensitively).
+    pub email: String,
+    /// IANA time zone; absent or null: the store's applies.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// `PATCH /client/{id}/` body: absent fields are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PatchClientBody {
+    /// New name.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New email.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New IANA zone; null clears it (the store's zone applies).
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
+    pub time_zone: Option<Option<String>>,
+}
+
+/// A client.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClientResponse {
+    client_id: i64,
+    name: String,
+    email: String,
+    /// Null: the store's zone applies.
+    time_zone: Option<&'static str>,
+    /// Whether the client unsubscribed (gets no more email).
+    unsubscribed: bool,
+}
+
+impl From<Client> for ClientResponse {
+    fn from(client: Client) -> Self {
+        Self {
+            client_id: client.id.0,
+            name: client.name,
+            email: client.email.into_string(),
+            time_zone: client.time_zone.map(|tz| tz.name()),
+            unsubscribed: client.unsubscribed_at.is_some(),
+        }
+    }
+}
+
+/// `POST /conversations/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"storeId": 1, "operatorId": 24, "clientId": 27, "discountCode": "PROMO50"}))]
+pub(crate) struct CreateConversationBody {
+    /// The store.
+    pub store_id: i64,
+    /// One of the store's operators.
+    pub operator_id: i64,
+    /// The client.
+    pub client_id: i64,
+    /// The `discountCode` placeholder's value.
+    #[serde(default)]
+    pub discount_code: Option<String>,
+}
+
+/// `PATCH /conversation/{id}/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PatchConversationBody {
+    /// `resolved` or `open`.
+    pub status: ConvStatus,
+}
+
+/// `GET /conversations/` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ConversationsPage {
+    /// Most recent activity first.
+    pub conversations: Vec<ConversationRow>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One row of the conversations list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ConversationRow {
+    conversation_id: i64,
+    store_id: i64,
+    operator_id: i64,
+    client_id: i64,
+    client_name: String,
+    status: ConvStatus,
+    client_time_zone: &'static str,
+    /// The newest chat.
+    last_chat: Option<LastChat>,
+    /// Chats waiting to be sent (`new` or `sending`).
+    pending_count: u64,
+}
+
+/// The newest chat of a [`ConversationRow`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LastChat {
+    chat_id: i64,
+    user_id: i64,
+    payload: String,
+    status: ChatStatus,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<ConversationSummary> for ConversationRow {
+    fn from(row: ConversationSummary) -> Self {
+        let c = row.conversation;
+        Self {
+            conversation_id: c.id.0,
+            store_id: c.store_id.0,
+            operator_id: c.operator_id.0,
+            client_id: c.client_id.0,
+            client_name: row.client_name,
+            status: c.status.into(),
+            client_time_zone: row.client_time_zone.name(),
+            last_chat: row.last_chat.map(|m| LastChat {
+                chat_id: m.id.0,
+                user_id: m.author_id.0,
+                payload: m.payload.into_string(),
+                status: m.status.into(),
+                created_at: rfc3339(m.created_at),
+            }),
+            pending_count: row.pending_count,
+        }
+    }
+}
+
+// ---- §8 -----------------------------------------------------------------------------------
+
+/// `POST /inbound/email/` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReplyStored {
+    /// The `received` chat.
+    pub chat_id: i64,
+    /// Its conversation.
+    pub conversation_id: i64,
+}
+
+/// `POST /unsubscribe/{token}` answer, when JSON is asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Unsubscribed {
+    /// Always `unsubscribed`.
+    #[schema(example = "unsubscribed")]
+    pub status: &'static str,
 }
 
 /// `2026-11-25T09:00:00Z`, with a fraction only when there is one.

@@ -1,146 +1,243 @@
-//! The one error type of the API: every failure becomes `{"error":{"code","message"}}` with
-//! the status its variant implies.
+//! The one error type of the API: every failure becomes
+//! `{"error":{"code","message",...}}` with the status it implies.
+//!
+//! Besides `code` and `message`, an error may carry `position` (the 0-based character a
+//! payload error points at), `field` (the request field a 422 is about) or `clientId` (the
+//! existing client of a 409 `client_exists`). A 5xx body is generic; its cause is logged.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cartloop_core::chat::PostChatError;
+use cartloop_core::chat::{ChatError, PostChatError};
+use cartloop_core::conversations::InvalidCursor;
+use cartloop_core::directory::DirectoryError;
+use cartloop_core::inbound::InboundError;
 use cartloop_core::ports::StorageError;
 use cartloop_core::validate::ValidationError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// An API error. Client errors say what and where; server errors are generic in the body
-/// and logged in full.
+/// An API error: a status, a stable code, a message that says what and where, and the
+/// cause of a server fault (logged, never sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiError {
-    /// 400: malformed JSON, wrong types, missing fields, bad ids or query parameters.
-    BadRequest {
-        /// Stable code, e.g. `invalid_json`.
-        code: &'static str,
-        /// What and where.
-        message: String,
-    },
-    /// 401: the bearer token is missing or wrong.
-    Unauthorized,
-    /// 403: the user is not part of the conversation.
-    Forbidden(String),
-    /// 404: unknown conversation or route.
-    NotFound {
-        /// Stable code.
-        code: &'static str,
-        /// What was not found.
-        message: String,
-    },
-    /// 405: the route exists, the method does not.
-    MethodNotAllowed,
-    /// 409: the conversation is resolved, or an idempotency key was reused.
-    Conflict {
-        /// Stable code.
-        code: &'static str,
-        /// Why.
-        message: String,
-    },
-    /// 413: the body is larger than the limit.
-    PayloadTooLarge(usize),
-    /// 422: the payload failed validation.
-    Validation(ValidationError),
-    /// 503: storage unavailable or the request timed out.
-    Unavailable(String),
-    /// 500: a bug or an unexpected storage failure; the cause is logged, not returned.
-    Internal(String),
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    position: Option<usize>,
+    field: Option<&'static str>,
+    client_id: Option<i64>,
+    cause: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong.
+    error: ErrorObject,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ErrorObject {
+    /// A stable, machine-readable code, e.g. `invalid_character`, `conversation_not_found`.
+    #[schema(example = "invalid_character")]
+    code: &'static str,
+    /// What and where, for people.
+    #[schema(example = "invalid character 'é' at position 10")]
+    message: String,
+    /// The 0-based character index a payload error points at.
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<usize>,
+    /// The request field a 422 is about (`timeZone`, `email`, `storeId`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+    /// With `client_exists`: the client that has this email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<i64>,
 }
 
 impl ApiError {
-    /// A 400 with a code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
             code,
             message: message.into(),
+            position: None,
+            field: None,
+            client_id: None,
+            cause: None,
         }
+    }
+
+    /// 400: malformed JSON, wrong types, missing fields, bad ids or query parameters.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 `unauthorized`: the bearer token is missing or wrong.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 with a code such as `conversation_not_found`.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 405 `method_not_allowed`: the route exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+    }
+
+    /// 408 `request_timeout`: the request body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// 409 with a code such as `conversation_resolved`.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413 `payload_too_large`: the body is over `limit` bytes.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    /// 422 with a code such as `invalid_time_zone`; see [`with_field`](Self::with_field).
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 422: the payload failed validation; the code is the validation error's and
+    /// `position` is set when it points at a character.
+    pub fn validation(error: &ValidationError) -> Self {
+        let mut e = Self::unprocessable(error.code(), error.to_string());
+        e.position = error.position();
+        e
+    }
+
+    /// 501 `not_configured`: the deployment did not set up what this route needs.
+    pub fn not_configured(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "not_configured", message)
+    }
+
+    /// 503 `unavailable`: the storage cannot be reached, or the request took too long on
+    /// our side. `cause` is logged.
+    pub fn unavailable(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "service temporarily unavailable, retry later",
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+
+    /// 500 `internal`: a bug or an unexpected storage failure. `cause` is logged.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+
+    /// The same error, about request field `field`.
+    pub fn with_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.status
     }
 
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest { code, .. }
-            | Self::NotFound { code, .. }
-            | Self::Conflict { code, .. } => code,
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::Validation(e) => e.code(),
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
-        }
+        self.code
     }
 
-    /// The human message sent to the client.
-    pub fn message(&self) -> String {
-        match self {
-            Self::BadRequest { message, .. }
-            | Self::NotFound { message, .. }
-            | Self::Conflict { message, .. }
-            | Self::Forbidden(message) => message.clone(),
-            Self::Unauthorized => "missing or invalid bearer token".to_owned(),
-            Self::MethodNotAllowed => "method not allowed on this route".to_owned(),
-            Self::PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
-            Self::Validation(e) => e.to_string(),
-            Self::Unavailable(_) => "service temporarily unavailable, retry later".to_owned(),
-            Self::Internal(_) => "internal server error".to_owned(),
-        }
+    /// The message sent to the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The request field the error is about, if any.
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "unavailable"),
-            _ => {}
+        if let Some(cause) = &self.cause {
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(code = self.code, %cause, "unavailable");
+            } else {
+                tracing::error!(code = self.code, %cause, "internal error");
+            }
         }
-        let position = match &self {
-            Self::Validation(e) => e.position(),
-            _ => None,
-        };
-        let message = self.message();
-        let body = Body {
-            error: Inner {
-                code: self.code(),
-                message: &message,
-                position,
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code,
+                message: self.message,
+                position: self.position,
+                field: self.field,
+                client_id: self.client_id,
             },
         };
-        let mut response = (self.status(), axum::Json(body)).into_response();
-        if self == Self::Unauthorized {
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if unauthorized {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -151,17 +248,13 @@ impl IntoResponse for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(cause) => Self::Unavailable(cause),
-            StorageError::NotFound(what) => Self::NotFound {
-                code: "not_found",
-                message: format!("{what} not found"),
-            },
-            StorageError::Conflict(what) => Self::Conflict {
-                code: "conflict",
-                message: what,
-            },
-            StorageError::Other(cause) => Self::Internal(cause),
+        // The variants' texts are safe to show; the causes (database messages) are only
+        // logged.
+        match &e {
+            StorageError::Unavailable(_) => Self::unavailable(e.detail()),
+            StorageError::NotFound(_) => Self::not_found("not_found", e.to_string()),
+            StorageError::Conflict(_) => Self::conflict("conflict", e.to_string()),
+            StorageError::Other(_) => Self::internal(e.detail()),
         }
     }
 }
@@ -169,21 +262,124 @@ impl From<StorageError> for ApiError {
 impl From<PostChatError> for ApiError {
     fn from(e: PostChatError) -> Self {
         match e {
-            PostChatError::ConversationNotFound(_) => Self::NotFound {
-                code: "conversation_not_found",
-                message: e.to_string(),
-            },
-            PostChatError::NotInConversation { .. } => Self::Forbidden(e.to_string()),
-            PostChatError::ConversationResolved(_) => Self::Conflict {
-                code: "conversation_resolved",
-                message: e.to_string(),
-            },
-            PostChatError::IdempotencyKeyReused => Self::Conflict {
-                code: "idempotency_key_reused",
-                message: e.to_string(),
-            },
-            PostChatError::Invalid(v) => Self::Validation(v),
+            PostChatError::ConversationNotFound(_) => {
+                Self::not_found("conversation_not_found", e.to_string())
+            }
+            PostChatError::NotInConversation { .. } => Self::forbidden(e.to_string()),
+            PostChatError::ConversationResolved(_) => {
+                Self::conflict("conversation_resolved", e.to_string())
+            }
+            PostChatError::ClientUnsubscribed(_) => {
+                Self::conflict("client_unsubscribed", e.to_string())
+            }
+            PostChatError::IdempotencyKeyReused => {
+                Self::conflict("idempotency_key_reused", e.to_string())
+            }
+            PostChatError::Invalid(v) => Self::validation(&v),
             PostChatError::Storage(s) => s.into(),
         }
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::InvalidField { field, .. } => {
+                Self::unprocessable("invalid_field", e.to_string()).with_field(field)
+            }
+            DirectoryError::UnknownReference { field, what, .. } => {
+                let code = match what {
+                    "store" => "unknown_store",
+                    "operator" => "unknown_operator",
+                    "client" => "unknown_client",
+                    _ => "unknown_reference",
+                };
+                Self::unprocessable(code, e.to_string()).with_field(field)
+            }
+            DirectoryError::OperatorNotInStore { .. } => {
+                Self::unprocessable("operator_not_in_store", e.to_string()).with_field("operatorId")
+            }
+            DirectoryError::ClientExists { existing, .. } => {
+                let mut error = Self::conflict("client_exists", e.to_string()).with_field("email");
+                error.client_id = Some(existing.0);
+                error
+            }
+            DirectoryError::NotFound { what, .. } => {
+                let code = match what {
+                    "store" => "store_not_found",
+                    "client" => "client_not_found",
+                    "operator" => "operator_not_found",
+                    "conversation" => "conversation_not_found",
+                    _ => "not_found",
+                };
+                Self::not_found(code, e.to_string())
+            }
+            DirectoryError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::NotFound(_) => Self::not_found("chat_not_found", e.to_string()),
+            ChatError::NotCancellable { .. } => Self::conflict("not_cancellable", e.to_string()),
+            ChatError::NotRetryable { .. } => Self::conflict("not_retryable", e.to_string()),
+            ChatError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<InboundError> for ApiError {
+    fn from(e: InboundError) -> Self {
+        match e {
+            InboundError::Unmatched => Self::unprocessable("unmatched_reply", e.to_string()),
+            InboundError::Empty => Self::unprocessable("empty_reply", e.to_string()),
+            InboundError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<InvalidCursor> for ApiError {
+    fn from(e: InvalidCursor) -> Self {
+        Self::bad_request("invalid_cursor", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn storage_causes_never_reach_the_body() {
+        let secret = "password authentication failed for user \"cartloop\" at 10.0.0.5";
+        for e in [
+            StorageError::unavailable(secret),
+            StorageError::other(secret),
+        ] {
+            let (status, value) = body(e.into()).await;
+            assert!(status.is_server_error());
+            assert!(!value.to_string().contains("password"), "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn client_exists_carries_the_client_id() {
+        let e = DirectoryError::ClientExists {
+            email: "ann@example.com".into(),
+            existing: cartloop_core::ids::UserId(27),
+        };
+        let (status, value) = body(e.into()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(value["error"]["code"], "client_exists");
+        assert_eq!(value["error"]["clientId"], 27);
     }
 }

@@ -2,15 +2,17 @@
 //! error shape as everything else.
 
 use crate::error::ApiError;
+use crate::BODY_LIMIT;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 
 /// A JSON body parsed with serde; any content type is accepted (as `curl -d` sends
-/// form-encoded by default), the body must be JSON.
+/// form-encoded by default), the body must be JSON of at most [`BODY_LIMIT`] bytes.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -21,10 +23,8 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, BODY_LIMIT).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "invalid_json",
@@ -41,11 +41,33 @@ where
     }
 }
 
-fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(crate::BODY_LIMIT)
-    } else {
-        ApiError::bad_request("invalid_body", rejection.body_text())
+/// Reads a request body of at most `limit` bytes.
+///
+/// A declared `Content-Length` over the limit is refused before anything is read (so a
+/// client waiting on `Expect: 100-continue` is not told to send it).
+///
+/// # Errors
+/// 413 `payload_too_large` over the limit, 400 `invalid_body` when the body breaks off. A
+/// body that stalls is the request timeout's business (408).
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::payload_too_large(limit)),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body broke off");
+            Err(ApiError::bad_request(
+                "invalid_body",
+                "the request body could not be read",
+            ))
+        }
     }
 }
 
@@ -71,6 +93,54 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             )
         })
     }
+}
+
+/// A path segment as text, e.g. the token of `/unsubscribe/{token}`.
+#[derive(Debug, Clone)]
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(raw)| PathText(raw))
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+    }
+}
+
+/// The query string's parameters (the last value of a repeated one).
+#[derive(Debug, Clone, Default)]
+pub struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(map)| QueryMap(map))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// A page size: decimal digits, at least 1; values over `max` are clamped to it.
+pub(crate) fn parse_limit(raw: &str, max: u32) -> Result<u32, ApiError> {
+    raw.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| raw.parse::<u64>().ok())
+        .flatten()
+        .filter(|n| *n > 0)
+        .map(|n| n.min(u64::from(max)) as u32)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "invalid limit {}: expected an integer from 1 to {max}",
+                    quoted(raw)
+                ),
+            )
+        })
 }
 
 /// A positive 64-bit integer written in decimal digits, or `None`.

@@ -8,6 +8,7 @@
 //! through one [`SmtpMailer`] with `pool_size` connections (default 8), checks that every
 //! email arrived, and prints emails per second.
 
+use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::{Email, Mailer};
 use cartloop_mail::testing::SmtpSink;
@@ -64,9 +65,13 @@ fn email(i: usize) -> Email {
         message_id: MessageId(i as i64),
         message_id_header: format!("cartloop.message.{i}@shop.example"),
         from_name: "Sneaker Hub".into(),
-        from_address: "hello@shop.example".into(),
+        from_address: EmailAddress::parse("hello@shop.example").unwrap(),
         to_name: "Mia Müller".into(),
-        to_address: format!("client{i}@example.com"),
+        to_address: EmailAddress::parse(&format!("client{i}@example.com")).unwrap(),
+        reply_to: Some(EmailAddress::parse("reply+7.c29tZS10b2tlbg@shop.example").unwrap()),
+        unsubscribe_url: Some(format!(
+            "https://shop.example/unsubscribe/c29tZS10b2tlbg.{i}"
+        )),
         subject: "A message from Sneaker Hub".into(),
         body: format!("Sure Mia Müller, here is your code PROMO{i}"),
         date: Utc::now(),

@@ -1,6 +1,5 @@
 //! [`OutboxMailer`]: "sends" each email by writing it to a directory as an `.eml` file.
 
-use crate::rfc5322;
 use async_trait::async_trait;
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::{Email, MailError, Mailer};
@@ -14,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The file for message 7 is `message-7.eml`. It is written atomically — to a hidden
 /// temporary file in the same directory, flushed to disk, then renamed — so a reader never
 /// sees half a file, and sending the same message again replaces its file instead of adding
-/// a second one. The content is what the SMTP mailer would send: the same headers and the
-/// UTF-8 text body (see the crate docs).
+/// a second one. The content is the message of [`build_message`](crate::build_message):
+/// exactly the bytes the SMTP mailer sends after `DATA` (before dot-stuffing).
 ///
-/// Errors: an invalid address or `Message-ID` is [`MailErrorKind::Permanent`]; any I/O
-/// error (disk full, permissions) is [`MailErrorKind::Transient`].
+/// Errors: an email [`build_message`](crate::build_message) refuses (an invalid address or
+/// `Message-ID`) is [`MailErrorKind::Permanent`]; any I/O error (disk full, permissions)
+/// is [`MailErrorKind::Transient`].
 ///
 /// [`MailErrorKind::Permanent`]: cartloop_core::ports::MailErrorKind::Permanent
 /// [`MailErrorKind::Transient`]: cartloop_core::ports::MailErrorKind::Transient
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use cartloop_core::email_address::EmailAddress;
 /// use cartloop_core::ids::MessageId;
 /// use cartloop_core::ports::{Email, Mailer};
 /// use cartloop_mail::OutboxMailer;
@@ -36,9 +37,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///     message_id: MessageId(7),
 ///     message_id_header: "cartloop.message.7@shop.example".into(),
 ///     from_name: "Sneaker Hub".into(),
-///     from_address: "hello@shop.example".into(),
+///     from_address: EmailAddress::parse("hello@shop.example")?,
 ///     to_name: "Mia Müller".into(),
-///     to_address: "mia@example.com".into(),
+///     to_address: EmailAddress::parse("mia@example.com")?,
+///     reply_to: None,
+///     unsubscribe_url: None,
 ///     subject: "A message from Sneaker Hub".into(),
 ///     body: "Your code is PROMO50".into(),
 ///     date: chrono::Utc::now(),
@@ -80,7 +83,7 @@ impl OutboxMailer {
 #[async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
-        let content = rfc5322::format(email).map_err(MailError::permanent)?;
+        let content = crate::message::wire_bytes(&crate::build_message(email)?);
         let path = self.path_for(email.message_id);
         let dir = self.dir.clone();
         let target = path.clone();

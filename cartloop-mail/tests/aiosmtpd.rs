@@ -6,6 +6,7 @@
 //! Without aiosmtpd the test says so and is skipped, except in CI (`CI=true`), where
 //! `.ci/run` installs it and the test must run.
 
+use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::{Email, Mailer};
 use cartloop_mail::SmtpMailer;
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 /// recorded, and the headers and body decoded by Python's `email` package.
 const READ_MAILDIR: &str = r#"
 import email, email.policy, json, mailbox, sys
+def optional(header, read):
+    return None if header is None else read(header)
 out = []
 for key, message in mailbox.Maildir(sys.argv[1], create=False).items():
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
@@ -30,6 +33,9 @@ for key, message in mailbox.Maildir(sys.argv[1], create=False).items():
         "to_address": parsed["To"].addresses[0].addr_spec,
         "subject": str(parsed["Subject"]),
         "message_id": str(parsed["Message-ID"]),
+        "reply_to": optional(parsed["Reply-To"], lambda h: [a.addr_spec for a in h.addresses]),
+        "list_unsubscribe": optional(parsed["List-Unsubscribe"], str),
+        "list_unsubscribe_post": optional(parsed["List-Unsubscribe-Post"], str),
         "date": parsed["Date"].datetime.isoformat(),
         "content_type": parsed.get_content_type(),
         "charset": parsed.get_content_charset(),
@@ -101,9 +107,14 @@ fn email(id: i64, to_name: &str, body: &str) -> Email {
         message_id: MessageId(id),
         message_id_header: format!("cartloop.message.{id}.1795597200000@shop.example"),
         from_name: "Sneaker Hub".into(),
-        from_address: "hello@shop.example".into(),
+        from_address: EmailAddress::parse("hello@shop.example").unwrap(),
         to_name: to_name.into(),
-        to_address: format!("client{id}@example.com"),
+        to_address: EmailAddress::parse(&format!("client{id}@example.com")).unwrap(),
+        // Every other email goes without the optional headers.
+        reply_to: (id % 2 == 1)
+            .then(|| EmailAddress::parse(&format!("reply+{id}.s1gn4ture@shop.example")).unwrap()),
+        unsubscribe_url: (id % 2 == 1)
+            .then(|| format!("https://shop.example/unsubscribe/{id}.s1gn4ture?x=1&y=2")),
         subject: "A message from Sneaker Hub".into(),
         body: body.into(),
         date: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
@@ -154,6 +165,18 @@ async fn an_independent_server_and_parser_read_what_the_mailer_sends() {
             format!("<{}>", email.message_id_header).as_str()
         );
         assert_eq!(got["date"], "2026-11-25T09:00:00+00:00");
+        match (&email.reply_to, &email.unsubscribe_url) {
+            (Some(reply_to), Some(url)) => {
+                assert_eq!(got["reply_to"], serde_json::json!([reply_to.as_str()]));
+                assert_eq!(got["list_unsubscribe"], format!("<{url}>").as_str());
+                assert_eq!(got["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+            }
+            _ => {
+                assert_eq!(got["reply_to"], Value::Null, "{got}");
+                assert_eq!(got["list_unsubscribe"], Value::Null, "{got}");
+                assert_eq!(got["list_unsubscribe_post"], Value::Null, "{got}");
+            }
+        }
         assert_eq!(got["content_type"], "text/plain");
         assert_eq!(got["charset"], "utf-8");
         // Line ends travel as CRLF and come back as LF; a final newline may be added.

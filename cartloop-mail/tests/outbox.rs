@@ -1,5 +1,6 @@
 //! The outbox mailer: one `.eml` file per message, written atomically.
 
+use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::{Email, MailErrorKind, Mailer};
 use cartloop_mail::testing::ParsedEmail;
@@ -13,9 +14,11 @@ fn email(id: i64) -> Email {
         message_id: MessageId(id),
         message_id_header: format!("cartloop.message.{id}@shop.example"),
         from_name: "Sneaker Hub".into(),
-        from_address: "hello@shop.example".into(),
+        from_address: EmailAddress::parse("hello@shop.example").unwrap(),
         to_name: "Mia Müller".into(),
-        to_address: "mia@example.com".into(),
+        to_address: EmailAddress::parse("mia@example.com").unwrap(),
+        reply_to: None,
+        unsubscribe_url: None,
         subject: "A message from Sneaker Hub".into(),
         body: "Hi Mia Müller,\nyour code is PROMO50".into(),
         date: Utc.with_ymd_and_hms(2026, 11, 5, 15, 0, 0).unwrap(),
@@ -64,7 +67,10 @@ async fn writes_one_file_per_message_with_headers_and_body() {
         parsed.header("Content-Type"),
         Some("text/plain; charset=utf-8")
     );
-    assert_eq!(parsed.header("Content-Transfer-Encoding"), Some("8bit"));
+    assert_eq!(
+        parsed.header("Content-Transfer-Encoding"),
+        Some("quoted-printable")
+    );
     assert_eq!(
         parsed.body_text(),
         "Hi Mia Müller,\r\nyour code is PROMO50\r\n"
@@ -102,11 +108,11 @@ async fn concurrent_sends_of_one_message_leave_one_file_and_no_temporaries() {
 }
 
 #[tokio::test]
-async fn an_invalid_address_is_permanent_and_writes_nothing() {
+async fn an_unwritable_email_is_permanent_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = OutboxMailer::new(dir.path()).unwrap();
     let mut bad = email(1);
-    bad.to_address = "mia(at)example.com".into();
+    bad.message_id_header = "cartloop.message.1 at shop.example".into();
     let error = outbox.send(&bad).await.unwrap_err();
     assert_eq!(error.kind, MailErrorKind::Permanent, "{error}");
     assert!(files(dir.path()).is_empty());

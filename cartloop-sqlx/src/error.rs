@@ -1,46 +1,96 @@
-//! How sqlx errors become [`StorageError`]s: what a caller can act on.
+//! How sqlx errors become [`StorageError`]s: what a caller can act on, with the sqlx error
+//! kept as the cause (for logs) and never in the text an API caller sees.
 
 use cartloop_core::ports::StorageError;
 use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::migrate::MigrateError;
 
-/// Classifies a sqlx error.
+/// Classifies a sqlx error: no connection (pool exhausted or closed, I/O, TLS, a database
+/// that is starting up, shutting down or overloaded, a busy SQLite file, a deadlock or
+/// serialization failure) is [`StorageError::Unavailable`], worth retrying; anything else is
+/// [`StorageError::Other`].
 ///
-/// - no connection (pool exhausted or closed, I/O, TLS, a database that is starting up or
-///   shutting down, a busy SQLite file): [`StorageError::Unavailable`], worth retrying later;
-/// - unique violation: [`StorageError::Conflict`];
-/// - foreign-key violation: [`StorageError::NotFound`] (a referenced row is missing);
-/// - anything else: [`StorageError::Other`].
+/// Unique and foreign-key violations the caller expects are named by the caller instead
+/// (see [`conflict`] and [`violation`]): only it knows which entity is meant.
 pub(crate) fn storage_error(error: sqlx::Error) -> StorageError {
+    if is_unavailable(&error) {
+        StorageError::Unavailable(Box::new(error))
+    } else {
+        StorageError::Other(Box::new(error))
+    }
+}
+
+/// A failed migration: [`StorageError::Unavailable`] when the database could not be
+/// reached, [`StorageError::Other`] otherwise.
+pub(crate) fn migrate_error(error: MigrateError) -> StorageError {
+    let unavailable = match &error {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => is_unavailable(e),
+        _ => false,
+    };
+    if unavailable {
+        StorageError::Unavailable(Box::new(error))
+    } else {
+        StorageError::Other(Box::new(error))
+    }
+}
+
+/// A column that does not decode: stored data this version cannot read.
+pub(crate) fn decode_error(error: sqlx::Error) -> StorageError {
+    StorageError::Other(Box::new(error))
+}
+
+/// The constraint a failed statement violated, if it was a unique or foreign-key one.
+pub(crate) fn violation(error: &sqlx::Error) -> Option<ErrorKind> {
+    match error {
+        sqlx::Error::Database(db) => match db.kind() {
+            kind @ (ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation) => Some(kind),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Maps a unique violation to [`StorageError::Conflict`] saying `what` is taken, and any
+/// other error as [`storage_error`].
+pub(crate) fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
+    move |error| match violation(&error) {
+        Some(ErrorKind::UniqueViolation) => StorageError::Conflict(what.to_owned()),
+        _ => storage_error(error),
+    }
+}
+
+/// Maps a foreign-key violation to [`StorageError::NotFound`] naming what is missing, and
+/// any other error as [`storage_error`].
+pub(crate) fn not_found(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StorageError {
+    move |error| match violation(&error) {
+        Some(ErrorKind::ForeignKeyViolation) => StorageError::NotFound(what()),
+        _ => storage_error(error),
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StorageError::Unavailable(error.to_string()),
-        sqlx::Error::Migrate(migrate) => match *migrate {
-            sqlx::migrate::MigrateError::Execute(inner) => storage_error(inner),
-            other => StorageError::Other(format!("migration failed: {other}")),
-        },
-        sqlx::Error::Database(db) => match db.kind() {
-            ErrorKind::UniqueViolation => StorageError::Conflict(db.message().to_owned()),
-            ErrorKind::ForeignKeyViolation => StorageError::NotFound(db.message().to_owned()),
-            _ if is_unavailable(db.as_ref()) => StorageError::Unavailable(db.message().to_owned()),
-            _ => StorageError::Other(db.to_string()),
-        },
-        other => StorageError::Other(other.to_string()),
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => database_unavailable(db.as_ref()),
+        _ => false,
     }
 }
 
 /// Whether a database error means "cannot serve now" rather than "this request is wrong".
-fn is_unavailable(db: &dyn DatabaseError) -> bool {
+fn database_unavailable(db: &dyn DatabaseError) -> bool {
     #[cfg(feature = "postgres")]
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         let code = pg.code();
         // 08: connection exception; 53: insufficient resources (too many connections);
-        // 57P01-03: shutting down or starting up.
+        // 57P01-03: shutting down or starting up; 40001/40P01: serialization failure and
+        // deadlock, which a retry resolves.
         return code.starts_with("08")
             || code.starts_with("53")
-            || matches!(code, "57P01" | "57P02" | "57P03");
+            || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01");
     }
     #[cfg(feature = "sqlite")]
     if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {

@@ -28,18 +28,26 @@
 //! - `migrations/sqlite/`, `migrations/postgres/`: the schemas, embedded as
 //!   [`SQLITE_MIGRATOR`] and [`PG_MIGRATOR`]. One `users` table holds operators and clients
 //!   (one id space); conversations reference it by `(id, role)`, so an operator id cannot
-//!   stand where a client's belongs.
-//! - `sqlite.rs`, `postgres.rs`: the two [`Storage`] implementations. They differ in how they
-//!   store instants (integer microseconds on SQLite, `TIMESTAMPTZ` on PostgreSQL) and how
-//!   they claim due messages (`BEGIN IMMEDIATE` on SQLite, `FOR UPDATE SKIP LOCKED` on
-//!   PostgreSQL).
-//! - `sql.rs`: the SQL both run unchanged; `rows.rs`: rows to domain values;
-//!   `error.rs`: sqlx errors to [`StorageError`]s a caller can act on (an unreachable or
-//!   exhausted database is [`StorageError::Unavailable`], never a hang: connections are
-//!   awaited at most 5 s).
+//!   stand where a client's belongs. Released migrations are never edited: a schema change
+//!   is a new migration, and existing databases upgrade in place when they connect.
+//! - `storage.rs`: [`SqlStorage`], the one [`Storage`] implementation: every query and
+//!   every row mapping exists once. [`SqliteStorage`] is `SqlStorage<Sqlite>` and
+//!   [`PgStorage`] is `SqlStorage<Postgres>`.
+//! - `dialect.rs`: the seam. Each dialect says how it stores instants (INTEGER
+//!   microseconds on SQLite, `TIMESTAMPTZ` on PostgreSQL) and what really differs:
+//!   - `sqlite.rs`: writes take turns on an in-process lock, claims run in `BEGIN
+//!     IMMEDIATE`; due messages wake this process only;
+//!   - `postgres.rs`: claims lock rows with `FOR UPDATE SKIP LOCKED` and capped claims take
+//!     turns on an advisory lock; imports move the id sequences; due messages are announced
+//!     with `NOTIFY cartloop_due` and heard by every server's `LISTEN`.
+//! - `sql.rs`: the SQL both run unchanged; `rows.rs`: rows to domain values (a bad stored
+//!   value is [`StorageError::Other`], never a panic); `error.rs`: sqlx errors to
+//!   [`StorageError`]s a caller can act on (an unreachable or exhausted database is
+//!   [`StorageError::Unavailable`], never a hang: connections are awaited at most 5 s), the
+//!   sqlx error kept as the cause.
 //!
 //! Queries are checked at run time (`sqlx::query`), not at compile time, so the crate builds
-//! without a database.
+//! without a database. They are prepared once per connection and cached by sqlx.
 
 // The docs link both backends; with one feature off, half the links have no target.
 #![cfg_attr(
@@ -51,21 +59,29 @@ use cartloop_core::ports::{Storage, StorageError};
 use std::sync::Arc;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod dialect;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rows;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod storage;
 
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use dialect::Dialect;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStorage, PG_MIGRATOR};
+pub use postgres::{PgStorage, Postgres, PG_MIGRATOR};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStorage, SQLITE_MIGRATOR};
+pub use sqlite::{Sqlite, SqliteStorage, SQLITE_MIGRATOR};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use storage::SqlStorage;
 
 /// The longest a call waits for a free connection before failing with
 /// [`StorageError::Unavailable`].
@@ -101,7 +117,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
         "sqlite" => Err(missing_feature("SQLite", "sqlite")),
         #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => Err(missing_feature("PostgreSQL", "postgres")),
-        _ => Err(StorageError::Other(format!(
+        _ => Err(StorageError::other(format!(
             "unsupported database URL scheme {scheme:?}: expected sqlite: or postgres:"
         ))),
     }
@@ -109,19 +125,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
 
 #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
 fn missing_feature(database: &str, feature: &str) -> StorageError {
-    StorageError::Other(format!(
+    StorageError::other(format!(
         "this build has no {database} support: enable feature `{feature}` of cartloop-sqlx"
     ))
-}
-
-/// When a lease taken at `now` ends.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn lease_end(
-    now: chrono::DateTime<chrono::Utc>,
-    lease: std::time::Duration,
-) -> Result<chrono::DateTime<chrono::Utc>, StorageError> {
-    chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|lease| now.checked_add_signed(lease))
-        .ok_or_else(|| StorageError::Other(format!("lease of {lease:?} is too long")))
 }

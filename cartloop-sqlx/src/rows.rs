@@ -1,113 +1,153 @@
-//! Rows to domain values, the same for both backends: each backend only says how to read
-//! an integer, a text and an instant from its rows ([`Columns`]). Whatever the database holds,
-//! a bad value becomes [`StorageError::Other`], never a panic.
+//! Rows to domain values, the same for both dialects. Whatever the database holds, a bad
+//! value becomes [`StorageError::Other`] naming the row, never a panic.
 
+use crate::dialect::{DbRow, Driver};
+use crate::sql::MessageColumns;
+use cartloop_core::active_hours::ActiveHours;
 use cartloop_core::domain::{
-    Client, Conversation, ConversationContext, ConversationStatus, Message, MessageStatus,
-    Operator, Store,
+    Client, Conversation, ConversationContext, Message, MessageStatus, Operator, Store,
 };
+use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
 use cartloop_core::ports::StorageError;
+use cartloop_core::validate::Payload;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::fmt::Display;
 
-/// Typed access to the columns of one backend's rows.
-pub(crate) trait Columns {
-    /// A `BIGINT` (PostgreSQL) or `INTEGER` (SQLite) column.
-    fn int(&self, column: &str) -> Result<i64, StorageError>;
-    /// An `INTEGER` column, 32 bits on PostgreSQL.
-    fn int32(&self, column: &str) -> Result<i32, StorageError>;
-    /// A nullable text column.
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StorageError>;
-    /// A nullable instant column.
-    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StorageError>;
-
-    /// A text column that must not be NULL.
-    fn text(&self, column: &str) -> Result<String, StorageError> {
-        self.opt_text(column)?
-            .ok_or_else(|| StorageError::Other(format!("column {column} is NULL")))
-    }
-
-    /// An instant column that must not be NULL.
-    fn time(&self, column: &str) -> Result<DateTime<Utc>, StorageError> {
-        self.opt_time(column)?
-            .ok_or_else(|| StorageError::Other(format!("column {column} is NULL")))
-    }
+/// `value`, or an error naming the NULL `column`.
+fn required<T>(value: Option<T>, column: &str) -> Result<T, StorageError> {
+    value.ok_or_else(|| StorageError::other(format!("column {column} is NULL")))
 }
 
-/// A row of [`crate::sql::message_columns`].
-pub(crate) fn message(row: &impl Columns) -> Result<Message, StorageError> {
-    let id = MessageId(row.int("id")?);
-    let status = row.text("status")?;
-    let attempts = row.int32("attempts")?;
+/// An error saying what `owner` holds that cannot be read.
+fn bad(owner: impl Display, what: &str, error: impl Display) -> StorageError {
+    StorageError::other(format!("{owner}: stored {what} unreadable: {error}"))
+}
+
+pub(crate) fn int<D: Driver>(row: &DbRow<D>, column: &str) -> Result<i64, StorageError> {
+    required(D::int(row, column)?, column)
+}
+
+pub(crate) fn text<'r, D: Driver>(
+    row: &'r DbRow<D>,
+    column: &str,
+) -> Result<&'r str, StorageError> {
+    required(D::str(row, column)?, column)
+}
+
+pub(crate) fn time<D: Driver>(row: &DbRow<D>, column: &str) -> Result<DateTime<Utc>, StorageError> {
+    required(D::time(row, column)?, column)
+}
+
+/// A message with the column names of `names`.
+pub(crate) fn message<D: Driver>(
+    row: &DbRow<D>,
+    names: &MessageColumns,
+) -> Result<Message, StorageError> {
+    let id = MessageId(int::<D>(row, names.id)?);
+    let owner = || format!("message {id}");
+    let status: MessageStatus = text::<D>(row, names.status)?
+        .parse()
+        .map_err(|e| bad(owner(), "status", e))?;
+    let raw = text::<D>(row, names.payload)?;
+    // A client's reply is kept as written; an operator's payload was validated when written.
+    let payload = if status == MessageStatus::Received {
+        Payload::text(raw)
+    } else {
+        Payload::stored(raw).map_err(|e| bad(owner(), "payload", e))?
+    };
+    let attempts = required(D::int32(row, names.attempts)?, names.attempts)?;
     Ok(Message {
         id,
-        conversation_id: ConversationId(row.int("conversation_id")?),
-        author_id: UserId(row.int("author_id")?),
-        payload: row.text("payload")?,
-        status: status
-            .parse::<MessageStatus>()
-            .map_err(|e| StorageError::Other(format!("message {id}: {e}")))?,
-        created_at: row.time("created_at")?,
-        send_at: row.opt_time("send_at")?,
-        sent_at: row.opt_time("sent_at")?,
-        attempts: u32::try_from(attempts).map_err(|_| {
-            StorageError::Other(format!("message {id}: negative attempts {attempts}"))
-        })?,
-        last_error: row.opt_text("last_error")?,
+        conversation_id: ConversationId(int::<D>(row, names.conversation_id)?),
+        author_id: UserId(int::<D>(row, names.author_id)?),
+        payload,
+        status,
+        created_at: time::<D>(row, names.created_at)?,
+        send_at: D::time(row, names.send_at)?,
+        next_attempt_at: D::time(row, names.next_attempt_at)?,
+        sent_at: D::time(row, names.sent_at)?,
+        attempts: u32::try_from(attempts).map_err(|e| bad(owner(), "attempts", e))?,
+        last_error: D::str(row, names.last_error)?.map(str::to_owned),
     })
 }
 
-/// A row of [`crate::sql::CONVERSATION`].
-pub(crate) fn conversation_context(
-    row: &impl Columns,
-) -> Result<ConversationContext, StorageError> {
-    let id = ConversationId(row.int("id")?);
-    let store_id = StoreId(row.int("store_id")?);
-    let operator_id = UserId(row.int("operator_id")?);
-    let client_id = UserId(row.int("client_id")?);
-    let status = row.text("status")?;
-    let client_zone = row.opt_text("client_time_zone")?;
+/// A row of `store_columns!`.
+pub(crate) fn store<D: Driver>(row: &DbRow<D>) -> Result<Store, StorageError> {
+    let id = StoreId(int::<D>(row, "store_id")?);
+    let owner = || format!("store {id}");
+    Ok(Store {
+        id,
+        name: text::<D>(row, "store_name")?.to_owned(),
+        time_zone: zone(text::<D>(row, "store_time_zone")?, owner)?,
+        sender_email: email(text::<D>(row, "store_sender_email")?, owner)?,
+        active_hours: D::str(row, "store_active_hours")?
+            .map(|raw| {
+                raw.parse::<ActiveHours>()
+                    .map_err(|e| bad(owner(), "active hours", e))
+            })
+            .transpose()?,
+    })
+}
+
+/// A row of `operator_columns!`.
+pub(crate) fn operator<D: Driver>(row: &DbRow<D>) -> Result<Operator, StorageError> {
+    Ok(Operator {
+        id: UserId(int::<D>(row, "operator_id")?),
+        name: text::<D>(row, "operator_name")?.to_owned(),
+        store_id: StoreId(int::<D>(row, "operator_store_id")?),
+        group: text::<D>(row, "operator_group")?.to_owned(),
+    })
+}
+
+/// A row of `client_columns!`.
+pub(crate) fn client<D: Driver>(row: &DbRow<D>) -> Result<Client, StorageError> {
+    let id = UserId(int::<D>(row, "client_id")?);
+    let owner = || format!("client {id}");
+    Ok(Client {
+        id,
+        name: text::<D>(row, "client_name")?.to_owned(),
+        email: email(text::<D>(row, "client_email")?, owner)?,
+        time_zone: D::str(row, "client_time_zone")?
+            .map(|name| zone(name, owner))
+            .transpose()?,
+        unsubscribed_at: D::time(row, "client_unsubscribed_at")?,
+    })
+}
+
+/// A row of `context_columns!`.
+pub(crate) fn context<D: Driver>(row: &DbRow<D>) -> Result<ConversationContext, StorageError> {
+    let id = ConversationId(int::<D>(row, "c_id")?);
+    let store = store::<D>(row)?;
+    let operator = operator::<D>(row)?;
+    let client = client::<D>(row)?;
     Ok(ConversationContext {
         conversation: Conversation {
             id,
-            store_id,
-            operator_id,
-            client_id,
-            status: status
-                .parse::<ConversationStatus>()
-                .map_err(|e| StorageError::Other(format!("conversation {id}: {e}")))?,
-            discount_code: row.opt_text("discount_code")?,
+            store_id: store.id,
+            operator_id: operator.id,
+            client_id: client.id,
+            status: text::<D>(row, "c_status")?
+                .parse()
+                .map_err(|e| bad(format!("conversation {id}"), "status", e))?,
+            discount_code: D::str(row, "c_discount_code")?.map(str::to_owned),
         },
-        store: Store {
-            id: store_id,
-            name: row.text("store_name")?,
-            time_zone: zone(&row.text("store_time_zone")?, || {
-                format!("store {store_id}")
-            })?,
-            sender_email: row.text("sender_email")?,
-        },
-        operator: Operator {
-            id: operator_id,
-            name: row.text("operator_name")?,
-            store_id: StoreId(row.int("operator_store_id")?),
-            group: row.text("operator_group")?,
-        },
-        client: Client {
-            id: client_id,
-            name: row.text("client_name")?,
-            email: row.text("client_email")?,
-            time_zone: client_zone
-                .map(|name| zone(&name, || format!("client {client_id}")))
-                .transpose()?,
-        },
+        store,
+        operator,
+        client,
     })
 }
 
-/// Parses a stored IANA zone name; `owner` says whose it is, for the error.
-fn zone(name: &str, owner: impl FnOnce() -> String) -> Result<Tz, StorageError> {
+/// Parses a stored IANA zone name of `owner`.
+fn zone<O: Display>(name: &str, owner: impl FnOnce() -> O) -> Result<Tz, StorageError> {
     name.parse::<Tz>()
-        .map_err(|_| StorageError::Other(format!("{}: unknown time zone {name:?} stored", owner())))
+        .map_err(|_| bad(owner(), "time zone", format!("unknown zone {name:?}")))
+}
+
+/// Parses a stored email address of `owner`.
+fn email<O: Display>(raw: &str, owner: impl FnOnce() -> O) -> Result<EmailAddress, StorageError> {
+    EmailAddress::parse(raw).map_err(|e| bad(owner(), "email", e))
 }
 
 #[cfg(test)]
@@ -116,14 +156,26 @@ mod tests {
 
     #[test]
     fn unknown_zone_is_an_error_not_a_panic() {
-        let err = zone("Mars/Olympus_Mons", || "store 1".to_owned()).unwrap_err();
+        let err = zone("Mars/Olympus_Mons", || "store 1").unwrap_err();
+        assert!(matches!(err, StorageError::Other(_)), "{err:?}");
         assert_eq!(
-            err,
-            StorageError::Other("store 1: unknown time zone \"Mars/Olympus_Mons\" stored".into())
+            err.detail(),
+            "storage error: store 1: stored time zone unreadable: unknown zone \"Mars/Olympus_Mons\""
         );
         assert_eq!(
-            zone("Asia/Kathmandu", String::new).unwrap(),
+            zone("Asia/Kathmandu", || "store 1").unwrap(),
             chrono_tz::Asia::Kathmandu
+        );
+    }
+
+    #[test]
+    fn bad_email_is_an_error_not_a_panic() {
+        let err = email("not an address", || "client 27").unwrap_err();
+        assert!(matches!(err, StorageError::Other(_)), "{err:?}");
+        assert!(
+            err.detail().contains("client 27: stored email"),
+            "{}",
+            err.detail()
         );
     }
 }

@@ -1,72 +1,423 @@
-//! The SQL both backends run as written: SQLite understands PostgreSQL's `$1` parameters,
+//! The SQL both dialects run as written: SQLite understands PostgreSQL's `$1` parameters,
 //! and the schemas have the same tables and columns. Only claiming and the bookkeeping of
-//! imports differ, and live in the backends' modules.
+//! imports differ, and live in the dialects' modules.
+//!
+//! Statements that change rows return what they changed (`RETURNING`), so that every
+//! statement runs the same way and a caller sees whether its condition held.
 
-/// The columns [`crate::rows::message`] reads, in `SELECT` and `RETURNING` lists.
+/// A store's columns, prefixed by `$q` (e.g. `"s."`), as `store_*` names.
+macro_rules! store_columns {
+    ($q:literal) => {
+        concat!(
+            $q,
+            "id AS store_id, ",
+            $q,
+            "name AS store_name, ",
+            $q,
+            "time_zone AS store_time_zone, ",
+            $q,
+            "sender_email AS store_sender_email, ",
+            $q,
+            "active_hours AS store_active_hours"
+        )
+    };
+}
+
+/// An operator's columns (a `users` row), prefixed by `$q`, as `operator_*` names.
+macro_rules! operator_columns {
+    ($q:literal) => {
+        concat!(
+            $q,
+            "id AS operator_id, ",
+            $q,
+            "name AS operator_name, ",
+            $q,
+            "store_id AS operator_store_id, ",
+            $q,
+            "operator_group AS operator_group"
+        )
+    };
+}
+
+/// A client's columns (a `users` row), prefixed by `$q`, as `client_*` names.
+macro_rules! client_columns {
+    ($q:literal) => {
+        concat!(
+            $q,
+            "id AS client_id, ",
+            $q,
+            "name AS client_name, ",
+            $q,
+            "email AS client_email, ",
+            $q,
+            "time_zone AS client_time_zone, ",
+            $q,
+            "unsubscribed_at AS client_unsubscribed_at"
+        )
+    };
+}
+
+/// A message's columns, prefixed by `$q`, under the names of [`MessageColumns`] with
+/// prefix `$p`.
 macro_rules! message_columns {
-    () => {
-        "id, conversation_id, author_id, payload, status, created_at, send_at, sent_at, \
-         attempts, last_error"
+    ($q:literal, $p:literal) => {
+        concat!(
+            $q,
+            "id AS ",
+            $p,
+            "id, ",
+            $q,
+            "conversation_id AS ",
+            $p,
+            "conversation_id, ",
+            $q,
+            "author_id AS ",
+            $p,
+            "author_id, ",
+            $q,
+            "payload AS ",
+            $p,
+            "payload, ",
+            $q,
+            "status AS ",
+            $p,
+            "status, ",
+            $q,
+            "created_at AS ",
+            $p,
+            "created_at, ",
+            $q,
+            "send_at AS ",
+            $p,
+            "send_at, ",
+            $q,
+            "next_attempt_at AS ",
+            $p,
+            "next_attempt_at, ",
+            $q,
+            "sent_at AS ",
+            $p,
+            "sent_at, ",
+            $q,
+            "attempts AS ",
+            $p,
+            "attempts, ",
+            $q,
+            "last_error AS ",
+            $p,
+            "last_error"
+        )
     };
 }
 pub(crate) use message_columns;
 
-pub(crate) const CONVERSATION: &str = "\
-    SELECT c.id, c.store_id, c.operator_id, c.client_id, c.status, c.discount_code, \
-           s.name AS store_name, s.time_zone AS store_time_zone, s.sender_email, \
-           o.name AS operator_name, o.store_id AS operator_store_id, o.operator_group, \
-           u.name AS client_name, u.email AS client_email, u.time_zone AS client_time_zone \
-    FROM conversations c \
-    JOIN stores s ON s.id = c.store_id \
-    JOIN users o ON o.id = c.operator_id \
-    JOIN users u ON u.id = c.client_id \
-    WHERE c.id = $1";
+/// The names [`message_columns!`] gives a message's columns.
+#[derive(Debug)]
+pub(crate) struct MessageColumns {
+    pub id: &'static str,
+    pub conversation_id: &'static str,
+    pub author_id: &'static str,
+    pub payload: &'static str,
+    pub status: &'static str,
+    pub created_at: &'static str,
+    pub send_at: &'static str,
+    pub next_attempt_at: &'static str,
+    pub sent_at: &'static str,
+    pub attempts: &'static str,
+    pub last_error: &'static str,
+}
 
-/// The newest `$3` messages below id `$2`, newest first (the caller reverses them).
-pub(crate) const MESSAGES_PAGE: &str = concat!(
+macro_rules! message_names {
+    ($p:literal) => {
+        MessageColumns {
+            id: concat!($p, "id"),
+            conversation_id: concat!($p, "conversation_id"),
+            author_id: concat!($p, "author_id"),
+            payload: concat!($p, "payload"),
+            status: concat!($p, "status"),
+            created_at: concat!($p, "created_at"),
+            send_at: concat!($p, "send_at"),
+            next_attempt_at: concat!($p, "next_attempt_at"),
+            sent_at: concat!($p, "sent_at"),
+            attempts: concat!($p, "attempts"),
+            last_error: concat!($p, "last_error"),
+        }
+    };
+}
+
+/// A message selected with `message_columns!("…", "")`.
+pub(crate) const MESSAGE: MessageColumns = message_names!("");
+/// A conversation's newest chat in the conversations list.
+pub(crate) const LAST_CHAT: MessageColumns = message_names!("lc_");
+
+/// A conversation with its store, operator and client: `c`, `s`, `o`, `u`.
+macro_rules! context_columns {
+    () => {
+        concat!(
+            "c.id AS c_id, c.status AS c_status, c.discount_code AS c_discount_code, ",
+            store_columns!("s."),
+            ", ",
+            operator_columns!("o."),
+            ", ",
+            client_columns!("u.")
+        )
+    };
+}
+
+macro_rules! context_joins {
+    () => {
+        " JOIN stores s ON s.id = c.store_id \
+          JOIN users o ON o.id = c.operator_id \
+          JOIN users u ON u.id = c.client_id "
+    };
+}
+
+// ---- conversations ---------------------------------------------------------------------
+
+pub(crate) const CONVERSATION: &str = concat!(
     "SELECT ",
-    message_columns!(),
-    " FROM messages WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+    context_columns!(),
+    " FROM conversations c",
+    context_joins!(),
+    "WHERE c.id = $1"
 );
 
-pub(crate) const MESSAGE: &str = concat!(
+/// The conversation `$1` with its newest `$3` messages below id `$2`, oldest first: one row
+/// per message, or one row with NULL message columns when the page is empty.
+pub(crate) const CONVERSATION_PAGE: &str = concat!(
+    "WITH page AS (SELECT ",
+    message_columns!("", ""),
+    " FROM messages WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3) \
+     SELECT ",
+    context_columns!(),
+    ", page.* FROM conversations c",
+    context_joins!(),
+    "LEFT JOIN page ON TRUE WHERE c.id = $1 ORDER BY page.id"
+);
+
+pub(crate) const SNAPSHOT: &str = "\
+    SELECT COALESCE((SELECT MAX(id) FROM messages), 0) AS max_message, \
+           COALESCE((SELECT MAX(id) FROM conversations), 0) AS max_conversation";
+
+/// The conversations a list page may hold, by the snapshot `$1` (highest message id) and
+/// `$2` (highest conversation id) and the filters `$3`-`$5` (status, store, operator; NULL:
+/// any).
+macro_rules! listed {
+    ($c:literal) => {
+        concat!(
+            $c,
+            ".id <= $2 AND ($3 IS NULL OR ",
+            $c,
+            ".status = $3) \
+             AND ($4 IS NULL OR ",
+            $c,
+            ".store_id = $4) \
+             AND ($5 IS NULL OR ",
+            $c,
+            ".operator_id = $5)"
+        )
+    };
+}
+
+/// The rows of the list page `page` (`id`, `activity`): each conversation with its client,
+/// zone, newest chat now and pending count now.
+macro_rules! list_rows {
+    () => {
+        concat!(
+            "SELECT page.activity, ",
+            context_columns!(),
+            ", ",
+            message_columns!("lc.", "lc_"),
+            ", (SELECT COUNT(*) FROM messages pm \
+                WHERE pm.conversation_id = c.id AND pm.status IN ('new', 'sending')) AS pending \
+             FROM page JOIN conversations c ON c.id = page.id",
+            context_joins!(),
+            "LEFT JOIN messages lc ON lc.id = (SELECT m.id FROM messages m \
+                                               WHERE m.conversation_id = c.id \
+                                               ORDER BY m.id DESC LIMIT 1) \
+             ORDER BY page.activity DESC, page.id DESC"
+        )
+    };
+}
+
+/// A page of the conversations list from the newest messages: listed conversations (see
+/// `listed!`) whose newest message up to `$1` is one of the `$7` newest messages below
+/// `$6` (the activity to start after), at most `$8`.
+///
+/// When it finds a full page, that page is right: a conversation it did not see has no
+/// message among those it read, so its activity is lower than all of theirs. It reads
+/// `$7` messages and probes the `(conversation_id, id)` index once for each, however many
+/// conversations and messages there are. Otherwise (few chats, strict filters, the end of
+/// the list) the caller reads [`LIST_CONVERSATIONS`].
+pub(crate) const LIST_RECENT_CONVERSATIONS: &str = concat!(
+    "WITH recent AS MATERIALIZED ( \
+         SELECT id, conversation_id FROM messages WHERE id <= $1 AND id < $6 \
+         ORDER BY id DESC LIMIT $7), \
+     page AS ( \
+         SELECT r.conversation_id AS id, r.id AS activity \
+         FROM recent r JOIN conversations lp ON lp.id = r.conversation_id \
+         WHERE ",
+    listed!("lp"),
+    " AND NOT EXISTS (SELECT 1 FROM messages n WHERE n.conversation_id = r.conversation_id \
+                       AND n.id > r.id AND n.id <= $1) \
+         ORDER BY r.id DESC LIMIT $8) ",
+    list_rows!()
+);
+
+/// A page of the conversations list: listed conversations (see `listed!`) after the
+/// activity key `$6`, `$7`, at most `$8`.
+///
+/// A conversation's activity is its newest message up to `$1`, found by one probe of the
+/// `(conversation_id, id)` index: the cost grows with the listed conversations, not with
+/// the messages.
+pub(crate) const LIST_CONVERSATIONS: &str = concat!(
+    "WITH keyed AS MATERIALIZED ( \
+         SELECT lp.id, COALESCE((SELECT m.id FROM messages m \
+                                 WHERE m.conversation_id = lp.id AND m.id <= $1 \
+                                 ORDER BY m.id DESC LIMIT 1), 0) AS activity \
+         FROM conversations lp WHERE ",
+    listed!("lp"),
+    "), \
+     page AS ( \
+         SELECT id, activity FROM keyed \
+         WHERE activity < $6 OR (activity = $6 AND id < $7) \
+         ORDER BY activity DESC, id DESC LIMIT $8) ",
+    list_rows!()
+);
+
+pub(crate) const INSERT_CONVERSATION: &str = "\
+    INSERT INTO conversations (store_id, operator_id, client_id, status, discount_code) \
+    VALUES ($1, $2, $3, 'open', $4) RETURNING id";
+
+/// Which of a new conversation's references exist (for a `NotFound` that names it).
+pub(crate) const CONVERSATION_REFERENCES: &str = "\
+    SELECT (SELECT COUNT(*) FROM stores WHERE id = $1) AS store, \
+           (SELECT COUNT(*) FROM users WHERE id = $2 AND role = 'operator') AS operator, \
+           (SELECT COUNT(*) FROM users WHERE id = $3 AND role = 'client') AS client";
+
+pub(crate) const SET_CONVERSATION_STATUS: &str =
+    "UPDATE conversations SET status = $2 WHERE id = $1 RETURNING id";
+
+// ---- stores, operators, clients --------------------------------------------------------
+
+pub(crate) const INSERT_STORE: &str = "\
+    INSERT INTO stores (name, time_zone, sender_email, active_hours) \
+    VALUES ($1, $2, $3, $4) RETURNING id";
+
+pub(crate) const STORE: &str = concat!(
     "SELECT ",
-    message_columns!(),
+    store_columns!("s."),
+    " FROM stores s WHERE s.id = $1"
+);
+
+pub(crate) const SET_STORE_HOURS: &str = concat!(
+    "UPDATE stores SET active_hours = $2 WHERE id = $1 RETURNING ",
+    store_columns!("")
+);
+
+pub(crate) const INSERT_OPERATOR: &str = "\
+    INSERT INTO users (role, name, store_id, operator_group) \
+    VALUES ('operator', $1, $2, $3) RETURNING id";
+
+pub(crate) const OPERATOR: &str = concat!(
+    "SELECT ",
+    operator_columns!("o."),
+    " FROM users o WHERE o.id = $1 AND o.role = 'operator'"
+);
+
+pub(crate) const INSERT_CLIENT: &str = "\
+    INSERT INTO users (role, name, email, email_key, time_zone) \
+    VALUES ('client', $1, $2, $3, $4) RETURNING id";
+
+pub(crate) const CLIENT: &str = concat!(
+    "SELECT ",
+    client_columns!("u."),
+    " FROM users u WHERE u.id = $1 AND u.role = 'client'"
+);
+
+pub(crate) const CLIENT_BY_EMAIL: &str = concat!(
+    "SELECT ",
+    client_columns!("u."),
+    " FROM users u WHERE u.email_key = $1 AND u.role = 'client'"
+);
+
+/// `$2`-`$4`: new name, email and email key (NULL: unchanged); `$5`: whether the zone
+/// changes, to `$6`.
+pub(crate) const UPDATE_CLIENT: &str = concat!(
+    "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
+     email_key = COALESCE($4, email_key), \
+     time_zone = CASE WHEN $5 THEN $6 ELSE time_zone END \
+     WHERE id = $1 AND role = 'client' RETURNING ",
+    client_columns!("")
+);
+
+pub(crate) const UNSUBSCRIBE_CLIENT: &str = concat!(
+    "UPDATE users SET unsubscribed_at = COALESCE(unsubscribed_at, $2) \
+     WHERE id = $1 AND role = 'client' RETURNING ",
+    client_columns!("")
+);
+
+// ---- messages --------------------------------------------------------------------------
+
+pub(crate) const MESSAGE_BY_ID: &str = concat!(
+    "SELECT ",
+    message_columns!("", ""),
     " FROM messages WHERE id = $1"
 );
 
 pub(crate) const MESSAGE_BY_KEY: &str = concat!(
     "SELECT ",
-    message_columns!(),
-    " FROM messages WHERE idempotency_key = $1"
+    message_columns!("", ""),
+    " FROM messages WHERE author_id = $1 AND idempotency_key = $2"
 );
 
-/// Returns no row when the idempotency key is taken; the caller then reads that message.
+/// Returns no row when the author's idempotency key is taken; the caller then reads that
+/// message.
 pub(crate) const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages \
      (conversation_id, author_id, payload, status, created_at, send_at, idempotency_key) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (idempotency_key) DO NOTHING \
+     ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING ",
-    message_columns!()
+    message_columns!("", "")
 );
+
+/// Which of a new message's references exist (for a `NotFound` that names it).
+pub(crate) const MESSAGE_REFERENCES: &str = "\
+    SELECT (SELECT COUNT(*) FROM conversations WHERE id = $1) AS conversation, \
+           (SELECT COUNT(*) FROM users WHERE id = $2) AS author";
+
+/// One conditional statement, so that a claim either sees the message `new` and takes it,
+/// or sees it `cancelled`.
+pub(crate) const CANCEL_MESSAGE: &str = concat!(
+    "UPDATE messages SET status = 'cancelled' WHERE id = $1 AND status = 'new' RETURNING ",
+    message_columns!("", "")
+);
+
+pub(crate) const RETRY_MESSAGE: &str = concat!(
+    "UPDATE messages SET status = 'new', send_at = $2, next_attempt_at = NULL, \
+     lease_until = NULL WHERE id = $1 AND status = 'failed' RETURNING ",
+    message_columns!("", "")
+);
+
+// ---- dispatch --------------------------------------------------------------------------
 
 /// The oldest `new` messages due at `$1` (at most `$2`), with the instant each became due.
 ///
-/// Claims read these and the expired leases (`expired_leases`) apart, each in the order of
-/// its partial index, and merge them: that reads at most `2 * $2` rows however large the
-/// backlog, where one query over both would sort the whole backlog (0.7 s for a million
+/// Claims read these and the expired leases (`expired_leases!`) apart, each in the order
+/// of its partial index, and merge them: that reads at most `2 * $2` rows however large
+/// the backlog, where one query over both would sort the whole backlog (0.7 s for a million
 /// due messages on PostgreSQL, against 1 ms). PostgreSQL appends a row lock.
 macro_rules! new_due {
     () => {
-        "SELECT id AS due_id, send_at AS due_at FROM messages \
-         WHERE status = 'new' AND send_at <= $1 \
-         ORDER BY send_at, id LIMIT $2"
+        "SELECT id AS due_id, COALESCE(next_attempt_at, send_at) AS due_at FROM messages \
+         WHERE status = 'new' AND COALESCE(next_attempt_at, send_at) <= $1 \
+         ORDER BY COALESCE(next_attempt_at, send_at), id LIMIT $2"
     };
 }
 pub(crate) use new_due;
 
-/// The oldest claims whose lease ended at `$1` (at most `$2`), like `new_due`.
+/// The oldest claims whose lease ended at `$1` (at most `$2`), like `new_due!`.
 macro_rules! expired_leases {
     () => {
         "SELECT id AS due_id, lease_until AS due_at FROM messages \
@@ -76,22 +427,35 @@ macro_rules! expired_leases {
 }
 pub(crate) use expired_leases;
 
+/// How much of the hourly cap is spent at `$2`: messages sent at or after `$1` (an hour
+/// earlier) and messages in flight under a live lease. Each half is answered from its
+/// partial index.
+pub(crate) const CAP_USED: &str = "\
+    SELECT (SELECT COUNT(*) FROM messages WHERE status = 'sent' AND sent_at >= $1) \
+         + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND lease_until > $2) \
+         AS used";
+
 /// `$1` the message, `$2` the claim's attempts: the fence of every result.
 macro_rules! fenced {
     () => {
-        " WHERE id = $1 AND status = 'sending' AND attempts = $2"
+        " WHERE id = $1 AND status = 'sending' AND attempts = $2 RETURNING id"
     };
 }
+
+pub(crate) const RENEW_LEASE: &str = concat!("UPDATE messages SET lease_until = $3", fenced!());
 
 pub(crate) const MARK_SENT: &str = concat!(
     "UPDATE messages SET status = 'sent', sent_at = $3, last_error = NULL, lease_until = NULL",
     fenced!()
 );
 
-/// A deferral (`$4` NULL) does not count as an attempt; a retry keeps the attempt and
-/// records its error.
+/// `$3` the instant, `$4` the error. A retry after a transient error (`$4` set) waits for
+/// `next_attempt_at` and keeps `send_at`; a deferral (`$4` NULL) moves `send_at` and does not
+/// count as an attempt.
 pub(crate) const RESCHEDULE: &str = concat!(
-    "UPDATE messages SET status = 'new', send_at = $3, lease_until = NULL, \
+    "UPDATE messages SET status = 'new', lease_until = NULL, \
+     send_at = CASE WHEN $4 IS NULL THEN $3 ELSE send_at END, \
+     next_attempt_at = CASE WHEN $4 IS NULL THEN NULL ELSE $3 END, \
      last_error = COALESCE($4, last_error), \
      attempts = CASE WHEN $4 IS NULL THEN attempts - 1 ELSE attempts END",
     fenced!()
@@ -102,46 +466,55 @@ pub(crate) const MARK_FAILED: &str = concat!(
     fenced!()
 );
 
-/// Each half is answered from its partial index.
-pub(crate) const NEXT_DUE: &str = "\
-    SELECT MIN(due_at) AS next_due FROM ( \
-        SELECT MIN(send_at) AS due_at FROM messages WHERE status = 'new' \
-        UNION ALL \
-        SELECT MIN(lease_until) AS due_at FROM messages WHERE status = 'sending' \
-    ) AS waiting";
+pub(crate) const MARK_SUPPRESSED: &str = concat!(
+    "UPDATE messages SET status = 'suppressed', last_error = $3, lease_until = NULL",
+    fenced!()
+);
 
-/// How much of the hourly cap is spent at `$2`: messages sent at or after `$1` (an hour
-/// earlier) and messages in flight under a live lease. Each half is answered from its
-/// partial index.
-pub(crate) const CAP_USED: &str = "\
-    SELECT (SELECT COUNT(*) FROM messages WHERE status = 'sent' AND sent_at >= $1) \
-         + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND lease_until > $2) \
-         AS used";
+/// The first due instant of each half, each read from its partial index.
+pub(crate) const NEXT_DUE: &str = "\
+    SELECT (SELECT COALESCE(next_attempt_at, send_at) FROM messages WHERE status = 'new' \
+            ORDER BY COALESCE(next_attempt_at, send_at), id LIMIT 1) AS new_due, \
+           (SELECT lease_until FROM messages WHERE status = 'sending' \
+            ORDER BY lease_until, id LIMIT 1) AS lease_due";
+
+/// Counts read from the partial indexes of waiting messages.
+pub(crate) const BACKLOG: &str = "\
+    SELECT (SELECT COUNT(*) FROM messages WHERE status = 'new') AS new_count, \
+           (SELECT COUNT(*) FROM messages WHERE status = 'sending') AS sending_count, \
+           (SELECT MIN(send_at) FROM messages \
+            WHERE status = 'new' AND COALESCE(next_attempt_at, send_at) <= $1) AS oldest_new, \
+           (SELECT MIN(send_at) FROM messages WHERE status = 'sending') AS oldest_sending";
+
+// ---- data sets, secrets, health --------------------------------------------------------
 
 pub(crate) const IMPORT_STORE: &str = "\
-    INSERT INTO stores (id, name, time_zone, sender_email) VALUES ($1, $2, $3, $4) \
-    ON CONFLICT (id) DO NOTHING";
+    INSERT INTO stores (id, name, time_zone, sender_email, active_hours) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_OPERATOR: &str = "\
     INSERT INTO users (id, role, name, store_id, operator_group) \
-    VALUES ($1, 'operator', $2, $3, $4) \
-    ON CONFLICT (id) DO NOTHING";
+    VALUES ($1, 'operator', $2, $3, $4) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_CLIENT: &str = "\
-    INSERT INTO users (id, role, name, email, time_zone) VALUES ($1, 'client', $2, $3, $4) \
-    ON CONFLICT (id) DO NOTHING";
+    INSERT INTO users (id, role, name, email, email_key, time_zone, unsubscribed_at) \
+    VALUES ($1, 'client', $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_CONVERSATION: &str = "\
     INSERT INTO conversations (id, store_id, operator_id, client_id, status, discount_code) \
-    VALUES ($1, $2, $3, $4, $5, $6) \
-    ON CONFLICT (id) DO NOTHING";
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 /// A message imported as `sending` has no lease to keep: it is due again at once.
 pub(crate) const IMPORT_MESSAGE: &str = "\
     INSERT INTO messages (id, conversation_id, author_id, payload, status, created_at, \
-                          send_at, sent_at, attempts, last_error, lease_until) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                          send_at, next_attempt_at, sent_at, attempts, last_error, lease_until) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
             CASE WHEN $5 = 'sending' THEN COALESCE($7, $6) END) \
-    ON CONFLICT (id) DO NOTHING";
+    ON CONFLICT (id) DO NOTHING RETURNING id";
+
+pub(crate) const INSERT_SECRET: &str =
+    "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
+pub(crate) const SECRET: &str = "SELECT value FROM secrets WHERE name = $1";
 
 pub(crate) const PING: &str = "SELECT 1";

@@ -218,7 +218,7 @@ pub(crate) async fn serve(
                 // Idle too long, or evicted to make room: close at once.
                 _ = activity.close.notified() => {}
                 // Shutdown: finish the request in flight, then close.
-                _ = stopped.wait_for(|stop| *stop) => {
+                _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
                 }

@@ -117,9 +117,7 @@ impl ServerBuilder {
     /// The bearer token every route but `/healthz` and the unsubscribe pages requires.
     /// Blank counts as none.
     pub fn api_token(mut self, token: Option<String>) -> Self {
-        self.api_token = token
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        self.api_token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         self
     }
 
@@ -244,11 +242,11 @@ impl Server {
     }
 
     fn links(&self, public_url: &str) -> Arc<dyn Links> {
-        Arc::new(SignedLinks::new(
-            self.key.clone(),
-            self.public_url.as_deref().unwrap_or(public_url),
-            self.reply_domain.clone(),
-        ))
+        Arc::new(SignedLinks {
+            key: self.key.clone(),
+            public_url: self.public_url.as_deref().unwrap_or(public_url).to_owned(),
+            reply_domain: self.reply_domain.clone(),
+        })
     }
 
     fn state(&self, public_url: &str) -> AppState {

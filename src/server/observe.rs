@@ -13,7 +13,7 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
             match outcome {
                 Outcome::Sent(at) => {
                     let due = message.send_at.unwrap_or(message.created_at);
-                    let lag = (*at - due).to_std().unwrap_or_default();
+                    let lag = Metrics::lag(due, *at);
                     metrics.email_sent(lag);
                     tracing::info!(%chat, attempt, lag_ms = lag.as_millis() as u64, "email sent");
                 }
@@ -54,7 +54,9 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
         } => {
             metrics.dispatch_storage_error();
             match message {
-                Some(chat) => tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease"),
+                Some(chat) => {
+                    tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease")
+                }
                 None => tracing::error!(action, error = %error.detail(), "storage failed"),
             }
         }

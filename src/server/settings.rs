@@ -115,7 +115,28 @@ impl Settings {
     /// # Errors
     /// Whatever stops the server from starting (a database it cannot open, an address it
     /// cannot bind, a public address without a token) or ends it.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let bind = self.bind.clone();
+        let server = self.server().await?;
+        let listener =
+            tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| ServerError::Setting {
+                    name: "BIND",
+                    message: format!("cannot listen on {bind}: {e}"),
+                })?;
+        server.serve(listener, shutdown).await
+    }
+
+    /// Opens the database and the mailer these settings name and builds the server, without
+    /// binding (tests serve it on a listener of their own).
+    ///
+    /// # Errors
+    /// A database or mailer that cannot be opened, an unusable secret.
+    pub async fn server(self) -> Result<Server, ServerError> {
         let database = redact(&self.database_url);
         let storage = cartloop_sqlx::connect(&self.database_url)
             .await
@@ -125,20 +146,14 @@ impl Settings {
             })?;
         tracing::info!(%database, "database ready");
         let mailer = open_mailer(self.smtp_url.as_deref(), &self.outbox_dir)?;
-        let listener = tokio::net::TcpListener::bind(&self.bind)
-            .await
-            .map_err(|e| ServerError::Setting {
-                name: "BIND",
-                message: format!("cannot listen on {}: {e}", self.bind),
-            })?;
-        let server = Server::builder(storage, mailer)
+        Server::builder(storage, mailer)
             .rules(self.rules())
             .dispatch(self.dispatch())
             .workers(self.dispatch_workers.into())
-            .api_token(self.api_token)
-            .public_url(self.public_url)
-            .reply_domain(self.reply_domain)
-            .secret(self.secret.map(String::into_bytes))
+            .api_token(self.api_token.clone())
+            .public_url(self.public_url.clone())
+            .reply_domain(self.reply_domain.clone())
+            .secret(self.secret.clone().map(String::into_bytes))
             .connection_limits(ConnectionLimits {
                 max_connections: self.max_connections as usize,
                 header_read_timeout: self.header_read_timeout,
@@ -147,8 +162,7 @@ impl Settings {
             })
             .request_timeout(self.request_timeout)
             .build()
-            .await?;
-        server.serve(listener, shutdown).await
+            .await
     }
 
     fn rules(&self) -> Rules {

@@ -1,6 +1,6 @@
 use crate::ports::Clock;
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -10,7 +10,11 @@ use std::task::{Context, Poll, Waker};
 ///
 /// [`Clock::sleep`] on it waits until the clock is moved ([`set`](Self::set),
 /// [`advance`](Self::advance)) past the sleeper's deadline, so a test drives a background
-/// loop step by step and never waits for real.
+/// loop step by step and never waits for real ([`sleepers`](Self::sleepers) and
+/// [`next_deadline`](Self::next_deadline) tell what the loop waits for).
+///
+/// Like every [`Clock`], it reads to the millisecond: sub-millisecond parts of the instants
+/// it is given are dropped.
 #[derive(Debug)]
 pub struct ManualClock {
     state: Mutex<State>,
@@ -24,12 +28,18 @@ struct State {
     sleepers: Vec<(u64, DateTime<Utc>, Waker)>,
 }
 
+/// `at` without its sub-millisecond part.
+fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = at.nanosecond();
+    at.with_nanosecond(nanos - nanos % 1_000_000).unwrap_or(at)
+}
+
 impl ManualClock {
     /// A clock reading `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
         Self {
             state: Mutex::new(State {
-                now,
+                now: to_millis(now),
                 next_id: 0,
                 sleepers: Vec::new(),
             }),
@@ -43,6 +53,7 @@ impl ManualClock {
     /// Sets the time, waking the sleepers whose deadline it reaches.
     pub fn set(&self, now: DateTime<Utc>) {
         let woken: Vec<Waker> = {
+            let now = to_millis(now);
             let mut state = self.lock();
             state.now = now;
             let (due, waiting) = std::mem::take(&mut state.sleepers)

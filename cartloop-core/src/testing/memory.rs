@@ -1,38 +1,82 @@
-use crate::demo::DemoData;
+use crate::active_hours::ActiveHours;
 use crate::domain::{
-    ClaimToken, Claimed, Client, Conversation, ConversationContext, Message, MessageStatus,
-    NewMessage, Operator, Store,
+    ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
+    ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation, NewMessage,
+    NewOperator, NewStore, Operator, Store,
 };
+use crate::email_address::EmailAddress;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
-use crate::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
+use crate::ports::{
+    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, DueCallback,
+    ImportSummary, Inserted, Page, Snapshot, Storage, StorageError, Transition,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// A complete [`Storage`] in memory, behind one lock. Meets the conformance suite; useful
 /// for tests and for embedding without a database.
-#[derive(Debug, Default)]
+///
+/// Every call is atomic (one lock), so the contracts that ask for atomicity (claims against
+/// cancels, the hourly cap) hold trivially. [`watch_due`](Storage::watch_due) callbacks are
+/// called after the lock is released, so a callback may call the storage.
+#[derive(Default)]
 pub struct MemoryStorage {
     state: Mutex<State>,
+    watchers: Mutex<Vec<DueCallback>>,
+    /// Injected failures: the next calls of a method that fail as `Unavailable`.
+    faults: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("state", &self.state)
+            .field("watchers", &self.lock_watchers().len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    stores: HashMap<StoreId, Store>,
-    operators: HashMap<UserId, Operator>,
-    clients: HashMap<UserId, Client>,
-    conversations: HashMap<ConversationId, Conversation>,
+    stores: BTreeMap<StoreId, Store>,
+    operators: BTreeMap<UserId, Operator>,
+    clients: BTreeMap<UserId, Client>,
+    conversations: BTreeMap<ConversationId, Conversation>,
     messages: BTreeMap<MessageId, Row>,
-    keys: HashMap<String, MessageId>,
-    next_id: i64,
+    /// Idempotency keys, scoped to their author.
+    keys: HashMap<(UserId, String), MessageId>,
+    secrets: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 struct Row {
     message: Message,
     lease_until: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    /// When the row can be claimed, if it waits at all: a `new` message at its due instant,
+    /// a `sending` one when its lease ends.
+    fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.message.status {
+            MessageStatus::New => self.message.next_attempt_at.or(self.message.send_at),
+            MessageStatus::Sending => self.lease_until,
+            _ => None,
+        }
+    }
+}
+
+/// The key emails are compared by: case-insensitive.
+fn email_key(email: &EmailAddress) -> String {
+    email.as_str().to_lowercase()
+}
+
+/// One above the highest of `ids`, or 1.
+fn next_id(ids: impl IntoIterator<Item = i64>) -> i64 {
+    ids.into_iter().max().unwrap_or(0).max(0) + 1
 }
 
 impl MemoryStorage {
@@ -43,6 +87,41 @@ impl MemoryStorage {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_watchers(&self) -> std::sync::MutexGuard<'_, Vec<DueCallback>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify_due(&self) {
+        let watchers = self.lock_watchers().clone();
+        for on_due in watchers {
+            on_due();
+        }
+    }
+
+    /// Makes the next `times` calls of `method` (e.g. `"mark_sent"`, `"conversation"`,
+    /// `"renew_leases"`) fail with [`StorageError::Unavailable`], as a database blip would,
+    /// changing nothing. For tests of failure paths.
+    pub fn fail_next(&self, method: &'static str, times: u32) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(method, times);
+    }
+
+    /// An injected failure for `method`, if one is due.
+    fn fault(&self, method: &'static str) -> Result<(), StorageError> {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        match faults.get_mut(method) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(StorageError::unavailable(format!(
+                    "injected failure of {method}"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Changes a conversation's discount code (for tests of rendering at send time).
@@ -57,6 +136,15 @@ impl MemoryStorage {
         if let Some(c) = self.lock().clients.get_mut(&id) {
             c.time_zone = tz;
         }
+    }
+
+    /// The lease of a `sending` message (for tests of heartbeats); `None` otherwise.
+    pub fn lease_until(&self, id: MessageId) -> Option<DateTime<Utc>> {
+        self.lock()
+            .messages
+            .get(&id)
+            .filter(|row| row.message.status == MessageStatus::Sending)
+            .and_then(|row| row.lease_until)
     }
 }
 
@@ -76,6 +164,48 @@ impl State {
             row.message.status == MessageStatus::Sending && row.message.attempts == token.attempt
         })
     }
+
+    fn next_user_id(&self) -> UserId {
+        let operators = self.operators.keys().map(|id| id.0);
+        let clients = self.clients.keys().map(|id| id.0);
+        UserId(next_id(operators.chain(clients)))
+    }
+
+    fn client_with_email(&self, email: &EmailAddress) -> Option<&Client> {
+        let key = email_key(email);
+        self.clients.values().find(|c| email_key(&c.email) == key)
+    }
+
+    fn page(&self, id: ConversationId, page: Page) -> Vec<Message> {
+        let upper = page.before.map_or(MessageId(i64::MAX), |b| b);
+        let mut out: Vec<Message> = self
+            .messages
+            .range(..upper)
+            .rev()
+            .filter(|(_, row)| row.message.conversation_id == id)
+            .take(page.limit as usize)
+            .map(|(_, row)| row.message.clone())
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Applies a status change if the message is in `from`.
+    fn transition(
+        &mut self,
+        id: MessageId,
+        from: MessageStatus,
+        change: impl FnOnce(&mut Row),
+    ) -> Transition {
+        let Some(row) = self.messages.get_mut(&id) else {
+            return Transition::NotFound;
+        };
+        if row.message.status != from {
+            return Transition::WrongStatus(row.message.clone());
+        }
+        change(row);
+        Transition::Done(row.message.clone())
+    }
 }
 
 #[async_trait]
@@ -84,73 +214,320 @@ impl Storage for MemoryStorage {
         &self,
         id: ConversationId,
     ) -> Result<Option<ConversationContext>, StorageError> {
+        self.fault("conversation")?;
         Ok(self.lock().context(id))
     }
 
-    async fn messages(&self, id: ConversationId, page: Page) -> Result<Vec<Message>, StorageError> {
+    async fn conversation_page(
+        &self,
+        id: ConversationId,
+        page: Page,
+    ) -> Result<Option<(ConversationContext, Vec<Message>)>, StorageError> {
         let state = self.lock();
-        let upper = page.before.map_or(i64::MAX, |b| b.0);
-        let mut out: Vec<Message> = state
-            .messages
-            .range(..MessageId(upper))
-            .rev()
-            .filter(|(_, row)| row.message.conversation_id == id)
-            .take(page.limit as usize)
-            .map(|(_, row)| row.message.clone())
+        Ok(state
+            .context(id)
+            .map(|context| (context, state.page(id, page))))
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let state = self.lock();
+        Ok(Snapshot {
+            max_message: state
+                .messages
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(MessageId(0)),
+            max_conversation: state
+                .conversations
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(ConversationId(0)),
+        })
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+        snapshot: Snapshot,
+        after: Option<ActivityKey>,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StorageError> {
+        let state = self.lock();
+        // One pass over the messages: each conversation's activity within the snapshot, its
+        // newest chat now and its pending count now.
+        #[derive(Default)]
+        struct Seen {
+            activity: i64,
+            last: Option<MessageId>,
+            pending: u64,
+        }
+        let mut seen: HashMap<ConversationId, Seen> = HashMap::new();
+        for (id, row) in &state.messages {
+            let entry = seen.entry(row.message.conversation_id).or_default();
+            if *id <= snapshot.max_message {
+                entry.activity = entry.activity.max(id.0);
+            }
+            entry.last = entry.last.max(Some(*id));
+            entry.pending += u64::from(row.message.status.is_pending());
+        }
+        let mut rows: Vec<(ActivityKey, &Conversation)> = state
+            .conversations
+            .range(..=snapshot.max_conversation)
+            .map(|(_, c)| c)
+            .filter(|c| filter.status.is_none_or(|s| c.status == s))
+            .filter(|c| filter.store_id.is_none_or(|s| c.store_id == s))
+            .filter(|c| filter.operator_id.is_none_or(|o| c.operator_id == o))
+            .map(|c| {
+                let activity = seen.get(&c.id).map_or(0, |s| s.activity);
+                let key = ActivityKey {
+                    activity,
+                    conversation: c.id,
+                };
+                (key, c)
+            })
+            .filter(|(key, _)| after.is_none_or(|after| *key < after))
             .collect();
-        out.reverse();
+        rows.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        rows.truncate(limit as usize);
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, conversation) in rows {
+            let Some(client) = state.clients.get(&conversation.client_id) else {
+                return Err(StorageError::other(format!(
+                    "conversation {} names a missing client",
+                    conversation.id
+                )));
+            };
+            let Some(store) = state.stores.get(&conversation.store_id) else {
+                return Err(StorageError::other(format!(
+                    "conversation {} names a missing store",
+                    conversation.id
+                )));
+            };
+            let seen = seen.get(&conversation.id);
+            out.push(ConversationSummary {
+                conversation: conversation.clone(),
+                client_name: client.name.clone(),
+                client_time_zone: client.time_zone.unwrap_or(store.time_zone),
+                last_chat: seen
+                    .and_then(|s| s.last)
+                    .map(|id| state.messages[&id].message.clone()),
+                pending_count: seen.map_or(0, |s| s.pending),
+                key,
+            });
+        }
         Ok(out)
     }
 
-    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
+    async fn create_conversation(
+        &self,
+        new: NewConversation,
+    ) -> Result<Conversation, StorageError> {
         let mut state = self.lock();
-        if let Some(key) = &new.idempotency_key {
-            if let Some(id) = state.keys.get(key) {
-                let message = state.messages[id].message.clone();
-                return Ok(Inserted {
-                    message,
-                    created: false,
-                });
-            }
+        if !state.stores.contains_key(&new.store_id) {
+            return Err(StorageError::NotFound(format!("store {}", new.store_id)));
         }
-        if !state.conversations.contains_key(&new.conversation_id) {
+        if !state.operators.contains_key(&new.operator_id) {
             return Err(StorageError::NotFound(format!(
-                "conversation {}",
-                new.conversation_id
+                "operator {}",
+                new.operator_id
             )));
         }
-        let next = state
-            .messages
-            .keys()
-            .next_back()
-            .map_or(0, |id| id.0)
-            .max(state.next_id)
-            + 1;
-        state.next_id = next;
-        let message = Message {
-            id: MessageId(next),
-            conversation_id: new.conversation_id,
-            author_id: new.author_id,
-            payload: new.payload,
-            status: new.status,
-            created_at: new.created_at,
-            send_at: new.send_at,
-            sent_at: None,
-            attempts: 0,
-            last_error: None,
-        };
-        if let Some(key) = new.idempotency_key {
-            state.keys.insert(key, message.id);
+        if !state.clients.contains_key(&new.client_id) {
+            return Err(StorageError::NotFound(format!("client {}", new.client_id)));
         }
-        state.messages.insert(
-            message.id,
-            Row {
-                message: message.clone(),
-                lease_until: None,
-            },
-        );
+        let id = ConversationId(next_id(state.conversations.keys().map(|id| id.0)));
+        let conversation = Conversation {
+            id,
+            store_id: new.store_id,
+            operator_id: new.operator_id,
+            client_id: new.client_id,
+            status: ConversationStatus::Open,
+            discount_code: new.discount_code,
+        };
+        state.conversations.insert(id, conversation.clone());
+        Ok(conversation)
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<bool, StorageError> {
+        Ok(match self.lock().conversations.get_mut(&id) {
+            Some(c) => {
+                c.status = status;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
+        let mut state = self.lock();
+        let id = StoreId(next_id(state.stores.keys().map(|id| id.0)));
+        let store = Store {
+            id,
+            name: new.name,
+            time_zone: new.time_zone,
+            sender_email: new.sender_email,
+            active_hours: new.active_hours,
+        };
+        state.stores.insert(id, store.clone());
+        Ok(store)
+    }
+
+    async fn store(&self, id: StoreId) -> Result<Option<Store>, StorageError> {
+        Ok(self.lock().stores.get(&id).cloned())
+    }
+
+    async fn set_store_hours(
+        &self,
+        id: StoreId,
+        hours: Option<ActiveHours>,
+    ) -> Result<Option<Store>, StorageError> {
+        Ok(self.lock().stores.get_mut(&id).map(|store| {
+            store.active_hours = hours;
+            store.clone()
+        }))
+    }
+
+    async fn create_operator(&self, new: NewOperator) -> Result<Operator, StorageError> {
+        let mut state = self.lock();
+        if !state.stores.contains_key(&new.store_id) {
+            return Err(StorageError::NotFound(format!("store {}", new.store_id)));
+        }
+        let operator = Operator {
+            id: state.next_user_id(),
+            name: new.name,
+            store_id: new.store_id,
+            group: new.group,
+        };
+        state.operators.insert(operator.id, operator.clone());
+        Ok(operator)
+    }
+
+    async fn operator(&self, id: UserId) -> Result<Option<Operator>, StorageError> {
+        Ok(self.lock().operators.get(&id).cloned())
+    }
+
+    async fn create_client(&self, new: NewClient) -> Result<Client, StorageError> {
+        let mut state = self.lock();
+        if let Some(existing) = state.client_with_email(&new.email) {
+            return Err(StorageError::Conflict(format!(
+                "client {} has this email",
+                existing.id
+            )));
+        }
+        let client = Client {
+            id: state.next_user_id(),
+            name: new.name,
+            email: new.email,
+            time_zone: new.time_zone,
+            unsubscribed_at: None,
+        };
+        state.clients.insert(client.id, client.clone());
+        Ok(client)
+    }
+
+    async fn client(&self, id: UserId) -> Result<Option<Client>, StorageError> {
+        Ok(self.lock().clients.get(&id).cloned())
+    }
+
+    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError> {
+        Ok(self.lock().client_with_email(email).cloned())
+    }
+
+    async fn update_client(
+        &self,
+        id: UserId,
+        changes: ClientChanges,
+    ) -> Result<Option<Client>, StorageError> {
+        let mut state = self.lock();
+        if !state.clients.contains_key(&id) {
+            return Ok(None);
+        }
+        if let Some(email) = &changes.email {
+            if let Some(other) = state.client_with_email(email).filter(|c| c.id != id) {
+                return Err(StorageError::Conflict(format!(
+                    "client {} has this email",
+                    other.id
+                )));
+            }
+        }
+        let client = state.clients.get_mut(&id).expect("checked above");
+        if let Some(name) = changes.name {
+            client.name = name;
+        }
+        if let Some(email) = changes.email {
+            client.email = email;
+        }
+        if let Some(time_zone) = changes.time_zone {
+            client.time_zone = time_zone;
+        }
+        Ok(Some(client.clone()))
+    }
+
+    async fn unsubscribe_client(
+        &self,
+        id: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Client>, StorageError> {
+        Ok(self.lock().clients.get_mut(&id).map(|client| {
+            client.unsubscribed_at.get_or_insert(at);
+            client.clone()
+        }))
+    }
+
+    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
+        let inserted = {
+            let mut state = self.lock();
+            if let Some(key) = &new.idempotency_key {
+                if let Some(id) = state.keys.get(&(new.author_id, key.clone())) {
+                    return Ok(Inserted {
+                        message: state.messages[id].message.clone(),
+                        created: false,
+                    });
+                }
+            }
+            if !state.conversations.contains_key(&new.conversation_id) {
+                return Err(StorageError::NotFound(format!(
+                    "conversation {}",
+                    new.conversation_id
+                )));
+            }
+            let id = MessageId(next_id(state.messages.keys().map(|id| id.0)));
+            let message = Message {
+                id,
+                conversation_id: new.conversation_id,
+                author_id: new.author_id,
+                payload: new.payload,
+                status: new.status,
+                created_at: new.created_at,
+                send_at: new.send_at,
+                next_attempt_at: None,
+                sent_at: None,
+                attempts: 0,
+                last_error: None,
+            };
+            if let Some(key) = new.idempotency_key {
+                state.keys.insert((new.author_id, key), id);
+            }
+            state.messages.insert(
+                id,
+                Row {
+                    message: message.clone(),
+                    lease_until: None,
+                },
+            );
+            message
+        };
+        if inserted.status == MessageStatus::New {
+            self.notify_due();
+        }
         Ok(Inserted {
-            message,
+            message: inserted,
             created: true,
         })
     }
@@ -159,12 +536,36 @@ impl Storage for MemoryStorage {
         Ok(self.lock().messages.get(&id).map(|row| row.message.clone()))
     }
 
+    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
+        Ok(self.lock().transition(id, MessageStatus::New, |row| {
+            row.message.status = MessageStatus::Cancelled;
+        }))
+    }
+
+    async fn retry_message(
+        &self,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Result<Transition, StorageError> {
+        let transition = self.lock().transition(id, MessageStatus::Failed, |row| {
+            row.message.status = MessageStatus::New;
+            row.message.send_at = Some(at);
+            row.message.next_attempt_at = None;
+            row.lease_until = None;
+        });
+        if matches!(transition, Transition::Done(_)) {
+            self.notify_due();
+        }
+        Ok(transition)
+    }
+
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
+        self.fault("claim_due")?;
         let mut state = self.lock();
         let used = match limit.hourly_cap {
             None => 0,
@@ -185,23 +586,22 @@ impl Storage for MemoryStorage {
             .messages
             .values()
             .filter_map(|row| {
-                let m = &row.message;
-                match m.status {
-                    MessageStatus::New => m.send_at.filter(|at| *at <= now),
-                    MessageStatus::Sending => row.lease_until.filter(|at| *at <= now),
-                    _ => None,
-                }
-                .map(|at| (at, m.id))
+                row.due_at()
+                    .filter(|at| *at <= now)
+                    .map(|at| (at, row.message.id))
             })
             .collect();
         due.sort();
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let until = now
+            .checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut claimed = Vec::new();
         for (_, id) in due.into_iter().take(limit.allowed(used) as usize) {
             let row = state.messages.get_mut(&id).expect("listed above");
             row.message.status = MessageStatus::Sending;
             row.message.attempts += 1;
-            row.lease_until = Some(now + lease);
+            row.lease_until = Some(until);
             claimed.push(Claimed {
                 token: ClaimToken {
                     message_id: id,
@@ -213,7 +613,25 @@ impl Storage for MemoryStorage {
         Ok(claimed)
     }
 
+    async fn renew_leases(
+        &self,
+        tokens: &[ClaimToken],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StorageError> {
+        self.fault("renew_leases")?;
+        let mut state = self.lock();
+        let mut renewed = BTreeSet::new();
+        for token in tokens {
+            if let Some(row) = state.fenced(*token) {
+                row.lease_until = Some(until);
+                renewed.insert(token.message_id);
+            }
+        }
+        Ok(renewed.len() as u64)
+    }
+
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
+        self.fault("mark_sent")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -231,21 +649,29 @@ impl Storage for MemoryStorage {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError> {
+        self.fault("reschedule")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
         };
         row.message.status = MessageStatus::New;
-        row.message.send_at = Some(at);
         row.lease_until = None;
         match error {
-            Some(error) => row.message.last_error = Some(error),
-            None => row.message.attempts -= 1,
+            Some(error) => {
+                row.message.next_attempt_at = Some(at);
+                row.message.last_error = Some(error);
+            }
+            None => {
+                row.message.send_at = Some(at);
+                row.message.next_attempt_at = None;
+                row.message.attempts = row.message.attempts.saturating_sub(1);
+            }
         }
         Ok(true)
     }
 
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
+        self.fault("mark_failed")?;
         let mut state = self.lock();
         let Some(row) = state.fenced(token) else {
             return Ok(false);
@@ -256,65 +682,95 @@ impl Storage for MemoryStorage {
         Ok(true)
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
-        let state = self.lock();
-        Ok(state
-            .messages
-            .values()
-            .filter_map(|row| match row.message.status {
-                MessageStatus::New => row.message.send_at,
-                MessageStatus::Sending => row.lease_until,
-                _ => None,
-            })
-            .min())
+    async fn mark_suppressed(
+        &self,
+        token: ClaimToken,
+        reason: String,
+    ) -> Result<bool, StorageError> {
+        self.fault("mark_suppressed")?;
+        let mut state = self.lock();
+        let Some(row) = state.fenced(token) else {
+            return Ok(false);
+        };
+        row.message.status = MessageStatus::Suppressed;
+        row.message.last_error = Some(reason);
+        row.lease_until = None;
+        Ok(true)
     }
 
-    async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.fault("next_due")?;
+        Ok(self.lock().messages.values().filter_map(Row::due_at).min())
+    }
+
+    async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog, StorageError> {
+        let state = self.lock();
+        let mut backlog = Backlog::default();
+        for row in state.messages.values() {
+            if !row.message.status.is_pending() {
+                continue;
+            }
+            backlog.waiting += 1;
+            let due = match row.message.status {
+                MessageStatus::New => row.due_at().is_some_and(|at| at <= now),
+                _ => true,
+            };
+            if due {
+                backlog.oldest_due = match (backlog.oldest_due, row.message.send_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        Ok(backlog)
+    }
+
+    async fn watch_due(&self, on_due: DueCallback) -> Result<(), StorageError> {
+        self.lock_watchers().push(on_due);
+        Ok(())
+    }
+
+    async fn import(&self, data: &Dataset) -> Result<ImportSummary, StorageError> {
         let mut state = self.lock();
         let mut inserted = 0u64;
-        let mut count = |fresh: bool| inserted += u64::from(fresh);
+        fn add<K: Ord, V: Clone>(map: &mut BTreeMap<K, V>, key: K, value: &V) -> u64 {
+            match map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(_) => 0,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(value.clone());
+                    1
+                }
+            }
+        }
         for s in &data.stores {
-            count(state.stores.try_insert_owned(s.id, s.clone()));
+            inserted += add(&mut state.stores, s.id, s);
         }
         for o in &data.operators {
-            count(state.operators.try_insert_owned(o.id, o.clone()));
+            inserted += add(&mut state.operators, o.id, o);
         }
         for c in &data.clients {
-            count(state.clients.try_insert_owned(c.id, c.clone()));
+            inserted += add(&mut state.clients, c.id, c);
         }
         for c in &data.conversations {
-            count(state.conversations.try_insert_owned(c.id, c.clone()));
+            inserted += add(&mut state.conversations, c.id, c);
         }
         for m in &data.messages {
-            let fresh = !state.messages.contains_key(&m.id);
-            if fresh {
-                state.messages.insert(
-                    m.id,
-                    Row {
-                        message: m.clone(),
-                        lease_until: None,
-                    },
-                );
-            }
-            count(fresh);
+            let row = Row {
+                message: m.clone(),
+                lease_until: None,
+            };
+            inserted += add(&mut state.messages, m.id, &row);
         }
         Ok(ImportSummary { inserted })
     }
-}
 
-trait TryInsertOwned<K, V> {
-    fn try_insert_owned(&mut self, key: K, value: V) -> bool;
-}
-
-impl<K: std::hash::Hash + Eq, V> TryInsertOwned<K, V> for HashMap<K, V> {
-    fn try_insert_owned(&mut self, key: K, value: V) -> bool {
-        match self.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(value);
-                true
-            }
-        }
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        Ok(self
+            .lock()
+            .secrets
+            .entry(name.to_owned())
+            .or_insert(candidate)
+            .clone())
     }
 }
 

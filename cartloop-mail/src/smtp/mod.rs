@@ -1,8 +1,8 @@
 //! [`SmtpMailer`]: delivery over SMTP with lettre, pooled connections and rustls.
 
 mod classify;
-mod message;
 mod pool;
+mod prepared;
 mod transaction;
 mod url;
 
@@ -58,9 +58,9 @@ impl Default for SmtpOptions {
 /// Credentials go in the user info, percent-encoded: `smtp://user:p%40ss@host?tls=starttls`;
 /// they are sent with `AUTH PLAIN` or `LOGIN`. TLS is rustls with the webpki roots.
 ///
-/// Each email is `From: from_name <from_address>`, `To: to_name <to_address>`, with the
-/// subject, `Message-ID: <message_id_header>`, `Date`, and the UTF-8 text body; non-ASCII
-/// names are RFC 2047-encoded. Errors are classified for the dispatcher:
+/// Each email is the message [`build_message`](crate::build_message) writes, byte for byte
+/// what the [`OutboxMailer`](crate::OutboxMailer) would write. Errors are classified for
+/// the dispatcher:
 ///
 /// - an invalid address, or a 5xx reply to `MAIL FROM`, `RCPT TO`, `DATA` or the message:
 ///   [`Permanent`](cartloop_core::ports::MailErrorKind::Permanent);
@@ -196,7 +196,7 @@ impl fmt::Debug for SmtpMailer {
 #[async_trait]
 impl Mailer for SmtpMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
-        let mail = message::prepare(email)?;
+        let mail = prepared::prepare(email)?;
         let mut lease = self
             .pool
             .lease()

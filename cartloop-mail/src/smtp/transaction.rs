@@ -1,8 +1,8 @@
 //! One mail transaction on an open connection: `MAIL FROM`, `RCPT TO`, `DATA`, the message.
 
 use super::classify::{Failure, Step};
-use super::message::Prepared;
 use super::pool::with_timeout;
+use super::prepared::Prepared;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};

@@ -1,7 +1,7 @@
 //! Reading received emails in tests: headers (unfolded, RFC 2047-decoded) and the body
 //! (transfer encoding undone).
 
-use crate::base64;
+use super::base64_decode;
 
 /// One email an [`SmtpSink`](super::SmtpSink) accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl ParsedEmail {
             .to_ascii_lowercase();
         let bytes = match encoding.as_str() {
             "quoted-printable" => decode_quoted_printable(&self.body),
-            "base64" => base64::decode(&String::from_utf8_lossy(&self.body))
+            "base64" => base64_decode(&String::from_utf8_lossy(&self.body))
                 .unwrap_or_else(|| self.body.clone()),
             _ => self.body.clone(),
         };
@@ -162,7 +162,7 @@ fn decode_word(s: &str) -> Option<(String, usize)> {
         return None;
     }
     let bytes = match encoding {
-        "b" | "B" => base64::decode(text)?,
+        "b" | "B" => base64_decode(text)?,
         "q" | "Q" => decode_quoted_printable(text.replace('_', " ").as_bytes()),
         _ => return None,
     };

@@ -18,3 +18,8 @@ mod sink;
 
 pub use email::{decode_encoded_words, ParsedEmail, ReceivedMail};
 pub use sink::{Fault, SinkBehavior, SmtpSink};
+
+/// Standard base64 (line breaks and spaces ignored), `None` if `text` is not base64.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    mail_parser::decoders::base64::base64_decode(text.as_bytes())
+}

@@ -1,7 +1,7 @@
 //! [`SmtpSink`]: a small SMTP server on real TCP that records what it receives.
 
+use super::base64_decode;
 use super::email::ReceivedMail;
-use crate::base64;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -536,7 +536,7 @@ impl Session {
             return self.reply("501 5.7.0 authentication cancelled").await;
         }
         // PLAIN: authorization id, user and password, separated by NUL bytes.
-        let decoded = base64::decode(&response).and_then(|bytes| String::from_utf8(bytes).ok());
+        let decoded = base64_decode(&response).and_then(|bytes| String::from_utf8(bytes).ok());
         let Some([_, user, password]) = decoded.as_deref().and_then(|d| {
             let parts: Vec<&str> = d.split('\0').collect();
             <[&str; 3]>::try_from(parts).ok()

@@ -4,10 +4,18 @@
 pub mod scenarios;
 
 use async_trait::async_trait;
-use cartloop_core::demo::DemoData;
-use cartloop_core::domain::{ClaimToken, Claimed, ConversationContext, Message, NewMessage};
-use cartloop_core::ids::{ConversationId, MessageId};
-use cartloop_core::ports::{ClaimLimit, ImportSummary, Inserted, Page, Storage, StorageError};
+use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::domain::{
+    ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
+    ConversationStatus, Dataset, Message, NewClient, NewConversation, NewMessage, NewOperator,
+    NewStore, Operator, Store,
+};
+use cartloop_core::email_address::EmailAddress;
+use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
+use cartloop_core::ports::{
+    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, DueCallback,
+    ImportSummary, Inserted, Page, Snapshot, Storage, StorageError, Transition,
+};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -28,6 +36,7 @@ impl<S> Guarded<S> {
     }
 }
 
+/// Every call goes to the storage, so that the conformance suite can take a `Guarded`.
 #[async_trait]
 impl<S: Storage> Storage for Guarded<S> {
     async fn conversation(
@@ -37,8 +46,95 @@ impl<S: Storage> Storage for Guarded<S> {
         self.storage.conversation(id).await
     }
 
-    async fn messages(&self, id: ConversationId, page: Page) -> Result<Vec<Message>, StorageError> {
-        self.storage.messages(id, page).await
+    async fn conversation_page(
+        &self,
+        id: ConversationId,
+        page: Page,
+    ) -> Result<Option<(ConversationContext, Vec<Message>)>, StorageError> {
+        self.storage.conversation_page(id, page).await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        self.storage.snapshot().await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+        snapshot: Snapshot,
+        after: Option<ActivityKey>,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StorageError> {
+        self.storage
+            .list_conversations(filter, snapshot, after, limit)
+            .await
+    }
+
+    async fn create_conversation(
+        &self,
+        conversation: NewConversation,
+    ) -> Result<Conversation, StorageError> {
+        self.storage.create_conversation(conversation).await
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<bool, StorageError> {
+        self.storage.set_conversation_status(id, status).await
+    }
+
+    async fn create_store(&self, store: NewStore) -> Result<Store, StorageError> {
+        self.storage.create_store(store).await
+    }
+
+    async fn store(&self, id: StoreId) -> Result<Option<Store>, StorageError> {
+        self.storage.store(id).await
+    }
+
+    async fn set_store_hours(
+        &self,
+        id: StoreId,
+        hours: Option<ActiveHours>,
+    ) -> Result<Option<Store>, StorageError> {
+        self.storage.set_store_hours(id, hours).await
+    }
+
+    async fn create_operator(&self, operator: NewOperator) -> Result<Operator, StorageError> {
+        self.storage.create_operator(operator).await
+    }
+
+    async fn operator(&self, id: UserId) -> Result<Option<Operator>, StorageError> {
+        self.storage.operator(id).await
+    }
+
+    async fn create_client(&self, client: NewClient) -> Result<Client, StorageError> {
+        self.storage.create_client(client).await
+    }
+
+    async fn client(&self, id: UserId) -> Result<Option<Client>, StorageError> {
+        self.storage.client(id).await
+    }
+
+    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError> {
+        self.storage.client_by_email(email).await
+    }
+
+    async fn update_client(
+        &self,
+        id: UserId,
+        changes: ClientChanges,
+    ) -> Result<Option<Client>, StorageError> {
+        self.storage.update_client(id, changes).await
+    }
+
+    async fn unsubscribe_client(
+        &self,
+        id: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Client>, StorageError> {
+        self.storage.unsubscribe_client(id, at).await
     }
 
     async fn insert_message(&self, message: NewMessage) -> Result<Inserted, StorageError> {
@@ -49,6 +145,18 @@ impl<S: Storage> Storage for Guarded<S> {
         self.storage.message(id).await
     }
 
+    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
+        self.storage.cancel_message(id).await
+    }
+
+    async fn retry_message(
+        &self,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Result<Transition, StorageError> {
+        self.storage.retry_message(id, at).await
+    }
+
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -56,6 +164,14 @@ impl<S: Storage> Storage for Guarded<S> {
         limit: ClaimLimit,
     ) -> Result<Vec<Claimed>, StorageError> {
         self.storage.claim_due(now, lease, limit).await
+    }
+
+    async fn renew_leases(
+        &self,
+        tokens: &[ClaimToken],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StorageError> {
+        self.storage.renew_leases(tokens, until).await
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
@@ -75,12 +191,32 @@ impl<S: Storage> Storage for Guarded<S> {
         self.storage.mark_failed(token, error).await
     }
 
+    async fn mark_suppressed(
+        &self,
+        token: ClaimToken,
+        reason: String,
+    ) -> Result<bool, StorageError> {
+        self.storage.mark_suppressed(token, reason).await
+    }
+
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
         self.storage.next_due().await
     }
 
-    async fn import(&self, data: &DemoData) -> Result<ImportSummary, StorageError> {
+    async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog, StorageError> {
+        self.storage.backlog(now).await
+    }
+
+    async fn watch_due(&self, on_due: DueCallback) -> Result<(), StorageError> {
+        self.storage.watch_due(on_due).await
+    }
+
+    async fn import(&self, data: &Dataset) -> Result<ImportSummary, StorageError> {
         self.storage.import(data).await
+    }
+
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        self.storage.secret(name, candidate).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

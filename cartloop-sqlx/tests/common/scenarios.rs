@@ -3,10 +3,17 @@
 
 use cartloop_core::demo::demo_data;
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
-use cartloop_core::domain::{MessageStatus, NewMessage};
-use cartloop_core::ids::{ConversationId, MessageId, UserId};
-use cartloop_core::ports::{ClaimLimit, Clock, Page, Storage, StorageError};
-use cartloop_core::testing::{ManualClock, RecordingMailer};
+use cartloop_core::domain::{
+    ConversationStatus, Message, MessageStatus, NewClient, NewConversation, NewMessage, NewStore,
+};
+use cartloop_core::email_address::EmailAddress;
+use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
+use cartloop_core::ports::{
+    ClaimLimit, Clock, ConversationFilter, Page, Storage, StorageError, Transition,
+};
+use cartloop_core::rules::Rules;
+use cartloop_core::testing::{ManualClock, MemoryStorage, RecordingMailer};
+use cartloop_core::validate::{Payload, ValidationPolicy};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +26,16 @@ const ALL: Page = Page {
     before: None,
 };
 
+/// All of a conversation's messages, oldest first.
+pub async fn messages(storage: &dyn Storage, id: ConversationId) -> Vec<Message> {
+    let (_, messages) = storage
+        .conversation_page(id, ALL)
+        .await
+        .unwrap()
+        .expect("conversation");
+    messages
+}
+
 /// 2026-11-25 15:00Z is 09:00 in Chicago, where client 27 (conversation 1) lives.
 pub fn nine_am_chicago() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap()
@@ -29,7 +46,7 @@ pub fn operator_message(payload: &str, send_at: DateTime<Utc>) -> NewMessage {
     NewMessage {
         conversation_id: ConversationId(1),
         author_id: UserId(24),
-        payload: payload.to_owned(),
+        payload: Payload::parse(payload, &ValidationPolicy::default()).expect("valid payload"),
         status: MessageStatus::New,
         created_at: send_at,
         send_at: Some(send_at),
@@ -48,7 +65,7 @@ fn dispatcher(
         lease: LEASE,
         ..DispatchConfig::default()
     };
-    Dispatcher::new(storage, mailer, clock, config)
+    Dispatcher::new(storage, mailer, clock, Arc::new(Rules::default()), config)
 }
 
 /// A dispatcher claims a message through `dead` and dies; one on `alive` delivers it once the
@@ -111,7 +128,7 @@ pub async fn concurrent_inserts(storage: Arc<dyn Storage>) {
     let ids: HashSet<MessageId> = inserted.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), 100, "ids are unique");
 
-    let stored = storage.messages(ConversationId(1), ALL).await.unwrap();
+    let stored = messages(&*storage, ConversationId(1)).await;
     assert_eq!(stored.len(), 3 + 100);
     assert!(
         stored.windows(2).all(|w| w[0].id < w[1].id),
@@ -141,7 +158,7 @@ pub async fn concurrent_idempotent_inserts(storage: Arc<dyn Storage>) {
     }
     assert_eq!(results.iter().filter(|r| r.created).count(), 1);
     assert!(results.iter().all(|r| r.message == results[0].message));
-    let stored = storage.messages(ConversationId(1), ALL).await.unwrap();
+    let stored = messages(&*storage, ConversationId(1)).await;
     assert_eq!(stored.len(), 4);
 }
 
@@ -212,7 +229,7 @@ pub async fn racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>, count:
     let emailed: HashSet<MessageId> = emails.iter().map(|e| e.message_id).collect();
     assert_eq!(emails.len(), count, "no email twice");
     assert_eq!(emailed, inserted);
-    let stored = a.messages(ConversationId(1), ALL).await.unwrap();
+    let stored = messages(&*a, ConversationId(1)).await;
     for message in stored.iter().filter(|m| inserted.contains(&m.id)) {
         assert_eq!((message.status, message.attempts), (MessageStatus::Sent, 1));
     }
@@ -239,12 +256,18 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
                 hourly_cap: Some(CAP),
                 ..DispatchConfig::default()
             };
-            Dispatcher::new(storage, mailer.clone(), clock.clone(), config)
+            Dispatcher::new(
+                storage,
+                mailer.clone(),
+                clock.clone(),
+                Arc::new(Rules::default()),
+                config,
+            )
         });
     let sent_by = drain(dispatchers, false).await;
     assert_eq!(sent_by.iter().sum::<u32>(), CAP, "{sent_by:?}");
     assert_eq!(mailer.messages().len(), CAP as usize);
-    let stored = a.messages(ConversationId(1), ALL).await.unwrap();
+    let stored = messages(&*a, ConversationId(1)).await;
     let waiting = stored
         .iter()
         .filter(|m| m.status == MessageStatus::New)
@@ -259,7 +282,7 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
         hourly_cap: Some(CAP),
         ..DispatchConfig::default()
     };
-    let later = Dispatcher::new(a, mailer.clone(), clock, config);
+    let later = Dispatcher::new(a, mailer.clone(), clock, Arc::new(Rules::default()), config);
     assert_eq!(later.run_once().await.unwrap().sent, CAP);
 }
 
@@ -337,4 +360,328 @@ pub async fn claims_merge_expired_leases_in_due_order(storage: Arc<dyn Storage>)
     assert_eq!(ids, [newest]);
     // Next: the leases just taken, before the message due in 5 minutes.
     assert_eq!(storage.next_due().await.unwrap(), Some(t0 + minutes(1)));
+}
+
+/// Two authors use one idempotency key at once, ten times each: one message per author,
+/// and every replay returns its own author's message.
+pub async fn concurrent_idempotency_per_author(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let mut message = operator_message("same key", nine_am_chicago());
+                if n % 2 == 1 {
+                    // Client 27's reply in the same conversation.
+                    message.author_id = UserId(27);
+                    message.status = MessageStatus::Received;
+                    message.send_at = None;
+                }
+                message.idempotency_key = Some("same".into());
+                storage.insert_message(message).await.unwrap()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    for author in [UserId(24), UserId(27)] {
+        let own: Vec<_> = results
+            .iter()
+            .filter(|r| r.message.author_id == author)
+            .collect();
+        assert_eq!(own.len(), 10, "{author}");
+        assert_eq!(own.iter().filter(|r| r.created).count(), 1, "{author}");
+        assert!(own.iter().all(|r| r.message == own[0].message), "{author}");
+    }
+    assert_eq!(messages(&*storage, ConversationId(1)).await.len(), 3 + 2);
+}
+
+/// Cancels and claims race over the same due messages, on two pools, for `rounds` rounds:
+/// every message ends either cancelled or claimed, never both, and a cancel loses only to a
+/// claim.
+pub async fn cancels_race_claims(a: Arc<dyn Storage>, b: Arc<dyn Storage>, rounds: usize) {
+    a.import(&demo_data()).await.unwrap();
+    let (mut all_cancelled, mut all_claimed) = (HashSet::new(), HashSet::new());
+    for round in 0..rounds {
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            let payload = format!("round {round} message {n}");
+            let message = operator_message(&payload, nine_am_chicago());
+            ids.push(a.insert_message(message).await.unwrap().message.id);
+        }
+        // Claims first, so that they start while the cancels are being spawned.
+        let claims: Vec<_> = [b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .map(|storage| {
+                tokio::spawn(async move {
+                    let mut claimed = Vec::new();
+                    loop {
+                        let batch = storage
+                            .claim_due(nine_am_chicago(), LEASE, ClaimLimit::batch(3))
+                            .await
+                            .unwrap();
+                        if batch.is_empty() {
+                            return claimed;
+                        }
+                        claimed.extend(batch.into_iter().map(|c| c.message.id));
+                    }
+                })
+            })
+            .collect();
+        let cancels: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, &id)| {
+                let storage = if n % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { (id, storage.cancel_message(id).await.unwrap()) })
+            })
+            .collect();
+        let (mut cancelled, mut lost) = (HashSet::new(), HashSet::new());
+        for task in cancels {
+            match task.await.unwrap() {
+                (id, Transition::Done(m)) => {
+                    assert_eq!(m.status, MessageStatus::Cancelled);
+                    cancelled.insert(id);
+                }
+                (id, Transition::WrongStatus(m)) => {
+                    assert_eq!(m.status, MessageStatus::Sending, "round {round}: {id}");
+                    lost.insert(id);
+                }
+                (id, Transition::NotFound) => panic!("{id} not found"),
+            }
+        }
+        let mut claimed = HashSet::new();
+        for task in claims {
+            for id in task.await.unwrap() {
+                assert!(claimed.insert(id), "round {round}: {id} claimed twice");
+            }
+        }
+        assert!(cancelled.is_disjoint(&claimed), "round {round}: both");
+        assert_eq!(
+            lost, claimed,
+            "round {round}: a cancel loses only to a claim"
+        );
+        assert_eq!(cancelled.len() + claimed.len(), ids.len(), "round {round}");
+        for id in &ids {
+            let stored = a.message(*id).await.unwrap().unwrap();
+            let expected = if cancelled.contains(id) {
+                MessageStatus::Cancelled
+            } else {
+                MessageStatus::Sending
+            };
+            assert_eq!(stored.status, expected, "round {round}: {id}");
+        }
+        all_cancelled.extend(cancelled);
+        all_claimed.extend(claimed);
+    }
+    // Once the leases end, the claimed messages are due again; the cancelled never are.
+    let later = nine_am_chicago() + chrono::Duration::days(1);
+    let reclaimed = a.claim_due(later, LEASE, ClaimLimit::batch(10_000)).await;
+    let reclaimed: HashSet<MessageId> = reclaimed.unwrap().iter().map(|c| c.message.id).collect();
+    assert_eq!(reclaimed, all_claimed);
+    assert!(
+        !all_cancelled.is_empty() && !all_claimed.is_empty(),
+        "both won sometimes"
+    );
+}
+
+/// Checks a database written by the first schema (see `OLD_ROWS` of each backend's tests)
+/// after it was migrated to the latest: its rows read back as they were, its idempotency
+/// key still works for its author, emails compare case-insensitively, and new ids continue
+/// after the old ones.
+pub async fn upgraded(storage: &dyn Storage) {
+    let context = storage.conversation(ConversationId(1)).await.unwrap();
+    let context = context.expect("conversation 1 kept");
+    assert_eq!(context.client.email.as_str(), "John.Carter@Example.com");
+    assert_eq!(context.client.unsubscribed_at, None);
+    assert_eq!(context.store.active_hours, None);
+    assert_eq!(
+        context.conversation.discount_code.as_deref(),
+        Some("PROMO50")
+    );
+    let old = messages(storage, ConversationId(1)).await;
+    let summary: Vec<_> = old
+        .iter()
+        .map(|m| (m.id.0, m.status, m.payload.as_str(), m.next_attempt_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, MessageStatus::Sent, "Hi << username >>", None),
+            (2, MessageStatus::Received, "Hi, a discount?", None),
+            (3, MessageStatus::New, "Sure {{ username }}", None),
+        ]
+    );
+    assert_eq!(old[2].send_at, Some(nine_am_chicago()));
+    let found = storage
+        .client_by_email(&EmailAddress::parse("john.carter@EXAMPLE.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.map(|c| c.id), Some(UserId(27)));
+
+    let mut replay = operator_message("Sure {{ username }}", nine_am_chicago());
+    replay.idempotency_key = Some("k1".into());
+    let again = storage.insert_message(replay.clone()).await.unwrap();
+    assert_eq!((again.created, again.message.id), (false, MessageId(3)));
+    replay.author_id = UserId(27);
+    replay.status = MessageStatus::Received;
+    replay.send_at = None;
+    let other_author = storage.insert_message(replay).await.unwrap();
+    assert!(other_author.created);
+    assert!(other_author.message.id > MessageId(3));
+
+    let store = storage
+        .create_store(NewStore {
+            name: "New".into(),
+            time_zone: chrono_tz::Europe::Paris,
+            sender_email: EmailAddress::parse("shop@new.example.com").unwrap(),
+            active_hours: Some("08:00-21:00".parse().unwrap()),
+        })
+        .await
+        .unwrap();
+    assert!(store.id > StoreId(1), "{}", store.id);
+    let client = storage
+        .create_client(NewClient {
+            name: "Ann".into(),
+            email: EmailAddress::parse("ann@example.com").unwrap(),
+            time_zone: None,
+        })
+        .await
+        .unwrap();
+    assert!(client.id > UserId(27), "{}", client.id);
+    let taken = storage
+        .create_client(NewClient {
+            name: "Copy".into(),
+            email: EmailAddress::parse("JOHN.CARTER@example.com").unwrap(),
+            time_zone: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StorageError::Conflict(_)), "{taken:?}");
+    let conversation = storage
+        .create_conversation(NewConversation {
+            store_id: StoreId(1),
+            operator_id: UserId(24),
+            client_id: client.id,
+            discount_code: None,
+        })
+        .await
+        .unwrap();
+    assert!(conversation.id > ConversationId(1), "{}", conversation.id);
+    let claimed = storage
+        .claim_due(nine_am_chicago(), LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|c| c.message.id).collect();
+    assert_eq!(claimed, [MessageId(3)]);
+}
+
+/// The same writes on this storage and on the core's `MemoryStorage` (the reference): every
+/// page of the conversations list, with every filter and page size, is the same on both,
+/// also while chats and conversations arrive between pages. With hundreds of chats, pages
+/// come from the newest messages and, past them, from every conversation's activity.
+pub async fn list_pages_match_the_reference(storage: Arc<dyn Storage>) {
+    let reference: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let both = [storage.clone(), reference.clone()];
+    for s in &both {
+        s.import(&demo_data()).await.unwrap();
+    }
+    // A fixed pseudo-random sequence (a linear congruential generator).
+    let mut seed = 7u64;
+    let mut next = move |below: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % below
+    };
+    let write = async |n: u64, conversation: i64| {
+        let context = reference
+            .conversation(ConversationId(conversation))
+            .await
+            .unwrap()
+            .expect("conversation");
+        let mut message = operator_message(&format!("chat {n}"), nine_am_chicago());
+        message.conversation_id = ConversationId(conversation);
+        if n % 3 == 0 {
+            message.author_id = context.client.id;
+            message.status = MessageStatus::Received;
+            message.send_at = None;
+        } else {
+            message.author_id = context.operator.id;
+        }
+        for s in &both {
+            s.insert_message(message.clone()).await.unwrap();
+        }
+    };
+    // Chats crowd into a few conversations, so that the newest messages name few of them.
+    for n in 0..300 {
+        let conversation = if next(4) == 0 {
+            1 + next(25)
+        } else {
+            1 + next(3)
+        };
+        write(n, conversation as i64).await;
+    }
+    for s in &both {
+        let claimed = s
+            .claim_due(nine_am_chicago(), LEASE, ClaimLimit::batch(40))
+            .await
+            .unwrap();
+        for c in claimed.iter().step_by(2) {
+            assert!(s.mark_sent(c.token, nine_am_chicago()).await.unwrap());
+        }
+    }
+    let filters = [
+        ConversationFilter::default(),
+        ConversationFilter {
+            status: Some(ConversationStatus::Open),
+            ..ConversationFilter::default()
+        },
+        ConversationFilter {
+            store_id: Some(StoreId(1)),
+            ..ConversationFilter::default()
+        },
+        ConversationFilter {
+            operator_id: Some(UserId(24)),
+            status: Some(ConversationStatus::Open),
+            ..ConversationFilter::default()
+        },
+    ];
+    let mut n = 1000;
+    for filter in filters {
+        for limit in [1, 2, 5, 7, 50] {
+            let snapshot = storage.snapshot().await.unwrap();
+            assert_eq!(snapshot, reference.snapshot().await.unwrap());
+            let mut after = None;
+            let mut pages = 0;
+            loop {
+                let page = storage
+                    .list_conversations(filter, snapshot, after, limit)
+                    .await
+                    .unwrap();
+                let expected = reference
+                    .list_conversations(filter, snapshot, after, limit)
+                    .await
+                    .unwrap();
+                assert_eq!(page, expected, "{filter:?}, limit {limit}, after {after:?}");
+                let Some(last) = page.last() else { break };
+                after = Some(last.key);
+                pages += 1;
+                assert!(pages < 100, "paging does not end");
+                // Between pages: a chat in a conversation the list may show later.
+                n += 1;
+                write(n, 1 + next(25) as i64).await;
+            }
+        }
+        for s in &both {
+            s.create_conversation(NewConversation {
+                store_id: StoreId(1),
+                operator_id: UserId(24),
+                client_id: UserId(27),
+                discount_code: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
 }

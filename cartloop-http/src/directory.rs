@@ -1,0 +1,387 @@
+//! The operator API's directory (SPEC §7): stores, operators, clients and conversations.
+//!
+//! Fields the core takes as parsed values (zones, emails, windows) are parsed here, each
+//! refusal a 422 naming the field; the core checks the rest.
+
+use crate::api::{
+    ClientResponse, ConversationResponse, ConversationRow, ConversationsPage, CreateClientBody,
+    CreateConversationBody, CreateOperatorBody, CreateStoreBody, Object, OperatorResponse,
+    PatchClientBody, PatchConversationBody, PatchStoreBody, StoreCreated, StoreResponse,
+};
+use crate::chats::conversation_not_found;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{self, parse_id, JsonBody, PathId, QueryMap};
+use crate::{AppState, DEFAULT_PAGE};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::chat::conversation_view;
+use cartloop_core::conversations::{self, Cursor};
+use cartloop_core::directory;
+use cartloop_core::domain::{
+    ClientChanges, ConversationStatus, NewClient, NewConversation, NewOperator, NewStore,
+};
+use cartloop_core::email_address::EmailAddress;
+use cartloop_core::ids::{ConversationId, StoreId, UserId};
+use cartloop_core::ports::{ConversationFilter, Page};
+use chrono_tz::Tz;
+
+fn time_zone(field: &'static str, raw: &str) -> Result<Tz, ApiError> {
+    raw.trim().parse::<Tz>().map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_time_zone",
+            format!(
+                "{field}: {} is not an IANA time zone (e.g. America/Chicago)",
+                extract::quoted(raw)
+            ),
+        )
+        .with_field(field)
+    })
+}
+
+fn email(field: &'static str, raw: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(raw).map_err(|e| {
+        ApiError::unprocessable("invalid_email", format!("{field}: {e}")).with_field(field)
+    })
+}
+
+fn active_hours(raw: &str) -> Result<ActiveHours, ApiError> {
+    raw.parse::<ActiveHours>().map_err(|e| {
+        ApiError::unprocessable("invalid_active_hours", format!("activeHours: {e}"))
+            .with_field("activeHours")
+    })
+}
+
+fn not_null<T>(field: &'static str, value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| {
+        ApiError::unprocessable("invalid_field", format!("{field}: must not be null"))
+            .with_field(field)
+    })
+}
+
+fn store_not_found(id: i64) -> ApiError {
+    ApiError::not_found("store_not_found", format!("store {id} not found"))
+}
+
+/// Creates a store.
+#[utoipa::path(
+    post,
+    path = "/stores/",
+    tag = "directory",
+    request_body = CreateStoreBody,
+    responses(
+        (status = 201, description = "Created", body = StoreCreated),
+        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `invalid_time_zone`, `invalid_email`, `invalid_active_hours`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_store(
+    State(state): State<AppState>,
+    JsonBody(Object(body)): JsonBody<Object<CreateStoreBody>>,
+) -> Result<(StatusCode, Json<StoreCreated>), ApiError> {
+    let store = NewStore {
+        name: body.name,
+        time_zone: time_zone("timeZone", &body.time_zone)?,
+        sender_email: email("senderEmail", &body.sender_email)?,
+        active_hours: body.active_hours.as_deref().map(active_hours).transpose()?,
+    };
+    let store = directory::create_store(state.storage.as_ref(), store).await?;
+    tracing::info!(store = %store.id, "store created");
+    Ok((StatusCode::CREATED, Json(store.into())))
+}
+
+/// A store, with its own delivery window (null: the deployment's).
+#[utoipa::path(
+    get,
+    path = "/store/{id}/",
+    tag = "directory",
+    params(("id" = i64, Path, description = "Store id", minimum = 1)),
+    responses(
+        (status = 200, description = "The store", body = StoreResponse),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`store_not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_store(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<StoreResponse>, ApiError> {
+    let store = state
+        .storage
+        .store(StoreId(id))
+        .await?
+        .ok_or_else(|| store_not_found(id))?;
+    Ok(Json(store.into()))
+}
+
+/// Sets the store's own delivery window, or with `null` goes back to the deployment's.
+///
+/// The window applies to every message scheduled after the change and to every re-check
+/// at send time.
+#[utoipa::path(
+    patch,
+    path = "/store/{id}/",
+    tag = "directory",
+    params(("id" = i64, Path, description = "Store id", minimum = 1)),
+    request_body = PatchStoreBody,
+    responses(
+        (status = 200, description = "The store as it is now", body = StoreResponse),
+        (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`store_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_active_hours`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch_store(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(Object(body)): JsonBody<Object<PatchStoreBody>>,
+) -> Result<Json<StoreResponse>, ApiError> {
+    let store = match body.active_hours {
+        None => state.storage.store(StoreId(id)).await?,
+        Some(hours) => {
+            let hours = hours.as_deref().map(active_hours).transpose()?;
+            match directory::set_store_hours(state.storage.as_ref(), StoreId(id), hours).await {
+                Ok(store) => {
+                    tracing::info!(store = id, active_hours = ?hours.map(|h| h.to_string()), "store window changed");
+                    Some(store)
+                }
+                Err(directory::DirectoryError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(Json(store.ok_or_else(|| store_not_found(id))?.into()))
+}
+
+/// Creates an operator of an existing store.
+#[utoipa::path(
+    post,
+    path = "/operators/",
+    tag = "directory",
+    request_body = CreateOperatorBody,
+    responses(
+        (status = 201, description = "Created", body = OperatorResponse),
+        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `unknown_store`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_operator(
+    State(state): State<AppState>,
+    JsonBody(Object(body)): JsonBody<Object<CreateOperatorBody>>,
+) -> Result<(StatusCode, Json<OperatorResponse>), ApiError> {
+    let operator = NewOperator {
+        name: body.name,
+        store_id: StoreId(body.store_id),
+        group: body.group,
+    };
+    let operator = directory::create_operator(state.storage.as_ref(), operator).await?;
+    tracing::info!(operator = %operator.id, store = %operator.store_id, "operator created");
+    Ok((StatusCode::CREATED, Json(operator.into())))
+}
+
+/// Creates a client. An email already known is 409 `client_exists`, whose error carries
+/// the existing `clientId`.
+#[utoipa::path(
+    post,
+    path = "/clients/",
+    tag = "directory",
+    request_body = CreateClientBody,
+    responses(
+        (status = 201, description = "Created", body = ClientResponse),
+        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_client(
+    State(state): State<AppState>,
+    JsonBody(Object(body)): JsonBody<Object<CreateClientBody>>,
+) -> Result<(StatusCode, Json<ClientResponse>), ApiError> {
+    let client = NewClient {
+        name: body.name,
+        email: email("email", &body.email)?,
+        time_zone: body
+            .time_zone
+            .as_deref()
+            .map(|tz| time_zone("timeZone", tz))
+            .transpose()?,
+    };
+    let client = directory::create_client(state.storage.as_ref(), client).await?;
+    tracing::info!(client = %client.id, "client created");
+    Ok((StatusCode::CREATED, Json(client.into())))
+}
+
+/// Changes a client's name, email or zone; absent fields are left as they are and
+/// `"timeZone": null` clears the zone. Messages already waiting follow the new zone at
+/// send time.
+#[utoipa::path(
+    patch,
+    path = "/client/{id}/",
+    tag = "directory",
+    params(("id" = i64, Path, description = "Client id", minimum = 1)),
+    request_body = PatchClientBody,
+    responses(
+        (status = 200, description = "The client as it is now", body = ClientResponse),
+        (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`client_not_found`", body = ErrorBody),
+        (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch_client(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(Object(body)): JsonBody<Object<PatchClientBody>>,
+) -> Result<Json<ClientResponse>, ApiError> {
+    let changes = ClientChanges {
+        name: body.name.map(|n| not_null("name", n)).transpose()?,
+        email: body
+            .email
+            .map(|e| not_null("email", e).and_then(|e| email("email", &e)))
+            .transpose()?,
+        time_zone: body
+            .time_zone
+            .map(|tz| {
+                tz.as_deref()
+                    .map(|tz| time_zone("timeZone", tz))
+                    .transpose()
+            })
+            .transpose()?,
+    };
+    let client = directory::update_client(state.storage.as_ref(), UserId(id), changes).await?;
+    tracing::info!(client = id, "client changed");
+    Ok(Json(client.into()))
+}
+
+/// Opens a conversation between a store's operator and a client.
+#[utoipa::path(
+    post,
+    path = "/conversations/",
+    tag = "conversations",
+    request_body = CreateConversationBody,
+    responses(
+        (status = 201, description = "Created, open, without chats", body = ConversationResponse),
+        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 422, description = "`unknown_store`, `unknown_operator`, `unknown_client`, `operator_not_in_store`, `invalid_field`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_conversation(
+    State(state): State<AppState>,
+    JsonBody(Object(body)): JsonBody<Object<CreateConversationBody>>,
+) -> Result<(StatusCode, Json<ConversationResponse>), ApiError> {
+    let conversation = NewConversation {
+        store_id: StoreId(body.store_id),
+        operator_id: UserId(body.operator_id),
+        client_id: UserId(body.client_id),
+        discount_code: body.discount_code,
+    };
+    let context = directory::create_conversation(state.storage.as_ref(), conversation).await?;
+    tracing::info!(conversation = %context.conversation.id, "conversation created");
+    Ok((
+        StatusCode::CREATED,
+        Json(ConversationResponse::new(&context, &[])),
+    ))
+}
+
+/// Resolves or reopens a conversation; scheduled messages are left as they are.
+#[utoipa::path(
+    patch,
+    path = "/conversation/{id}/",
+    tag = "conversations",
+    params(("id" = i64, Path, description = "Conversation id", minimum = 1)),
+    request_body = PatchConversationBody,
+    responses(
+        (status = 200, description = "The conversation as it is now, with its newest 100 chats", body = ConversationResponse),
+        (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch_conversation(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(Object(body)): JsonBody<Object<PatchConversationBody>>,
+) -> Result<Json<ConversationResponse>, ApiError> {
+    let status = ConversationStatus::from(body.status);
+    directory::set_conversation_status(state.storage.as_ref(), ConversationId(id), status).await?;
+    tracing::info!(conversation = id, %status, "conversation status set");
+    let page = Page {
+        limit: DEFAULT_PAGE,
+        before: None,
+    };
+    let view = conversation_view(state.storage.as_ref(), ConversationId(id), page)
+        .await?
+        .ok_or_else(|| conversation_not_found(id))?;
+    Ok(Json(ConversationResponse::from(&view)))
+}
+
+/// The conversations, most recent activity first (the newest chat's id, descending).
+///
+/// Pass `nextCursor` as `cursor` for the next page; the cursor is opaque and stable while
+/// new chats arrive (no conversation is skipped or repeated).
+#[utoipa::path(
+    get,
+    path = "/conversations/",
+    tag = "conversations",
+    params(
+        ("status" = Option<crate::api::ConvStatus>, Query, description = "Only `open` or only `resolved` conversations"),
+        ("storeId" = Option<i64>, Query, description = "Only this store's", minimum = 1),
+        ("operatorId" = Option<i64>, Query, description = "Only this operator's", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Rows per page (1 to 500, default 50)", minimum = 1),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = ConversationsPage),
+        (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_conversations(
+    State(state): State<AppState>,
+    QueryMap(query): QueryMap,
+) -> Result<Json<ConversationsPage>, ApiError> {
+    let invalid = |name: &str, raw: &str, expected: &str| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "invalid {name} {}: expected {expected}",
+                extract::quoted(raw)
+            ),
+        )
+    };
+    let id = |name: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(name)
+            .map(|raw| parse_id(raw).ok_or_else(|| invalid(name, raw, "a positive integer")))
+            .transpose()
+    };
+    let filter = ConversationFilter {
+        status: query
+            .get("status")
+            .map(|raw| {
+                raw.parse::<ConversationStatus>()
+                    .map_err(|_| invalid("status", raw, "open or resolved"))
+            })
+            .transpose()?,
+        store_id: id("storeId")?.map(StoreId),
+        operator_id: id("operatorId")?.map(UserId),
+    };
+    let limit = query
+        .get("limit")
+        .map(|raw| extract::parse_limit(raw, conversations::MAX_LIMIT))
+        .transpose()?
+        .unwrap_or(conversations::DEFAULT_LIMIT);
+    let cursor = query
+        .get("cursor")
+        .map(|raw| Cursor::decode(raw))
+        .transpose()?;
+    let page =
+        conversations::list_conversations(state.storage.as_ref(), filter, limit, cursor).await?;
+    Ok(Json(ConversationsPage {
+        conversations: page
+            .conversations
+            .into_iter()
+            .map(ConversationRow::from)
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}

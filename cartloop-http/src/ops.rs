@@ -1,0 +1,140 @@
+//! Running the service: health, demo data, metrics, the API document, and the answers for
+//! unknown routes and methods.
+
+use crate::api::{Health, ImportResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::{extract, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cartloop_core::demo::demo_data;
+
+/// Liveness: answers 200 when the storage answers. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "Up", body = Health),
+        (status = 503, description = "`unavailable`: the storage does not answer", body = ErrorBody),
+    )
+)]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.storage.ping().await?;
+    Ok(Json(Health { status: "ok" }))
+}
+
+/// Loads the demo data set, idempotently: a second call inserts nothing.
+#[utoipa::path(
+    get,
+    path = "/import_data/",
+    tag = "service",
+    responses((status = 200, description = "Loaded", body = ImportResponse))
+)]
+pub(crate) async fn import_data(
+    State(state): State<AppState>,
+) -> Result<Json<ImportResponse>, ApiError> {
+    let data = demo_data();
+    let summary = state.storage.import(&data).await?;
+    if summary.inserted > 0 {
+        tracing::info!(inserted = summary.inserted, "demo data imported");
+    }
+    Ok(Json(ImportResponse {
+        status: "ok",
+        inserted: summary.inserted,
+        stores: data.stores.len(),
+        operators: data.operators.len(),
+        clients: data.clients.len(),
+        conversations: data.conversations.len(),
+        chats: data.messages.len(),
+    }))
+}
+
+/// Loads the demo data set, idempotently (as `GET`).
+#[utoipa::path(
+    post,
+    path = "/import_data/",
+    tag = "service",
+    responses((status = 200, description = "Loaded", body = ImportResponse))
+)]
+pub(crate) async fn import_data_post(
+    state: State<AppState>,
+) -> Result<Json<ImportResponse>, ApiError> {
+    import_data(state).await
+}
+
+/// `HEAD` would load the data too (axum answers it with the `GET` handler), and a `HEAD`
+/// must not change anything: it is refused.
+pub(crate) async fn refuse_head() -> Response {
+    let mut response = ApiError::method_not_allowed().into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET,POST"));
+    response
+}
+
+/// The server's figures in the Prometheus text format: requests by route template and
+/// status, latency, emails sent, retried, failed and suppressed, messages waiting, the
+/// oldest due message's age and the dispatch lag.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let now = state.clock.now();
+    let backlog = match state.storage.backlog(now).await {
+        Ok(backlog) => Some((backlog, now)),
+        Err(e) => {
+            // The request figures are still worth a scrape; the gauges are left out.
+            tracing::warn!(error = %e.detail(), "metrics: backlog unavailable");
+            None
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(backlog),
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI 3.1 document, generated from the code.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = serde_json::Value, content_type = "application/json"))
+)]
+pub(crate) async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+/// The answer for a path no route matches.
+pub(crate) async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(
+        "route_not_found",
+        format!(
+            "no route for {} {}",
+            request.method(),
+            extract::cut(request.uri().path())
+        ),
+    )
+}
+
+/// The answer for a method a route does not take.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}

@@ -1,0 +1,821 @@
+//! SPEC §7, the operator API: directory, the conversations list, and reading, cancelling,
+//! retrying and previewing chats. Driven with `oneshot` over the in-memory storage with the
+//! demo data at 2026-11-25 15:00Z.
+
+mod common;
+
+use axum::http::StatusCode;
+use cartloop_core::ids::{ConversationId, MessageId, UserId};
+use cartloop_core::ports::{ClaimLimit, Storage};
+use common::{app, assert_error, chat, now, App};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+async fn post(app: &App, uri: &str, body: Value) -> (StatusCode, Value) {
+    app.send("POST", uri, Some(&body.to_string())).await
+}
+
+async fn patch(app: &App, uri: &str, body: Value) -> (StatusCode, Value) {
+    app.send("PATCH", uri, Some(&body.to_string())).await
+}
+
+fn assert_field_error(value: &Value, code: &str, field: &str) {
+    assert_error(value, code);
+    assert_eq!(value["error"]["field"], field, "{value}");
+}
+
+// ---- stores -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_and_read_a_store() {
+    let app = app().await;
+    let (status, body) = post(
+        &app,
+        "/stores/",
+        json!({"name": "Nova", "timeZone": "Europe/Paris", "senderEmail": "hi@nova.example.com", "activeHours": "08:00-21:00"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"storeId": 4, "name": "Nova", "timeZone": "Europe/Paris", "senderEmail": "hi@nova.example.com", "activeHours": "08:00-21:00"})
+    );
+    let (status, body) = app.send("GET", "/store/4/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"storeId": 4, "name": "Nova", "timeZone": "Europe/Paris", "activeHours": "08:00-21:00"})
+    );
+    // Without a window, and without the trailing slash.
+    let (status, body) = post(
+        &app,
+        "/stores",
+        json!({"name": "Plain", "timeZone": "UTC", "senderEmail": "a@plain.example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["storeId"].clone(), body["activeHours"].clone()),
+        (json!(5), Value::Null)
+    );
+    let (status, body) = app.send("GET", "/store/5", None).await;
+    assert_eq!(
+        (status, body["name"].clone()),
+        (StatusCode::OK, json!("Plain"))
+    );
+}
+
+#[tokio::test]
+async fn store_fields_are_validated() {
+    let app = app().await;
+    let good =
+        json!({"name": "Nova", "timeZone": "Europe/Paris", "senderEmail": "hi@nova.example.com"});
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    for (body, code, field) in [
+        (
+            with("timeZone", json!("Mars/Olympus")),
+            "invalid_time_zone",
+            "timeZone",
+        ),
+        (with("timeZone", json!("")), "invalid_time_zone", "timeZone"),
+        (
+            with("senderEmail", json!("nova")),
+            "invalid_email",
+            "senderEmail",
+        ),
+        (
+            with("senderEmail", json!("hi@localhost")),
+            "invalid_email",
+            "senderEmail",
+        ),
+        (
+            with("activeHours", json!("9-5")),
+            "invalid_active_hours",
+            "activeHours",
+        ),
+        (
+            with("activeHours", json!("25:00-26:00")),
+            "invalid_active_hours",
+            "activeHours",
+        ),
+        (with("name", json!("   ")), "invalid_field", "name"),
+        (
+            with("name", json!("x".repeat(201))),
+            "invalid_field",
+            "name",
+        ),
+    ] {
+        let (status, value) = post(&app, "/stores/", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {value}");
+        assert_field_error(&value, code, field);
+    }
+    let (_, value) = post(&app, "/stores/", with("timeZone", json!("Mars/Olympus"))).await;
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mars/Olympus"),
+        "{value}"
+    );
+    // Shape errors are 400, as in §5; a misspelt field is one.
+    for body in [
+        json!({"name": "Nova", "timeZone": "Europe/Paris"}),
+        with("timezone", json!("Europe/Paris")),
+        with("name", json!(5)),
+        json!(["Nova", "Europe/Paris", "hi@nova.example.com"]),
+    ] {
+        let (status, value) = post(&app, "/stores/", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_error(&value, "invalid_request");
+    }
+    let (status, _) = app.send("GET", "/store/4/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+}
+
+#[tokio::test]
+async fn a_store_window_is_set_cleared_and_used() {
+    let app = app().await;
+    // Conversation 9: store 3, client 8 in Tokyo, where 15:00Z is midnight.
+    let (_, body) = app
+        .send("POST", "/chat/preview/", Some(&chat(9, 23, "hi")))
+        .await;
+    assert_eq!(body["sendAt"], "2026-11-26T00:00:00Z", "the default window");
+
+    let (status, body) = patch(&app, "/store/3/", json!({"activeHours": "00:00-23:59"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"storeId": 3, "name": "Tokyo Tea House", "timeZone": "Asia/Tokyo", "activeHours": "00:00-23:59"})
+    );
+    let (status, body) = app.send("POST", "/chat/", Some(&chat(9, 23, "hi"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["sendAt"], "2026-11-25T15:00:00Z", "the store's window");
+
+    // An empty PATCH changes nothing; null goes back to the default.
+    let (status, body) = patch(&app, "/store/3", json!({})).await;
+    assert_eq!(
+        (status, body["activeHours"].clone()),
+        (StatusCode::OK, json!("00:00-23:59"))
+    );
+    let (status, body) = patch(&app, "/store/3/", json!({"activeHours": null})).await;
+    assert_eq!(
+        (status, body["activeHours"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (_, body) = app.send("GET", "/store/3/", None).await;
+    assert_eq!(body["activeHours"], Value::Null);
+
+    // SPEC §4: 24:00 as an end, and windows that wrap midnight.
+    for hours in ["00:00-24:00", "21:00-08:00"] {
+        let (status, body) = patch(&app, "/store/3/", json!({"activeHours": hours})).await;
+        assert_eq!(
+            (status, body["activeHours"].clone()),
+            (StatusCode::OK, json!(hours))
+        );
+    }
+
+    let (status, body) = patch(&app, "/store/3/", json!({"activeHours": "late"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_field_error(&body, "invalid_active_hours", "activeHours");
+    for uri in ["/store/99/", "/store/99"] {
+        let (status, body) = patch(&app, uri, json!({"activeHours": "08:00-20:00"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_error(&body, "store_not_found");
+        let (status, body) = app.send("GET", uri, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_error(&body, "store_not_found");
+    }
+    let (status, body) = app.send("GET", "/store/abc/", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_id");
+    let (status, body) = patch(&app, "/store/3/", json!({"hours": "08:00-20:00"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_request");
+}
+
+// ---- operators and clients ----------------------------------------------------------------
+
+#[tokio::test]
+async fn create_an_operator() {
+    let app = app().await;
+    let (status, body) = post(
+        &app,
+        "/operators/",
+        json!({"name": "Fay", "storeId": 2, "group": "support"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"operatorId": 29, "name": "Fay", "storeId": 2, "group": "support"}),
+        "user ids continue after the imported ones"
+    );
+    let (status, body) = post(
+        &app,
+        "/operators",
+        json!({"name": "Gil", "storeId": 99, "group": "sales"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_field_error(&body, "unknown_store", "storeId");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store 99"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &app,
+        "/operators/",
+        json!({"name": "Gil", "storeId": 1, "group": ""}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_field_error(&body, "invalid_field", "group");
+    let (status, body) = post(&app, "/operators/", json!({"name": "Gil", "storeId": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_request");
+}
+
+#[tokio::test]
+async fn create_a_client() {
+    let app = app().await;
+    let (status, body) = post(
+        &app,
+        "/clients/",
+        json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"clientId": 29, "name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin", "unsubscribed": false})
+    );
+    let (status, body) = post(
+        &app,
+        "/clients",
+        json!({"name": "Bo", "email": "bo@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["timeZone"], Value::Null);
+
+    // A known email, in any case: 409 naming the client who has it.
+    for email in ["john.carter@example.com", "John.Carter@Example.COM"] {
+        let (status, body) = post(&app, "/clients/", json!({"name": "J", "email": email})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{email}");
+        assert_error(&body, "client_exists");
+        assert_eq!(body["error"]["clientId"], 27, "{body}");
+    }
+    for (body, code, field) in [
+        (
+            json!({"name": "C", "email": "not-an-address"}),
+            "invalid_email",
+            "email",
+        ),
+        (
+            json!({"name": "C", "email": "c@example.com", "timeZone": "Europe/Atlantis"}),
+            "invalid_time_zone",
+            "timeZone",
+        ),
+        (
+            json!({"name": "", "email": "c@example.com"}),
+            "invalid_field",
+            "name",
+        ),
+    ] {
+        let (status, value) = post(&app, "/clients/", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_field_error(&value, code, field);
+    }
+}
+
+#[tokio::test]
+async fn change_a_client() {
+    let app = app().await;
+    let (status, body) = patch(&app, "/client/27/", json!({"name": "Johnny Carter"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"clientId": 27, "name": "Johnny Carter", "email": "john.carter@example.com", "timeZone": "America/Chicago", "unsubscribed": false}),
+        "absent fields are left as they are"
+    );
+    let (_, rendered) = app
+        .send(
+            "POST",
+            "/chat/preview/",
+            Some(&chat(1, 24, "Hi << username >>")),
+        )
+        .await;
+    assert_eq!(rendered["renderedText"], "Hi Johnny Carter");
+
+    // null clears the zone: the store's (New York) applies.
+    let (status, body) = patch(&app, "/client/27", json!({"timeZone": null})).await;
+    assert_eq!(
+        (status, body["timeZone"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (_, conversation) = app.send("GET", "/conversation/1/", None).await;
+    assert_eq!(conversation["clientTimeZone"], "America/New_York");
+    let (_, body) = patch(
+        &app,
+        "/client/27/",
+        json!({"timeZone": "Asia/Tokyo", "email": "jc@example.com"}),
+    )
+    .await;
+    assert_eq!(
+        (body["timeZone"].clone(), body["email"].clone()),
+        (json!("Asia/Tokyo"), json!("jc@example.com"))
+    );
+
+    let (status, body) = patch(
+        &app,
+        "/client/27/",
+        json!({"email": "olivia.smith@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "client_exists");
+    assert_eq!(body["error"]["clientId"], 1);
+    for (body, code, field) in [
+        (json!({"name": null}), "invalid_field", "name"),
+        (json!({"email": null}), "invalid_field", "email"),
+        (json!({"email": "x@"}), "invalid_email", "email"),
+        (
+            json!({"timeZone": "Nowhere"}),
+            "invalid_time_zone",
+            "timeZone",
+        ),
+        (json!({"name": " "}), "invalid_field", "name"),
+    ] {
+        let (status, value) = patch(&app, "/client/27/", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_field_error(&value, code, field);
+    }
+    // 24 is an operator, not a client.
+    for id in [999, 24] {
+        let (status, body) = patch(&app, &format!("/client/{id}/"), json!({"name": "X"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        assert_error(&body, "client_not_found");
+    }
+    let (_, body) = patch(&app, "/client/27/", json!({"nickname": "J"})).await;
+    assert_error(&body, "invalid_request");
+}
+
+// ---- conversations ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_a_conversation() {
+    let app = app().await;
+    let (status, body) = post(
+        &app,
+        "/conversations/",
+        json!({"storeId": 1, "operatorId": 24, "clientId": 27, "discountCode": "NEW10"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"conversationId": 26, "storeId": 1, "operatorId": 24, "clientId": 27, "operatorGroup": "sales", "status": "open", "clientTimeZone": "America/Chicago", "chats": []})
+    );
+    let (status, body) = app
+        .send(
+            "POST",
+            "/chat/",
+            Some(&chat(26, 24, "Use << discountCode >>")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    for (body, code, field) in [
+        (
+            json!({"storeId": 99, "operatorId": 24, "clientId": 27}),
+            "unknown_store",
+            "storeId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 999, "clientId": 27}),
+            "unknown_operator",
+            "operatorId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 27, "clientId": 27}),
+            "unknown_operator",
+            "operatorId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 24, "clientId": 999}),
+            "unknown_client",
+            "clientId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 24, "clientId": 21}),
+            "unknown_client",
+            "clientId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 22, "clientId": 27}),
+            "operator_not_in_store",
+            "operatorId",
+        ),
+        (
+            json!({"storeId": 1, "operatorId": 24, "clientId": 27, "discountCode": "50% off"}),
+            "invalid_field",
+            "discountCode",
+        ),
+    ] {
+        let (status, value) = post(&app, "/conversations", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {value}");
+        assert_field_error(&value, code, field);
+    }
+    let (_, body) = post(
+        &app,
+        "/conversations/",
+        json!({"storeId": 1, "operatorId": 999, "clientId": 27}),
+    )
+    .await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("999"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn resolve_and_reopen() {
+    let app = app().await;
+    let (status, body) = patch(&app, "/conversation/1/", json!({"status": "resolved"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "resolved");
+    assert_eq!(body["chats"].as_array().unwrap().len(), 3, "the §5 shape");
+    let (status, body) = app.send("POST", "/chat/", Some(&chat(1, 24, "hi"))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "conversation_resolved");
+    let (status, body) = patch(&app, "/conversation/1", json!({"status": "open"})).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("open"))
+    );
+    let (status, _) = app.send("POST", "/chat/", Some(&chat(1, 24, "hi"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, body) = patch(&app, "/conversation/999/", json!({"status": "open"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "conversation_not_found");
+    for body in [
+        json!({"status": "closed"}),
+        json!({}),
+        json!({"status": "open", "x": 1}),
+    ] {
+        let (status, value) = patch(&app, "/conversation/1/", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_error(&value, "invalid_request");
+    }
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversationId"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_conversations_by_activity() {
+    let app = app().await;
+    let (status, page) = app.send("GET", "/conversations/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["nextCursor"], Value::Null);
+    // 24 has the newest chat (5), then 1 (3); the rest have none: newest id first.
+    let mut expected = vec![24, 1, 25];
+    expected.extend((2..=23).rev());
+    assert_eq!(ids(&page), expected);
+    assert_eq!(
+        page["conversations"][1],
+        json!({
+            "conversationId": 1, "storeId": 1, "operatorId": 24, "clientId": 27,
+            "clientName": "John Carter", "status": "open", "clientTimeZone": "America/Chicago",
+            "lastChat": {"chatId": 3, "userId": 24, "payload": "Sure {{ username }}. Here is your code {{ discountCode }}", "status": "sent", "createdAt": "2020-12-03T15:25:00Z"},
+            "pendingCount": 0
+        })
+    );
+    assert_eq!(page["conversations"][2]["lastChat"], Value::Null);
+
+    // A new chat moves its conversation first.
+    app.send("POST", "/chat/", Some(&chat(9, 23, "hi"))).await;
+    let (_, page) = app.send("GET", "/conversations", None).await;
+    let first = &page["conversations"][0];
+    assert_eq!(
+        (
+            first["conversationId"].clone(),
+            first["pendingCount"].clone()
+        ),
+        (json!(9), json!(1))
+    );
+    assert_eq!(first["lastChat"]["status"], "new");
+
+    let (_, page) = app
+        .send("GET", "/conversations/?status=resolved", None)
+        .await;
+    assert_eq!(ids(&page), vec![24, 25]);
+    let (_, page) = app
+        .send("GET", "/conversations/?storeId=2&status=open", None)
+        .await;
+    assert!(page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["storeId"] == 2 && c["status"] == "open"));
+    assert_eq!(ids(&page), vec![22, 21, 16, 14, 6, 5]);
+    let (_, page) = app.send("GET", "/conversations/?operatorId=24", None).await;
+    assert_eq!(ids(&page), vec![1, 18, 13, 10, 3]);
+    let (_, page) = app
+        .send("GET", "/conversations/?operatorId=999", None)
+        .await;
+    assert_eq!(ids(&page), Vec::<i64>::new());
+
+    for (query, code) in [
+        ("status=closed", "invalid_query"),
+        ("limit=0", "invalid_query"),
+        ("limit=ten", "invalid_query"),
+        ("storeId=x", "invalid_query"),
+        ("operatorId=-1", "invalid_query"),
+        ("cursor=zzz", "invalid_cursor"),
+        ("cursor=c1.1.2", "invalid_cursor"),
+    ] {
+        let (status, body) = app
+            .send("GET", &format!("/conversations/?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_error(&body, code);
+    }
+    let (status, page) = app.send("GET", "/conversations/?limit=100000", None).await;
+    assert_eq!(
+        (status, ids(&page).len()),
+        (StatusCode::OK, 25),
+        "limit is clamped to 500"
+    );
+}
+
+#[tokio::test]
+async fn paging_skips_and_repeats_nothing_while_chats_arrive() {
+    let app = app().await;
+    let mut seen = Vec::new();
+    let mut uri = "/conversations/?limit=4".to_owned();
+    for round in 0.. {
+        let (status, page) = app.send("GET", &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(ids(&page));
+        // Chats arrive between pages, in conversations already listed and not yet listed.
+        let target = [2, 20, 23, 5][round % 4];
+        let context = app
+            .storage
+            .conversation(ConversationId(target))
+            .await
+            .unwrap()
+            .unwrap();
+        for user in [context.operator.id, context.client.id] {
+            let (status, _) = app
+                .send("POST", "/chat/", Some(&chat(target, user.0, "new words")))
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => uri = format!("/conversations?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25, "{seen:?}");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "{seen:?}");
+}
+
+// ---- chats --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn read_a_chat() {
+    let app = app().await;
+    let (status, body) = app.send("GET", "/chat/3/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({
+            "chatId": 3, "conversationId": 1, "userId": 24,
+            "payload": "Sure {{ username }}. Here is your code {{ discountCode }}",
+            "renderedText": "Sure John Carter. Here is your code PROMO50",
+            "status": "sent", "createdAt": "2020-12-03T15:25:00Z", "sendAt": "2020-12-03T15:25:00Z",
+            "sentAt": "2020-12-03T15:25:00Z", "attempts": 1, "lastError": null
+        })
+    );
+    let (_, body) = app.send("GET", "/chat/2", None).await;
+    assert_eq!(
+        (body["renderedText"].clone(), body["status"].clone()),
+        (Value::Null, json!("received"))
+    );
+    let (status, body) = app.send("GET", "/chat/999/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "chat_not_found");
+    let (status, body) = app.send("GET", "/chat/x/", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_id");
+}
+
+#[tokio::test]
+async fn cancel_a_scheduled_chat() {
+    let app = app().await;
+    // Tokyo's midnight: scheduled for 09:00 local.
+    let (_, posted) = app
+        .send("POST", "/chat/", Some(&chat(9, 23, "later")))
+        .await;
+    let id = posted["chatId"].as_i64().unwrap();
+    let (status, body) = app.send("DELETE", &format!("/chat/{id}/"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["renderedText"], "later");
+    assert_eq!(body["sendAt"], "2026-11-26T00:00:00Z");
+    // Never claimed afterwards.
+    let later = now() + chrono::Duration::days(2);
+    let claimed = app
+        .storage
+        .claim_due(later, Duration::from_secs(60), ClaimLimit::batch(10))
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|c| c.message.id != MessageId(id)));
+
+    let (status, body) = app.send("DELETE", &format!("/chat/{id}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "not_cancellable");
+    for sent_or_received in [3, 2] {
+        let (status, body) = app
+            .send("DELETE", &format!("/chat/{sent_or_received}/"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_error(&body, "not_cancellable");
+    }
+    let (status, body) = app.send("DELETE", "/chat/999/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "chat_not_found");
+}
+
+#[tokio::test]
+async fn a_claimed_chat_is_not_cancellable() {
+    let app = app().await;
+    let (_, posted) = app.send("POST", "/chat/", Some(&chat(1, 24, "now"))).await;
+    let id = posted["chatId"].as_i64().unwrap();
+    let claimed = app
+        .storage
+        .claim_due(now(), Duration::from_secs(60), ClaimLimit::batch(10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let (status, body) = app.send("DELETE", &format!("/chat/{id}/"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "not_cancellable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sending"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn retry_a_failed_chat() {
+    let app = app().await;
+    let (_, posted) = app.send("POST", "/chat/", Some(&chat(1, 24, "now"))).await;
+    let id = posted["chatId"].as_i64().unwrap();
+    let (status, body) = app.send("POST", &format!("/chat/{id}/retry/"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a new chat is not retryable");
+    assert_error(&body, "not_retryable");
+
+    let claim = app
+        .storage
+        .claim_due(now(), Duration::from_secs(60), ClaimLimit::batch(1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(app
+        .storage
+        .mark_failed(claim.token, "550 mailbox unavailable".into())
+        .await
+        .unwrap());
+    let (_, failed) = app.send("GET", &format!("/chat/{id}/"), None).await;
+    assert_eq!(
+        (failed["status"].clone(), failed["lastError"].clone()),
+        (json!("failed"), json!("550 mailbox unavailable"))
+    );
+
+    // 15:30Z is 09:30 in Chicago: due at once.
+    app.clock.advance(chrono::Duration::minutes(30));
+    let (status, body) = app.send("POST", &format!("/chat/{id}/retry"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "new");
+    assert_eq!(body["sendAt"], "2026-11-25T15:30:00Z");
+    assert_eq!(body["attempts"], 1, "attempts are kept");
+    assert_eq!(
+        body["lastError"], "550 mailbox unavailable",
+        "so is the reason"
+    );
+    let (status, body) = app.send("POST", &format!("/chat/{id}/retry/"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "not_retryable");
+    let (status, body) = app.send("POST", "/chat/999/retry/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "chat_not_found");
+}
+
+#[tokio::test]
+async fn preview_stores_nothing() {
+    let app = app().await;
+    let (_, before) = app.send("GET", "/conversation/9/", None).await;
+    let (status, body) = app
+        .send(
+            "POST",
+            "/chat/preview/",
+            Some(&chat(
+                9,
+                23,
+                "Hello << username >>, code << discountCode >>",
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"renderedText": "Hello Yuki Tanaka, code MATCHA30", "status": "new", "sendAt": "2026-11-26T00:00:00Z", "clientLocalSendAt": "2026-11-26T09:00:00+09:00"})
+    );
+    let (_, after) = app.send("GET", "/conversation/9/", None).await;
+    assert_eq!(before, after);
+    let (_, body) = app
+        .send("POST", "/chat/preview", Some(&chat(1, 24, "hi")))
+        .await;
+    assert_eq!(body["clientLocalSendAt"], "2026-11-25T09:00:00-06:00");
+    let (_, body) = app
+        .send("POST", "/chat/preview/", Some(&chat(1, 27, "Thanks!")))
+        .await;
+    assert_eq!(
+        body,
+        json!({"renderedText": null, "status": "received", "sendAt": null, "clientLocalSendAt": null})
+    );
+
+    for (body, status, code) in [
+        (
+            chat(1, 24, "caf\u{e9}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_character",
+        ),
+        (
+            chat(4, 21, "<< discountCode >>"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_value",
+        ),
+        (
+            chat(999, 24, "hi"),
+            StatusCode::NOT_FOUND,
+            "conversation_not_found",
+        ),
+        (chat(1, 21, "hi"), StatusCode::FORBIDDEN, "forbidden"),
+        (
+            chat(24, 22, "hi"),
+            StatusCode::CONFLICT,
+            "conversation_resolved",
+        ),
+        ("{".to_owned(), StatusCode::BAD_REQUEST, "invalid_json"),
+    ] {
+        let (got, value) = app.send("POST", "/chat/preview/", Some(&body)).await;
+        assert_eq!(got, status, "{body}");
+        assert_error(&value, code);
+    }
+    let (_, value) = app
+        .send("POST", "/chat/preview/", Some(&chat(1, 24, "caf\u{e9}")))
+        .await;
+    assert_eq!(value["error"]["position"], 3);
+}
+
+#[tokio::test]
+async fn an_unsubscribed_client_gets_no_more_operator_messages() {
+    let app = app().await;
+    app.storage
+        .unsubscribe_client(UserId(27), now())
+        .await
+        .unwrap();
+    for uri in ["/chat/", "/chat/preview/"] {
+        let (status, body) = app.send("POST", uri, Some(&chat(1, 24, "hi"))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{uri}");
+        assert_error(&body, "client_unsubscribed");
+    }
+    // The client may still write.
+    let (status, _) = app
+        .send("POST", "/chat/", Some(&chat(1, 27, "one more question")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, client) = patch(&app, "/client/27/", json!({})).await;
+    assert_eq!(client["unsubscribed"], true);
+}

@@ -1,0 +1,191 @@
+//! A smoke test of the real binary (`examples/server.rs`): it starts with the README's
+//! settings, answers, refuses a public address without a token, and stops on SIGTERM. The
+//! other end-to-end tests run the same runtime in-process (`tests/common`).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The server binary, built first with this test's profile, so a filtered run
+/// (`cargo test --test server_e2e`) never starts a stale binary: cargo builds examples for
+/// `cargo test`, but not for a filtered test target. Built as the README's test command
+/// builds it (`--workspace --all-features`), so after that command this is a no-op.
+fn server_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/server_e2e-<hash> -> target/<profile>/examples/server
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            let mut build = Command::new(env!("CARGO"));
+            // Without the variables cargo sets for this test process: some build scripts
+            // (ring's) rerun when one of them changes, which would rebuild half the tree.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                        "OUT_DIR",
+                    ]
+                    .contains(&name.as_ref())
+                {
+                    build.env_remove(name.as_ref());
+                }
+            }
+            build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+                "build",
+                "--quiet",
+                "--workspace",
+                "--all-features",
+                "--example",
+                "server",
+            ]);
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building the server failed");
+            let binary = profile_dir.join("examples").join("server");
+            assert!(binary.exists(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// Starts the binary with `envs` on `BIND=127.0.0.1:0`; returns it and its base URL, read
+/// from its start-up log line.
+fn start(envs: &[(&str, String)]) -> (Child, String) {
+    let mut command = Command::new(server_binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start the server binary");
+    let stdout = child.stdout.take().unwrap();
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    // Reads the log to its end, so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let address = rest.split_whitespace().next().unwrap_or_default();
+                let _ = address_tx.send(address.to_owned());
+            }
+        }
+    });
+    match address_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(address) => (child, format!("http://{address}")),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not report its address: {:?}", child.wait());
+        }
+    }
+}
+
+fn sigterm_and_wait(mut child: Child) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "server exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_binary_serves_sends_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+        ),
+        ("OUTBOX_DIR", outbox.display().to_string()),
+        // Always open, so the message goes whatever the hour.
+        ("ACTIVE_HOURS", "00:00-24:00".to_owned()),
+    ];
+    let (child, base) = start(&envs);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&client, format!("{base}/healthz")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
+    let (status, conversation) = get(&client, format!("{base}/conversation/1/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(conversation["chats"].as_array().unwrap().len(), 3);
+    let response = client
+        .post(format!("{base}/chat/"))
+        .json(&serde_json::json!({"conversationId": 1, "chat": {"payload": "Sure {{ username }}. Here is your code {{ discountCode }}", "userId": 24}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let chat = response.json::<Value>().await.unwrap()["chatId"]
+        .as_i64()
+        .unwrap();
+    let file = outbox.join(format!("message-{chat}.eml"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the email never reached the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let email = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        email.contains("Sure John Carter. Here is your code PROMO50"),
+        "{email}"
+    );
+    sigterm_and_wait(child);
+}
+
+#[test]
+fn the_binary_refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(server_binary())
+        .env("BIND", "0.0.0.0:0")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("db").display()),
+        )
+        .env("OUTBOX_DIR", dir.path().join("outbox"))
+        .env_remove("CARTLOOP_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CARTLOOP_API_TOKEN"), "{stderr}");
+}

@@ -1,0 +1,384 @@
+//! SPEC §7 end to end, on SQLite and on PostgreSQL: a deployment built from nothing over
+//! the API, cancel racing the dispatcher, a store window changed while messages wait, and
+//! paging through 1,000 conversations while chats arrive.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::{wait_until, Backend, TestServer};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// The settings of a server on `backend` writing emails to `outbox`.
+fn args(backend: &Backend, outbox: &Path) -> Vec<String> {
+    vec![
+        "--database-url".into(),
+        backend.database_url(),
+        "--outbox-dir".into(),
+        outbox.display().to_string(),
+    ]
+}
+
+async fn created(server: &TestServer, path: &str, body: Value) -> Value {
+    let (status, answer) = server.post(path, &body).await;
+    assert_eq!(status, 201, "POST {path} {body}: {answer}");
+    answer
+}
+
+fn id(value: &Value, key: &str) -> i64 {
+    value[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+}
+
+/// A store always open, with an operator, a client and a conversation; returns
+/// (conversation, operator, client).
+async fn deployment(server: &TestServer, window: &str) -> (i64, i64, i64) {
+    let store = created(
+        server,
+        "/stores/",
+        json!({"name": "Nova Shoes", "timeZone": "Europe/Paris", "senderEmail": "hello@nova.example.com", "activeHours": window}),
+    )
+    .await;
+    let operator = created(
+        server,
+        "/operators/",
+        json!({"name": "Oscar", "storeId": id(&store, "storeId"), "group": "sales"}),
+    )
+    .await;
+    let client = created(
+        server,
+        "/clients/",
+        json!({"name": "Clara", "email": format!("clara.{}@example.com", Utc::now().timestamp_micros()), "timeZone": "America/Chicago"}),
+    )
+    .await;
+    let conversation = created(
+        server,
+        "/conversations/",
+        json!({"storeId": id(&store, "storeId"), "operatorId": id(&operator, "operatorId"), "clientId": id(&client, "clientId"), "discountCode": "NOVA10"}),
+    )
+    .await;
+    (
+        id(&conversation, "conversationId"),
+        id(&operator, "operatorId"),
+        id(&client, "clientId"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_built_from_nothing_chats() {
+    for backend in Backend::all().await {
+        let outbox = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
+        let (conversation, operator, client) = deployment(&server, "00:00-24:00").await;
+
+        // The same email again: 409 naming the client.
+        let (_, first) = server.get(&format!("/conversation/{conversation}/")).await;
+        assert_eq!(first["clientTimeZone"], "America/Chicago", "{first}");
+        let (status, body) = server.get("/conversations/?status=open&limit=500").await;
+        assert_eq!(status, 200);
+        assert!(body["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["conversationId"] == conversation));
+
+        let (status, preview) = server
+            .post(
+                "/chat/preview/",
+                &json!({"conversationId": conversation, "chat": {"payload": "Hi << username >>, use << discountCode >>", "userId": operator}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{preview}");
+        assert_eq!(preview["renderedText"], "Hi Clara, use NOVA10");
+        let (status, posted) = server
+            .post_chat(
+                conversation,
+                operator,
+                "Hi << username >>, use << discountCode >>",
+            )
+            .await;
+        assert_eq!(status, 201, "{posted}");
+        let chat = id(&posted, "chatId");
+        wait_until("the email", 15, || async {
+            server.chat_status(chat).await == "sent"
+        })
+        .await;
+        let (_, view) = server.get(&format!("/chat/{chat}/")).await;
+        assert_eq!(view["renderedText"], "Hi Clara, use NOVA10", "{view}");
+        assert_eq!(view["attempts"], 1, "{view}");
+        assert!(outbox.path().join(format!("message-{chat}.eml")).exists());
+
+        // The client moves to Tokyo; the conversation is resolved, then reopened.
+        let (status, moved) = server
+            .patch(
+                &format!("/client/{client}/"),
+                &json!({"timeZone": "Asia/Tokyo"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &moved["timeZone"]),
+            (200, &json!("Asia/Tokyo")),
+            "{moved}"
+        );
+        let (status, resolved) = server
+            .patch(
+                &format!("/conversation/{conversation}/"),
+                &json!({"status": "resolved"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &resolved["status"]),
+            (200, &json!("resolved")),
+            "{resolved}"
+        );
+        let (status, refused) = server.post_chat(conversation, operator, "hello?").await;
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["error"]["code"], "conversation_resolved");
+        server
+            .patch(
+                &format!("/conversation/{conversation}/"),
+                &json!({"status": "open"}),
+            )
+            .await;
+        assert_eq!(
+            server.post_chat(conversation, operator, "hello!").await.0,
+            201
+        );
+        server.stop().await;
+        eprintln!("{}: ok", backend.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_the_dispatcher_is_never_sent() {
+    use chrono::Timelike;
+    if Utc::now().with_timezone(&chrono_tz::Europe::Paris).hour() >= 23 {
+        eprintln!("skipped: too close to midnight in Paris for second-precise windows");
+        return;
+    }
+    for backend in Backend::all().await {
+        let outbox = tempfile::tempdir().unwrap();
+        let mut args = args(&backend, outbox.path());
+        args.extend(["--dispatch-interval".into(), "10ms".into()]);
+        let server = TestServer::start(&args).await;
+        // The store opens 3 s from now: every message falls due at that instant, and the
+        // cancels are sent just then, racing the dispatcher's claims.
+        let (opens, local) = paris_in(3);
+        let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
+        let (_, conv) = server.get(&format!("/conversation/{conversation}/")).await;
+        let store = conv["storeId"].as_i64().unwrap();
+        let (status, client) = server
+            .post("/clients/", &json!({"name": "Race", "email": format!("race.{}@example.com", Utc::now().timestamp_micros())}))
+            .await;
+        assert_eq!(status, 201, "{client}");
+        let conversation = id(
+            &created(&server, "/conversations/", json!({"storeId": store, "operatorId": operator, "clientId": id(&client, "clientId")})).await,
+            "conversationId",
+        );
+        let mut chats = Vec::new();
+        for n in 0..80 {
+            let (status, posted) = server
+                .post_chat(conversation, operator, &format!("Offer {n}"))
+                .await;
+            assert_eq!(status, 201, "{posted}");
+            chats.push(id(&posted, "chatId"));
+        }
+        let wait = (opens - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait.saturating_sub(Duration::from_millis(30))).await;
+        let answers = futures::future::join_all(chats.iter().map(|chat| {
+            let path = format!("/chat/{chat}/");
+            let server = &server;
+            async move { server.delete(&path).await }
+        }))
+        .await;
+        let mut cancelled = Vec::new();
+        let mut kept = Vec::new();
+        for (chat, (status, body)) in chats.iter().zip(answers) {
+            match status {
+                200 => {
+                    assert_eq!(body["status"], "cancelled", "{body}");
+                    cancelled.push(*chat);
+                }
+                409 => {
+                    assert_eq!(body["error"]["code"], "not_cancellable", "{body}");
+                    kept.push(*chat);
+                }
+                other => panic!("DELETE answered {other}: {body}"),
+            }
+        }
+        assert!(!cancelled.is_empty(), "no cancel won");
+        for chat in &kept {
+            wait_until("a kept message to go", 15, || async {
+                server.chat_status(*chat).await == "sent"
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for chat in &cancelled {
+            assert_eq!(server.chat_status(*chat).await, "cancelled");
+            assert!(
+                !outbox.path().join(format!("message-{chat}.eml")).exists(),
+                "cancelled chat {chat} was emailed"
+            );
+        }
+        server.stop().await;
+        eprintln!(
+            "{}: {} cancelled, {} kept",
+            backend.name(),
+            cancelled.len(),
+            kept.len()
+        );
+    }
+}
+
+/// `HH:MM:SS` in Paris, `secs` seconds from now.
+fn paris_in(secs: i64) -> (DateTime<Utc>, String) {
+    let at = DateTime::from_timestamp(Utc::now().timestamp() + secs, 0).unwrap();
+    let local = at
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .format("%H:%M:%S")
+        .to_string();
+    (at, local)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_follow_a_store_window_changed_while_they_wait() {
+    use chrono::Timelike;
+    let now_paris = Utc::now().with_timezone(&chrono_tz::Europe::Paris);
+    if now_paris.hour() >= 23 {
+        eprintln!("skipped: too close to midnight in Paris for second-precise windows");
+        return;
+    }
+    for backend in Backend::all().await {
+        let outbox = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
+        let (opens, local) = paris_in(3);
+        let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
+        // The client has no zone of its own: the store's (Paris) applies.
+        let (status, client) = server
+            .post("/clients/", &json!({"name": "Zed", "email": format!("zed.{}@example.com", Utc::now().timestamp_micros())}))
+            .await;
+        assert_eq!(status, 201, "{client}");
+        let (_, conv) = server.get(&format!("/conversation/{conversation}/")).await;
+        let store = conv["storeId"].as_i64().unwrap();
+        let created = created(
+            &server,
+            "/conversations/",
+            json!({"storeId": store, "operatorId": operator, "clientId": id(&client, "clientId")}),
+        )
+        .await;
+        let conversation = id(&created, "conversationId");
+        let (status, posted) = server
+            .post_chat(conversation, operator, "We open soon")
+            .await;
+        assert_eq!(status, 201, "{posted}");
+        let scheduled = DateTime::parse_from_rfc3339(posted["sendAt"].as_str().unwrap()).unwrap();
+        assert_eq!(scheduled.timestamp(), opens.timestamp(), "{posted}");
+        // While it waits, the store now opens 6 s from now: at its sendAt the dispatcher
+        // re-checks and waits for the new window.
+        let (later, later_local) = paris_in(6);
+        let (status, store_now) = server
+            .patch(
+                &format!("/store/{store}/"),
+                &json!({"activeHours": format!("{later_local}-23:59:59")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{store_now}");
+        let chat = id(&posted, "chatId");
+        wait_until("the email", 20, || async {
+            server.chat_status(chat).await == "sent"
+        })
+        .await;
+        let (_, sent) = server.get(&format!("/chat/{chat}/")).await;
+        let sent_at = DateTime::parse_from_rfc3339(sent["sentAt"].as_str().unwrap()).unwrap();
+        assert!(
+            sent_at.timestamp() >= later.timestamp(),
+            "sent at {sent_at}, window opened {later}"
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_nothing() {
+    for backend in Backend::all().await {
+        let outbox = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&args(&backend, outbox.path())).await;
+        let store = created(
+            &server,
+            "/stores/",
+            json!({"name": "Big", "timeZone": "UTC", "senderEmail": "big@big.example.com"}),
+        )
+        .await;
+        let store = id(&store, "storeId");
+        let operator = created(
+            &server,
+            "/operators/",
+            json!({"name": "Op", "storeId": store, "group": "support"}),
+        )
+        .await;
+        let operator = id(&operator, "operatorId");
+        let mut conversations = Vec::new();
+        for n in 0..1000 {
+            let client = created(
+                &server,
+                "/clients/",
+                json!({"name": format!("Client {n}"), "email": format!("c{n}@big.example.com")}),
+            )
+            .await;
+            let client_id = id(&client, "clientId");
+            let conversation = created(
+                &server,
+                "/conversations/",
+                json!({"storeId": store, "operatorId": operator, "clientId": client_id}),
+            )
+            .await;
+            let conversation = id(&conversation, "conversationId");
+            // Every other one gets a chat, so both orders (by activity, by id) are exercised.
+            if n % 2 == 0 {
+                assert_eq!(
+                    server.post_chat(conversation, client_id, "Hello").await.0,
+                    201
+                );
+            }
+            conversations.push((conversation, client_id));
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut page = 0;
+        loop {
+            let path = match &cursor {
+                None => format!("/conversations/?storeId={store}&limit=37"),
+                Some(c) => format!("/conversations/?storeId={store}&limit=37&cursor={c}"),
+            };
+            let (status, body) = server.get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            for row in body["conversations"].as_array().unwrap() {
+                seen.push(row["conversationId"].as_i64().unwrap());
+            }
+            // Between pages, chats arrive in conversations already listed, not yet listed,
+            // and with none before.
+            for k in 0..5 {
+                let (conversation, client) =
+                    conversations[(page * 131 + k * 197) % conversations.len()];
+                assert_eq!(
+                    server.post_chat(conversation, client, "More news").await.0,
+                    201
+                );
+            }
+            page += 1;
+            match body["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let unique: HashSet<i64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "a conversation was listed twice");
+        assert_eq!(unique.len(), 1000, "a conversation was skipped");
+        server.stop().await;
+        eprintln!("{}: {page} pages", backend.name());
+    }
+}
