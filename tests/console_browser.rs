@@ -14,6 +14,7 @@ use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::rules::Rules;
 use cartloop::server::Server;
 use chrono::{Timelike, Utc};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::error::Error;
@@ -90,7 +91,9 @@ async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<(
         format!("seed statuses: {statuses:?}"),
     )?;
     let first = client
-        .find(Locator::Css("[data-testid=chat-1] [data-testid=chat-payload]"))
+        .find(Locator::Css(
+            "[data-testid=chat-1] [data-testid=chat-payload]",
+        ))
         .await?
         .text()
         .await?;
@@ -106,10 +109,7 @@ async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<(
         .await?;
     input.send_keys("Merci, café?").await?;
     let mark = wait_for(client, "[data-testid=preview-error-mark]").await?;
-    check(
-        mark.text().await? == "é",
-        "the marked character is the é",
-    )?;
+    check(mark.text().await? == "é", "the marked character is the é")?;
     let message = client
         .find(Locator::Css("[data-testid=preview-error]"))
         .await?
@@ -144,7 +144,10 @@ async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<(
         .await?;
     check(
         when.contains(&window.expected_phrase),
-        format!("preview send time {when:?} lacks {:?}", window.expected_phrase),
+        format!(
+            "preview send time {when:?} lacks {:?}",
+            window.expected_phrase
+        ),
     )?;
     screenshot(client, "preview").await?;
 
@@ -171,9 +174,15 @@ async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<(
         .await?;
     check(
         send_at.contains(&window.expected_phrase),
-        format!("chat send time {send_at:?} lacks {:?}", window.expected_phrase),
+        format!(
+            "chat send time {send_at:?} lacks {:?}",
+            window.expected_phrase
+        ),
     )?;
-    check(input.prop("value").await?.as_deref() == Some(""), "the box is emptied")?;
+    check(
+        input.prop("value").await?.as_deref() == Some(""),
+        "the box is emptied",
+    )?;
     eventually("the pending count in the list", || async {
         let badge = client
             .find_all(Locator::Css(
@@ -368,7 +377,10 @@ impl Browser {
     /// The binaries, or `None` after printing why the test does not run (a failure under CI).
     fn find() -> Option<Browser> {
         let driver = locate("CHROMEDRIVER", &["chromedriver"]);
-        let chromium = locate("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"]);
+        let chromium = locate(
+            "CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        );
         match (driver, chromium) {
             (Some(driver), Some(chromium)) => Some(Browser { driver, chromium }),
             _ => {
@@ -579,7 +591,14 @@ async fn screenshot(client: &Client, name: &str) -> Result<()> {
     if std::env::var("CARTLOOP_SCREENSHOTS").as_deref() != Ok("1") {
         return Ok(());
     }
-    // Let transitions and the caret settle so the pictures are stable.
+    // The pointer rests on the top bar, so no item shows as hovered; a moment lets the
+    // page settle so the pictures are stable.
+    let park = MouseActions::new("park".to_owned()).then(PointerAction::MoveTo {
+        duration: None,
+        x: 1.0,
+        y: 1.0,
+    });
+    client.perform_actions(park).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
     std::fs::create_dir_all(&dir)?;
