@@ -212,12 +212,27 @@ fn routes() -> Routes {
         .add(M::GET, "/unsubscribe/{token}", email::unsubscribe_page)
         .add(M::POST, "/unsubscribe/{token}", email::unsubscribe)
         .add(M::POST, "/inbound/email/", email::inbound_email);
+    // The operator console: one page, no token needed to load it (its API calls need one).
+    for path in ["/", "/console", "/console/"] {
+        routes.router = routes.router.route(path, axum::routing::get(console_page));
+    }
     for variant in path_variants("/import_data/") {
         routes.router = routes
             .router
             .route(&variant, on(MethodFilter::HEAD, ops::refuse_head));
     }
     routes
+}
+
+/// The operator console page, embedded at compile time.
+async fn console_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/console/index.html"),
+    )
 }
 
 /// Every route [`router`] serves.

@@ -81,10 +81,10 @@ pub(crate) async fn authorize(
     let Some(token) = &state.api_token else {
         return next.run(request).await;
     };
-    let public = request
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|m| PUBLIC.contains(&canonical(m.as_str())));
+    let public = request.extensions().get::<MatchedPath>().is_some_and(|m| {
+        PUBLIC.contains(&canonical(m.as_str()))
+            || ["/", "/console", "/console/"].contains(&m.as_str())
+    });
     if public {
         return next.run(request).await;
     }
