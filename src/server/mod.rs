@@ -356,7 +356,7 @@ impl Server {
             %address,
             active_hours = %self.rules.active_hours,
             workers = self.workers,
-            "cartloop listening on {local_url}"
+            "cartloop listening on {local_url} (operator console: {local_url}/)"
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
