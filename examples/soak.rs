@@ -14,7 +14,12 @@
 //! messages across the servers, 64 in flight, each with an `Idempotency-Key` and retried on
 //! 503 or a connection error. Every 0.5–3 s until every message is `sent` it cuts either
 //! every server connection to the database (`pg_terminate_backend`) or every SMTP
-//! connection (`SmtpSink::disconnect_all`, which can land mid-`DATA`). Then it stops the
+//! connection (`SmtpSink::disconnect_all`, which can land mid-`DATA`: the server has sent
+//! the message but hears nothing back). The sink records a message only once it has all of
+//! it and then answers at once, so a plain cut never leaves it holding a message whose
+//! sender heard nothing; half of the SMTP cuts are therefore preceded by 20 ms in which the
+//! sink keeps each message and closes without answering (`SinkBehavior::close_after_data`),
+//! the case that makes a duplicate. Then it stops the
 //! servers with SIGTERM and checks: every message stored once and emailed at least once,
 //! with its own text; each email received more than once explained by a send the server
 //! logged as ambiguous (the SMTP server took the message but its answer was lost); no
@@ -24,7 +29,7 @@
 //! `SOAK_SEED=<n>` replays the same sequence of cuts (their moments still depend on timing).
 
 use cartloop::core::ports::Email;
-use cartloop::mail::testing::SmtpSink;
+use cartloop::mail::testing::{SinkBehavior, SmtpSink};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -40,6 +45,8 @@ use std::time::{Duration, Instant};
 const IN_FLIGHT: usize = 64;
 /// The soak's own connection to the database it checks; the cuts spare it.
 const SOAK_APPLICATION: &str = "cartloop-soak";
+/// How long, before half of the SMTP cuts, the sink takes messages without answering.
+const LOST_ANSWERS: Duration = Duration::from_millis(20);
 /// The log line a server writes for a send whose outcome it cannot know: the message and
 /// its final `.` went out and no answer came back (`cartloop-mail`'s `classify.rs`).
 const AMBIGUOUS: &str = "SMTP end of data failed";
@@ -104,6 +111,7 @@ struct Counters {
     pg_backends_killed: AtomicU64,
     smtp_cuts: AtomicU64,
     smtp_connections_cut: AtomicU64,
+    smtp_lost_answer_windows: AtomicU64,
 }
 
 fn count(counter: &AtomicU64) {
@@ -287,12 +295,14 @@ async fn run() -> Result<bool, Error> {
         messages as f64 / finished.as_secs_f64(),
     );
     println!(
-        "cuts: {} PostgreSQL ({} server connections terminated), {} SMTP ({} connections closed); \
-         last cut at {:.1} s, {:.1} s before the end",
+        "cuts: {} PostgreSQL ({} server connections terminated), {} SMTP ({} connections closed, \
+         {} of them after {} ms of answers lost); last cut at {:.1} s, {:.1} s before the end",
         get(&counters.pg_cuts),
         get(&counters.pg_backends_killed),
         get(&counters.smtp_cuts),
         get(&counters.smtp_connections_cut),
+        get(&counters.smtp_lost_answer_windows),
+        LOST_ANSWERS.as_millis(),
         last_cut.map_or(0.0, |at| at.as_secs_f64()),
         last_cut.map_or(0.0, |at| (finished - at).as_secs_f64()),
     );
@@ -479,6 +489,14 @@ async fn chaos(
                 }
             }
         } else {
+            if random.next() % 2 == 0 {
+                // The sink keeps what arrives in this window and closes without answering:
+                // what a cut right after the server took a message does.
+                sink.set_behavior(SinkBehavior::close_after_data());
+                tokio::time::sleep(LOST_ANSWERS).await;
+                sink.set_behavior(SinkBehavior::default());
+                count(&counters.smtp_lost_answer_windows);
+            }
             counters
                 .smtp_connections_cut
                 .fetch_add(sink.open_connections() as u64, Ordering::Relaxed);
@@ -788,6 +806,10 @@ impl ServerLogs {
 
     fn line(&mut self, server: usize, line: &str) {
         let chat = field(line, "chat=");
+        // "will retry", or "result not recorded" when the retry's record was lost.
+        if let Some(chat) = chat.filter(|_| line.contains(AMBIGUOUS)) {
+            *self.ambiguous.entry(chat).or_insert(0) += 1;
+        }
         if let Some(chat) = chat {
             self.by_chat
                 .entry(chat)
@@ -799,11 +821,6 @@ impl ServerLogs {
             true
         } else if line.contains("email failed; will retry") {
             self.retries += 1;
-            if line.contains(AMBIGUOUS) {
-                if let Some(chat) = chat {
-                    *self.ambiguous.entry(chat).or_insert(0) += 1;
-                }
-            }
             true
         } else if line.contains("email failed; giving up") {
             self.given_up += 1;
