@@ -26,7 +26,8 @@
 //! message failed; the servers never exited and stopped cleanly. It exits non-zero when a
 //! check fails, and keeps the database and the servers' logs (`target/soak/<run>/`).
 //!
-//! `SOAK_SEED=<n>` replays the same sequence of cuts (their moments still depend on timing).
+//! `SOAK_SEED=<n>` replays the same sequence of cuts (their moments still depend on timing);
+//! `SOAK_CUT_EVERY=<min ms>-<max ms>` (default `500-3000`) changes how often they come.
 
 use cartloop::core::ports::Email;
 use cartloop::mail::testing::{SinkBehavior, SmtpSink};
@@ -458,9 +459,10 @@ async fn chaos(
     last_cut: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut random = XorShift(seed);
+    let every = cut_every();
     let mut admin_conn: Option<PgConnection> = None;
     while !done.load(Ordering::SeqCst) {
-        let wait = Duration::from_millis(500 + random.next() % 2500);
+        let wait = Duration::from_millis(every.0 + random.next() % (every.1 - every.0 + 1));
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !done.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -505,6 +507,18 @@ async fn chaos(
         }
         *last_cut.lock().unwrap() = Some(Instant::now());
     }
+}
+
+/// The shortest and longest wait between two cuts, in milliseconds (`SOAK_CUT_EVERY`).
+fn cut_every() -> (u64, u64) {
+    std::env::var("SOAK_CUT_EVERY")
+        .ok()
+        .and_then(|v| {
+            let (min, max) = v.split_once('-')?;
+            Some((min.trim().parse().ok()?, max.trim().parse().ok()?))
+        })
+        .filter(|&(min, max)| min <= max)
+        .unwrap_or((500, 3000))
 }
 
 /// xorshift64: enough randomness for choosing cuts, and no dependency.
