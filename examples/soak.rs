@@ -963,6 +963,9 @@ impl Report {
                 continue;
             }
             self.unexplained += 1;
+            if self.unexplained > 20 {
+                continue;
+            }
             let _ = writeln!(
                 unexplained,
                 "  chat {chat}: received {n} times, {ambiguous} ambiguous sends logged"
@@ -970,6 +973,9 @@ impl Report {
             for line in logs.by_chat.get(&chat).into_iter().flatten() {
                 let _ = writeln!(unexplained, "    {line}");
             }
+        }
+        if self.unexplained > 20 {
+            unexplained.push_str("  (the first 20 shown)\n");
         }
         if self.unexplained > 0 {
             self.fail(format!(
