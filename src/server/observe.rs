@@ -54,6 +54,11 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
         } => {
             metrics.dispatch_storage_error();
             match message {
+                // A conversation that could not be read is handed back at once (a `Released`
+                // event follows); a result that could not be recorded waits for its lease.
+                Some(chat) if *action == "read the conversation" => {
+                    tracing::error!(%chat, action, error = %error.detail(), "storage failed; the claim is handed back")
+                }
                 Some(chat) => {
                     tracing::error!(%chat, action, error = %error.detail(), "storage failed; the message is left to its lease")
                 }
