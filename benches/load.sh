@@ -77,9 +77,14 @@ figure() {
 drain() {
   # The dispatcher sends oldest first: once the newest chat is sent, all are. (Read from the
   # conversation rather than /metrics, so a baseline build without /metrics works too.)
+  # A message not due yet (the client outside active hours) has nothing to drain.
   for _ in $(seq 1 1800); do
-    newest=$(curl -sf "localhost:$port/conversation/1/?limit=1" |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["chats"][0]["status"])')
+    newest=$(curl -sf "localhost:$port/conversation/1/?limit=1" | python3 -c '
+import json, sys
+from datetime import datetime, timezone
+chat = json.load(sys.stdin)["chats"][0]
+later = chat["sendAt"] and datetime.fromisoformat(chat["sendAt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)
+print("sent" if chat["status"] == "sent" or later else chat["status"])')
     [ "$newest" = sent ] && return
     sleep 0.1
   done
