@@ -301,6 +301,10 @@ pub trait Dialect: Driver {
     /// became due as `due_at` unless [`CLAIM_DUE_AT`](Self::CLAIM_DUE_AT) reads it.
     const CLAIM: &'static str;
 
+    /// A conversation (`context_columns!`) and a page of its messages as JSON, in one row
+    /// (`sql::conversation_page!` with the dialect's JSON functions).
+    const CONVERSATION_PAGE: &'static str;
+
     /// Run before [`CLAIM`](Self::CLAIM) in the same transaction, where `CLAIM` cannot
     /// return when each message became due: the messages `CLAIM` will take, as `due_id`
     /// and `due_at` (parameters `$1` and `$2` only).

@@ -12,7 +12,7 @@
 //! 261 inserts/s against 6,100 without (64 clients).
 
 use crate::dialect::{Codec, Dialect, PoolOptions};
-use crate::sql::{expired_leases, message_columns, new_due};
+use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::{DueWatch, SqlStorage};
 use crate::ACQUIRE_TIMEOUT;
 use cartloop_core::ports::StorageError;
@@ -83,6 +83,7 @@ impl Dialect for Postgres {
     const SERIAL_WRITES: bool = false;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const CLAIM: &'static str = CLAIM_DUE;
+    const CONVERSATION_PAGE: &'static str = sql::PG_CONVERSATION_PAGE;
     const CLAIM_DUE_AT: Option<&'static str> = None;
     // "cartloop" in ASCII; held until the transaction ends.
     const CAP_LOCK: Option<&'static str> =

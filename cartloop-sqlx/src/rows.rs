@@ -73,6 +73,75 @@ pub(crate) fn message<D: Driver>(
     })
 }
 
+/// One message of the page's JSON (`sql::conversation_page!`): its columns in order, instants
+/// as integer microseconds.
+type PageEntry = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
+
+/// The messages of a page's JSON, oldest first.
+pub(crate) fn page_json(json: &str) -> Result<Vec<Message>, StorageError> {
+    let entries: Vec<PageEntry> =
+        serde_json::from_str(json).map_err(|e| bad("a page of messages", "JSON", e))?;
+    let at = |micros: i64, owner: &dyn Fn() -> String| {
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| bad(owner(), "instant", format!("{micros} out of range")))
+    };
+    let mut messages = entries
+        .into_iter()
+        .map(
+            |(
+                id,
+                conversation,
+                author,
+                payload,
+                status,
+                created,
+                send,
+                sent,
+                next,
+                attempts,
+                last_error,
+            )| {
+                let id = MessageId(id);
+                let owner = || format!("message {id}");
+                let status: MessageStatus =
+                    status.parse().map_err(|e| bad(owner(), "status", e))?;
+                let payload = if status == MessageStatus::Received {
+                    Payload::text(&payload)
+                } else {
+                    Payload::stored(&payload).map_err(|e| bad(owner(), "payload", e))?
+                };
+                Ok(Message {
+                    id,
+                    conversation_id: ConversationId(conversation),
+                    author_id: UserId(author),
+                    payload,
+                    status,
+                    created_at: at(created, &owner)?,
+                    send_at: send.map(|m| at(m, &owner)).transpose()?,
+                    sent_at: sent.map(|m| at(m, &owner)).transpose()?,
+                    next_attempt_at: next.map(|m| at(m, &owner)).transpose()?,
+                    attempts: u32::try_from(attempts).map_err(|e| bad(owner(), "attempts", e))?,
+                    last_error,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    messages.sort_by_key(|m| m.id);
+    Ok(messages)
+}
+
 /// A row of `store_columns!`.
 pub(crate) fn store<D: Driver>(row: &DbRow<D>) -> Result<Store, StorageError> {
     let id = StoreId(int::<D>(row, "store_id")?);

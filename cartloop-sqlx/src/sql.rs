@@ -184,16 +184,63 @@ pub(crate) const CONVERSATION: &str = concat!(
 
 /// The conversation `$1` with its newest `$3` messages below id `$2`, oldest first: one row
 /// per message, or one row with NULL message columns when the page is empty.
-pub(crate) const CONVERSATION_PAGE: &str = concat!(
-    "WITH page AS (SELECT ",
-    message_columns!("", ""),
-    " FROM messages WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3) \
-     SELECT ",
-    context_columns!(),
-    ", page.* FROM conversations c",
-    context_joins!(),
-    "LEFT JOIN page ON TRUE WHERE c.id = $1 ORDER BY page.id"
-);
+/// The conversation (`context_columns!`) and, as `page`, a page of its messages in ONE row:
+/// the newest `$3` with an id below `$2`, newest first, as a JSON array of arrays
+/// (`page_json` reads it). One row, not one per message: each row a driver hands over costs
+/// more than the JSON (on SQLite, a wake-up of the task waiting for it). `$json_rows` is the
+/// dialect's aggregate of `$json_row(...)` values, `$as_text` casts it to text where needed;
+/// `$micros` turns an instant column into integer microseconds.
+macro_rules! conversation_page {
+    ($json_rows:literal, $json_row:literal, $micros:ident, $as_text:literal) => {
+        concat!(
+            "SELECT ",
+            context_columns!(),
+            ", (SELECT ",
+            $json_rows,
+            "(",
+            $json_row,
+            "(id, conversation_id, author_id, payload, status, ",
+            $micros!("created_at"),
+            ", ",
+            $micros!("send_at"),
+            ", ",
+            $micros!("sent_at"),
+            ", ",
+            $micros!("next_attempt_at"),
+            ", attempts, last_error))",
+            $as_text,
+            " FROM (SELECT * FROM messages \
+             WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3) AS newest) AS page \
+             FROM conversations c",
+            context_joins!(),
+            "WHERE c.id = $1"
+        )
+    };
+}
+
+/// SQLite: instants are stored as integer microseconds already.
+macro_rules! sqlite_micros {
+    ($column:literal) => {
+        $column
+    };
+}
+
+/// PostgreSQL: an instant column as integer microseconds since the Unix epoch.
+macro_rules! pg_micros {
+    ($column:literal) => {
+        concat!("(EXTRACT(EPOCH FROM ", $column, ") * 1000000)::bigint")
+    };
+}
+
+/// [`conversation_page!`] on SQLite.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_CONVERSATION_PAGE: &str =
+    conversation_page!("json_group_array", "json_array", sqlite_micros, "");
+
+/// [`conversation_page!`] on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_CONVERSATION_PAGE: &str =
+    conversation_page!("json_agg", "json_build_array", pg_micros, "::text");
 
 pub(crate) const SNAPSHOT: &str = "\
     SELECT COALESCE((SELECT MAX(id) FROM messages), 0) AS max_message, \

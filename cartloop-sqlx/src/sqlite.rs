@@ -8,7 +8,7 @@
 //! process.
 
 use crate::dialect::{Codec, Dialect, PoolOptions};
-use crate::sql::{expired_leases, message_columns, new_due};
+use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
 use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
@@ -73,6 +73,7 @@ impl Dialect for Sqlite {
     const SERIAL_WRITES: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const CLAIM: &'static str = CLAIM_CLAIMABLE;
+    const CONVERSATION_PAGE: &'static str = sql::SQLITE_CONVERSATION_PAGE;
     // RETURNING cannot say when an expired lease was due: that is read first.
     const CLAIM_DUE_AT: Option<&'static str> = Some(claimable!());
     const CAP_LOCK: Option<&'static str> = None;

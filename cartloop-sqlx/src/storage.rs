@@ -617,18 +617,16 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     ) -> Result<Option<(ConversationContext, Vec<Message>)>, StorageError> {
         let before = page.before.map_or(i64::MAX, |before| before.0);
         let params = [id.0.into(), before.into(), i64::from(page.limit).into()];
-        let rows = self.read(sql::CONVERSATION_PAGE, &params).await?;
-        let Some(first) = rows.first() else {
+        let row = self.read_one(D::CONVERSATION_PAGE, &params).await?;
+        let Some(row) = row else {
             return Ok(None);
         };
-        let context = rows::context::<D>(first)?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            // The one row of an empty page has no message.
-            if D::int(row, MESSAGE.id)?.is_some() {
-                messages.push(rows::message::<D>(row, &MESSAGE)?);
-            }
-        }
+        let context = rows::context::<D>(&row)?;
+        // No messages: SQLite aggregates to `[]`, PostgreSQL to NULL.
+        let messages = match D::str(&row, "page")? {
+            Some(json) => rows::page_json(json)?,
+            None => Vec::new(),
+        };
         Ok(Some((context, messages)))
     }
 
