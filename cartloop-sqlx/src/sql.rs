@@ -219,6 +219,7 @@ macro_rules! conversation_page {
 }
 
 /// SQLite: instants are stored as integer microseconds already.
+#[cfg(feature = "sqlite")]
 macro_rules! sqlite_micros {
     ($column:literal) => {
         $column
@@ -226,6 +227,7 @@ macro_rules! sqlite_micros {
 }
 
 /// PostgreSQL: an instant column as integer microseconds since the Unix epoch.
+#[cfg(feature = "postgres")]
 macro_rules! pg_micros {
     ($column:literal) => {
         concat!("(EXTRACT(EPOCH FROM ", $column, ") * 1000000)::bigint")
