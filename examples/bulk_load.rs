@@ -8,12 +8,11 @@
 //! cargo run --release --example bulk_load -- postgres://postgres@127.0.0.1/big 1000000 10000
 //! ```
 
-use cartloop::core::demo::demo_data;
-use cartloop::core::domain::Dataset;
-use std::time::Instant;
+#[path = "../benches/bulk/mod.rs"]
+mod bulk;
 
-/// Ids of the bulk rows start here, above the demo's.
-const FIRST_ID: i64 = 1000;
+use cartloop::core::demo::demo_data;
+use std::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,72 +25,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let storage = cartloop::sqlx::connect(&url).await?;
     storage.import(&demo_data()).await?;
-    let last = FIRST_ID + conversations - 1;
-    let statements: Vec<String> = if url.starts_with("sqlite") {
-        let now = chrono::Utc::now().timestamp_micros();
-        vec![
-            "PRAGMA synchronous = OFF".into(),
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT {FIRST_ID} UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-                 INSERT OR IGNORE INTO users (id, role, name, email, email_key, time_zone) \
-                 SELECT i, 'client', 'Bulk client ' || i, 'bulk' || i || '@example.com', 'bulk' || i || '@example.com', 'Europe/Paris' FROM n"
-            ),
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT {FIRST_ID} UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-                 INSERT OR IGNORE INTO conversations (id, store_id, operator_id, client_id, status) \
-                 SELECT i, 1, 24, i, 'open' FROM n"
-            ),
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {messages} - 1) \
-                 INSERT INTO messages (conversation_id, author_id, payload, status, created_at, send_at, sent_at, attempts) \
-                 SELECT {FIRST_ID} + i % {conversations}, 24, 'Hi << username >>, your code is waiting.', 'sent', \
-                        {now} - ({messages} - i) * 1000, {now} - ({messages} - i) * 1000, {now} - ({messages} - i) * 1000, 1 FROM n"
-            ),
-            "PRAGMA synchronous = FULL".into(),
-        ]
-    } else {
-        vec![
-            format!(
-                "INSERT INTO users (id, role, name, email, email_key, time_zone) \
-                 SELECT i, 'client', 'Bulk client ' || i, 'bulk' || i || '@example.com', 'bulk' || i || '@example.com', 'Europe/Paris' \
-                 FROM generate_series({FIRST_ID}, {last}) AS i ON CONFLICT DO NOTHING"
-            ),
-            format!(
-                "INSERT INTO conversations (id, store_id, operator_id, client_id, status) \
-                 SELECT i, 1, 24, i, 'open' FROM generate_series({FIRST_ID}, {last}) AS i ON CONFLICT DO NOTHING"
-            ),
-            format!(
-                "INSERT INTO messages (conversation_id, author_id, payload, status, created_at, send_at, sent_at, attempts) \
-                 SELECT {FIRST_ID} + i % {conversations}, 24, 'Hi << username >>, your code is waiting.', 'sent', \
-                        now() - ({messages} - i) * interval '1 ms', now() - ({messages} - i) * interval '1 ms', now() - ({messages} - i) * interval '1 ms', 1 \
-                 FROM generate_series(0, {messages} - 1) AS i"
-            ),
-            "ANALYZE".into(),
-        ]
-    };
-    run(&url, &statements).await?;
-    // An empty import moves the id sequences past the ids given above (PostgreSQL).
-    storage.import(&Dataset::default()).await?;
+    bulk::load(storage.as_ref(), &url, messages, conversations).await?;
     println!(
         "{messages} messages over {conversations} conversations loaded into {} in {:.1} s",
         cartloop::server::redact(&url),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-async fn run(url: &str, statements: &[String]) -> Result<(), sqlx::Error> {
-    use sqlx::{Connection, Executor};
-    if url.starts_with("sqlite") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await?;
-        for statement in statements {
-            conn.execute(statement.as_str()).await?;
-        }
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await?;
-        for statement in statements {
-            conn.execute(statement.as_str()).await?;
-        }
-    }
     Ok(())
 }
