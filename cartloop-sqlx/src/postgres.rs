@@ -23,6 +23,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// A pooled connection idle at least this long is pinged before it is used again.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL schema, embedded in the binary.
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -113,7 +116,22 @@ impl Dialect for Postgres {
     fn configure(
         options: PgConnectOptions,
     ) -> Result<(PoolOptions<Self>, PgConnectOptions), StorageError> {
-        Ok((PoolOptions::<Self>::new(), options))
+        // sqlx pings every connection it takes from the pool: a round trip more for each
+        // statement. Only a connection idle for a while is checked (a server restart or a
+        // firewall may have dropped it); one that served a request a moment ago is used at
+        // once, and if it died meanwhile the statement fails as unavailable (503, retried by
+        // the dispatcher) and the pool replaces it.
+        let pool = PoolOptions::<Self>::new()
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_IF_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            });
+        Ok((pool, options))
     }
 
     fn announce_due(storage: &SqlStorage<Self>) {

@@ -105,11 +105,14 @@ impl Dialect for Sqlite {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         // Connections are kept open: they are cheap, and an in-memory database lives only
-        // as long as one of its connections.
+        // as long as one of its connections. A file connection does not die behind our
+        // back, so it is not pinged each time it is taken from the pool (a round trip to its
+        // thread on every request).
         let pool = PoolOptions::<Self>::new()
             .min_connections(1)
             .idle_timeout(None)
-            .max_lifetime(None);
+            .max_lifetime(None)
+            .test_before_acquire(false);
         Ok((pool, options))
     }
 
