@@ -268,8 +268,12 @@ impl<D: Dialect> SqlStorage<D> {
             });
         let turn = self.writer.clone().lock_owned().await;
         // A writer before us may have committed ours with its group.
-        if let Ok(answer) = result.try_recv() {
-            return answer;
+        match result.try_recv() {
+            Ok(answer) => return answer,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                return Err(sqlx::Error::Io(std::io::Error::other("write abandoned")));
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
         }
         let group = std::mem::take(&mut *self.group.lock().unwrap_or_else(PoisonError::into_inner));
         // On a task of its own: if this caller goes away (a client that hung up, a request

@@ -215,3 +215,88 @@ async fn an_exhausted_pool_is_unavailable_not_a_hang() {
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// Writes that arrive together are committed together, and one that breaks a constraint
+/// (an unknown conversation) fails alone: the others of its group are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_fails_alone_in_its_group() {
+    let (a, _, _dir) = two_on_one_file().await;
+    a.import(&cartloop_core::demo::demo_data()).await.unwrap();
+    let now = chrono::Utc::now();
+    let writes: Vec<_> = (0..60)
+        .map(|n| {
+            let storage = a.clone();
+            let mut message = scenarios::operator_message(&format!("group {n}"), now);
+            if n % 10 == 0 {
+                message.conversation_id = ConversationId(9_999);
+            }
+            tokio::spawn(async move { storage.insert_message(message).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for write in writes {
+        match write.await.unwrap() {
+            Ok(inserted) => {
+                assert!(inserted.created);
+                stored += 1;
+            }
+            Err(StorageError::NotFound(what)) => assert!(what.contains("9999"), "{what}"),
+            Err(e) => panic!("{}", e.detail()),
+        }
+    }
+    assert_eq!(stored, 54);
+    let page = cartloop_core::ports::Page {
+        limit: 1000,
+        before: None,
+    };
+    let (_, messages) = a
+        .conversation_page(ConversationId(1), page)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(messages.len(), 3 + 54);
+}
+
+/// Callers that give up while their group is committing (a client that hung up, a request
+/// timeout) leave no transaction open: the next writer is not locked out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_that_give_up_leave_no_transaction_open() {
+    let (a, _, _dir) = two_on_one_file().await;
+    a.import(&cartloop_core::demo::demo_data()).await.unwrap();
+    let now = chrono::Utc::now();
+    for round in 0..20 {
+        let writes: Vec<_> = (0..20)
+            .map(|n| {
+                let storage = a.clone();
+                let message = scenarios::operator_message(&format!("r{round} m{n}"), now);
+                tokio::spawn(async move {
+                    // Gives up after a few microseconds, often mid-commit.
+                    let _ = tokio::time::timeout(
+                        Duration::from_micros(50 * (n % 5)),
+                        storage.insert_message(message),
+                    )
+                    .await;
+                })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap();
+        }
+    }
+    // A claim takes the write lock at once (BEGIN IMMEDIATE): it would wait for the busy
+    // timeout and fail if a connection had been left inside a transaction.
+    let started = Instant::now();
+    let claimed = a
+        .claim_due(
+            now + chrono::Duration::seconds(1),
+            Duration::from_secs(30),
+            cartloop_core::ports::ClaimLimit::batch(1_000),
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(!claimed.is_empty());
+    a.insert_message(scenarios::operator_message("after", now))
+        .await
+        .unwrap();
+}
