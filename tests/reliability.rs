@@ -333,3 +333,69 @@ async fn a_stalled_body_gets_408_not_503() {
     assert!(answer.contains("request_timeout"), "{answer}");
     server.stop().await;
 }
+
+/// Reads one HTTP response (head and a `Content-Length` body) from `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A keep-alive connection idle for longer than the header timeout, but less than the
+/// keep-alive timeout, still serves the next request: the header timeout is for a new
+/// connection's first request, the keep-alive timeout for the pauses between requests.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_lives_until_the_keep_alive_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = sqlite_and_outbox(dir.path());
+    args.extend([
+        "--header-read-timeout".into(),
+        "1s".into(),
+        "--keep-alive-timeout".into(),
+        "4s".into(),
+    ]);
+    let server = TestServer::start(&args).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream.write_all(request).await.unwrap();
+    let second = read_response(&mut stream).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "after 2 s idle: {second:?}"
+    );
+    // Past the keep-alive timeout the server closes it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut buf = [0u8; 16];
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    );
+    assert!(closed, "the idle connection was not closed");
+    server.stop().await;
+}

@@ -1,9 +1,11 @@
 //! The accept loop: HTTP/1.1 connections served by hyper, with the limits a public server
 //! needs against idle and slow clients (issue: slowloris).
 //!
-//! - A request's headers must arrive within [`ConnectionLimits::header_read_timeout`], and an
-//!   idle keep-alive connection is closed after [`ConnectionLimits::keep_alive_timeout`]: a
-//!   sweeper closes connections that have sent no complete request for that long.
+//! - A new connection's first request headers must arrive within
+//!   [`ConnectionLimits::header_read_timeout`], and a keep-alive connection is closed once it
+//!   has been idle (or sending its next request's headers) for
+//!   [`ConnectionLimits::keep_alive_timeout`]: a sweeper closes the connections that have sent
+//!   no complete request for that long.
 //! - At most [`ConnectionLimits::max_connections`] connections are open. When a new one
 //!   arrives at the limit, the connection that has been idle (or waiting for headers) the
 //!   longest is closed to make room: slow or idle clients cannot lock out working ones.
@@ -32,9 +34,10 @@ use tower::ServiceExt;
 pub struct ConnectionLimits {
     /// Most connections open at once; at the limit the longest-idle one is closed.
     pub max_connections: usize,
-    /// Longest a client may take to send a request's headers.
+    /// Longest a new connection may take to send its first request's headers.
     pub header_read_timeout: Duration,
-    /// Longest a keep-alive connection may stay idle between requests.
+    /// Longest a keep-alive connection may stay idle between requests (or take to send the
+    /// next request's headers).
     pub keep_alive_timeout: Duration,
     /// Longest shutdown waits for requests in flight.
     pub drain_timeout: Duration,
@@ -203,9 +206,13 @@ pub(crate) async fn serve(
         let (tracker, mut stopped) = (tracker.clone(), stopped.clone());
         connections.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
+            // hyper's own header timeout also runs while a keep-alive connection is idle
+            // between requests, so it would close idle connections after the header timeout
+            // rather than the keep-alive one, racing clients that reuse them. The sweeper
+            // applies both limits instead.
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
+                .header_read_timeout(None)
                 .keep_alive(true);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);

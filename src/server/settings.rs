@@ -67,10 +67,10 @@ pub struct Settings {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Longest a client may take to send a request's headers.
+    /// Longest a new connection may take to send its first request's headers.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = at_least_10ms)]
     pub header_read_timeout: Duration,
-    /// Longest a keep-alive connection may stay idle.
+    /// Longest a keep-alive connection may stay idle between requests.
     #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub keep_alive_timeout: Duration,
     /// Longest a request may take; a body that does not arrive in time is answered 408.
