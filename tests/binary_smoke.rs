@@ -65,6 +65,13 @@ fn server_binary() -> PathBuf {
 /// Starts the binary with `envs` on `BIND=127.0.0.1:0`; returns it and its base URL, read
 /// from its start-up log line.
 fn start(envs: &[(&str, String)]) -> (Child, String) {
+    let (child, base, _) = start_logging(envs, "listening on http://");
+    (child, base)
+}
+
+/// [`start`], also waiting for the log line that holds `http://<address>` after `marker`;
+/// returns that address too.
+fn start_logging(envs: &[(&str, String)], marker: &'static str) -> (Child, String, String) {
     let mut command = Command::new(server_binary());
     command
         .env_clear()
@@ -79,6 +86,7 @@ fn start(envs: &[(&str, String)]) -> (Child, String) {
     let mut child = command.spawn().expect("start the server binary");
     let stdout = child.stdout.take().unwrap();
     let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let (marked_tx, marked_rx) = std::sync::mpsc::channel();
     // Reads the log to its end, so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -90,10 +98,21 @@ fn start(envs: &[(&str, String)]) -> (Child, String) {
                 let address = rest.split_whitespace().next().unwrap_or_default();
                 let _ = address_tx.send(address.to_owned());
             }
+            if let Some(rest) = line.split(marker).nth(1) {
+                let address = rest.split(['/', ' ']).next().unwrap_or_default();
+                let _ = marked_tx.send(address.to_owned());
+            }
         }
     });
-    match address_rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(address) => (child, format!("http://{address}")),
+    let addresses = address_rx
+        .recv_timeout(Duration::from_secs(60))
+        .and_then(|address| Ok((address, marked_rx.recv_timeout(Duration::from_secs(10))?)));
+    match addresses {
+        Ok((address, marked)) => (
+            child,
+            format!("http://{address}"),
+            format!("http://{marked}"),
+        ),
         Err(_) => {
             let _ = child.kill();
             panic!("the server did not report its address: {:?}", child.wait());
@@ -188,4 +207,61 @@ fn the_binary_refuses_a_public_address_without_a_token() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CARTLOOP_API_TOKEN"), "{stderr}");
+}
+
+/// `METRICS_BIND`: `/metrics` without the token on its own address, and only there; the
+/// API's `/metrics` stays behind the token.
+#[tokio::test]
+async fn metrics_bind_serves_the_figures_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+        ),
+        (
+            "OUTBOX_DIR",
+            dir.path().join("outbox").display().to_string(),
+        ),
+        ("CARTLOOP_API_TOKEN", "metrics-test-token".to_owned()),
+        ("METRICS_BIND", "127.0.0.1:0".to_owned()),
+    ];
+    let (child, base, metrics) = start_logging(&envs, "metrics on http://");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&client, format!("{base}/healthz")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A request to the API, to see it counted.
+    let response = client
+        .get(format!("{base}/conversation/1/"))
+        .bearer_auth("metrics-test-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    let response = client
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"cartloop_http_requests_total{route="/conversation/{id}/",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    // Only the figures there.
+    let (status, body) = get(&client, format!("{metrics}/conversation/1/")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("route_not_found")),
+        "{body}"
+    );
+    // The API's own `/metrics` still wants the token.
+    let (status, _) = get(&client, format!("{base}/metrics")).await;
+    assert_eq!(status, 401);
+    sigterm_and_wait(child);
 }

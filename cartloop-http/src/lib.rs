@@ -245,6 +245,27 @@ pub fn route_table() -> Vec<RouteInfo> {
     routes().table
 }
 
+/// `GET /metrics` alone, without the API token: for a separate metrics address that only
+/// the scraper can reach (the bundled server's `METRICS_BIND`). Every other path is a JSON
+/// 404. Requests to it are not counted in the figures it exports.
+///
+/// ```
+/// let state = cartloop_http::AppState::new(std::sync::Arc::new(
+///     cartloop_core::testing::MemoryStorage::new(),
+/// ));
+/// let _metrics: axum::Router = cartloop_http::metrics_router(state);
+/// ```
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .with_state(state)
+}
+
 /// The API's router: every route of [`route_table`], and the layers the crate docs
 /// describe.
 pub fn router(state: AppState) -> Router {

@@ -200,6 +200,7 @@ impl ServerBuilder {
             limits: self.limits,
             request_timeout: self.request_timeout,
             metrics: Metrics::new(),
+            metrics_listener: None,
         })
     }
 }
@@ -219,6 +220,7 @@ pub struct Server {
     limits: ConnectionLimits,
     request_timeout: Duration,
     metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -278,6 +280,20 @@ impl Server {
     /// `http://localhost`).
     pub fn router(&self) -> axum::Router {
         cartloop_http::router(self.state("http://localhost"))
+    }
+
+    /// `GET /metrics` alone, without the API token, for an address only the scraper reaches;
+    /// the same figures as the API's `/metrics`.
+    pub fn metrics_router(&self) -> axum::Router {
+        cartloop_http::metrics_router(self.state("http://localhost"))
+    }
+
+    /// Also serve `GET /metrics`, without the API token, on `listener` (see
+    /// [`Server::metrics_router`]); [`Server::serve`] serves it beside the API and stops it
+    /// with the API. The API's own `/metrics` stays behind the token.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
     }
 
     /// The dispatcher alone: call [`Dispatcher::run`] on as many clones as you want
@@ -341,7 +357,7 @@ impl Server {
     /// [`ServerError::PublicWithoutToken`] when the listener is not on a loopback address
     /// and no API token is set; I/O and storage failures.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
@@ -376,13 +392,33 @@ impl Server {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let (_, http, workers) = tokio::join!(
+        let metrics_stopped = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let metrics_listener = self.metrics_listener.take();
+        let metrics = async {
+            match metrics_listener {
+                Some(metrics_listener) => {
+                    let address = metrics_listener.local_addr()?;
+                    tracing::info!(%address, "metrics on http://{address}/metrics (no token)");
+                    let app = self.metrics_router();
+                    listener::serve(metrics_listener, app, self.limits, metrics_stopped).await
+                }
+                None => Ok(()),
+            }
+        };
+        let (_, http, workers, metrics) = tokio::join!(
             signal,
             listener::serve(listener, app, self.limits, http_stopped),
             self.run_workers(dispatcher, dispatch_stopped),
+            metrics,
         );
         http?;
         workers?;
+        metrics?;
         tracing::info!("shut down");
         Ok(())
     }

@@ -18,6 +18,10 @@ pub struct Settings {
     /// Listen address.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
+    /// Also serve `GET /metrics` on this address, without the API token (unset: only the
+    /// API's `/metrics`, behind the token).
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// `sqlite://path` (created if missing) or `postgres://user:pass@host:port/db`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cartloop.db")]
     pub database_url: String,
@@ -121,6 +125,15 @@ fn message_age(raw: &str) -> Result<Duration, String> {
     between(raw, Duration::from_secs(1), 365 * DAY)
 }
 
+async fn listen(name: &'static str, address: &str) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| ServerError::Setting {
+            name,
+            message: format!("cannot listen on {address}: {e}"),
+        })
+}
+
 impl Settings {
     /// Opens the database and the mailer these settings name, builds the server, binds
     /// `BIND` and serves until `shutdown` resolves.
@@ -133,14 +146,12 @@ impl Settings {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let bind = self.bind.clone();
-        let server = self.server().await?;
-        let listener =
-            tokio::net::TcpListener::bind(&bind)
-                .await
-                .map_err(|e| ServerError::Setting {
-                    name: "BIND",
-                    message: format!("cannot listen on {bind}: {e}"),
-                })?;
+        let metrics_bind = self.metrics_bind.clone();
+        let mut server = self.server().await?;
+        let listener = listen("BIND", &bind).await?;
+        if let Some(metrics_bind) = metrics_bind {
+            server = server.with_metrics_listener(listen("METRICS_BIND", &metrics_bind).await?);
+        }
         server.serve(listener, shutdown).await
     }
 
