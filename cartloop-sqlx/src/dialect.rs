@@ -325,6 +325,12 @@ pub trait Dialect: Driver {
     /// the imported ones; `None` where writes already take turns.
     const IMPORT_LOCK: Option<&'static str>;
 
+    /// Inserts a group of messages in one statement (see `group_insert.rs`): `$1` is a JSON
+    /// array of objects with `ord` and the columns of [`sql::INSERT_MESSAGE`](crate::sql);
+    /// returns each inserted row with its `ord`, and none for a row whose idempotency key
+    /// was taken. `None` where writes are already group committed (SQLite).
+    const GROUP_INSERT: Option<&'static str>;
+
     /// Run last in an import: moves the id sequences past the imported ids; `None` where the
     /// database does so by itself.
     const AFTER_IMPORT: Option<&'static str>;

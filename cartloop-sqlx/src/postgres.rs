@@ -69,6 +69,27 @@ const CLAIM_DUE: &str = concat!(
     message_columns!("messages.", "")
 );
 
+/// Inserts the messages of the JSON array `$1` (see [`Dialect::GROUP_INSERT`]). Each row
+/// takes its id from the sequence first, so that the inserted rows can be joined back to
+/// their `ord`; a row skipped for its idempotency key leaves a gap in the ids, as a failed
+/// insert does.
+const GROUP_INSERT: &str = concat!(
+    "WITH input AS MATERIALIZED ( \
+       SELECT t.*, nextval(pg_get_serial_sequence('messages', 'id')) AS new_id \
+       FROM json_to_recordset($1::json) AS t (ord BIGINT, conversation_id BIGINT, \
+         author_id BIGINT, payload TEXT, status TEXT, created_at TIMESTAMPTZ, \
+         send_at TIMESTAMPTZ, idempotency_key TEXT)), \
+     inserted AS ( \
+       INSERT INTO messages \
+       (id, conversation_id, author_id, payload, status, created_at, send_at, idempotency_key) \
+       SELECT new_id, conversation_id, author_id, payload, status, created_at, send_at, \
+         idempotency_key FROM input ORDER BY ord \
+       ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+       RETURNING ",
+    message_columns!("", ""),
+    ") SELECT input.ord AS ord, inserted.* FROM inserted JOIN input ON input.new_id = inserted.id"
+);
+
 impl Codec for Postgres {
     type Db = sqlx::Postgres;
     type Instant = DateTime<Utc>;
@@ -99,6 +120,7 @@ impl Dialect for Postgres {
     // sequence before it has been moved past the imported ids.
     const IMPORT_LOCK: Option<&'static str> =
         Some("LOCK TABLE stores, users, conversations, messages IN SHARE ROW EXCLUSIVE MODE");
+    const GROUP_INSERT: Option<&'static str> = Some(GROUP_INSERT);
     const AFTER_IMPORT: Option<&'static str> = Some(
         "SELECT setval(pg_get_serial_sequence(t.name, 'id')::regclass, t.max_id) \
          FROM (VALUES ('stores', (SELECT MAX(id) FROM stores)), \

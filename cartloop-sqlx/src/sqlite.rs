@@ -79,6 +79,8 @@ impl Dialect for Sqlite {
     const CAP_LOCK: Option<&'static str> = None;
     const SNAPSHOT_LOCK: Option<&'static str> = None;
     const IMPORT_LOCK: Option<&'static str> = None;
+    // Writes take turns and are group committed already (`SqlStorage::write`).
+    const GROUP_INSERT: Option<&'static str> = None;
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
     // remembers the largest id ever inserted, imported ones included.
     const AFTER_IMPORT: Option<&'static str> = None;

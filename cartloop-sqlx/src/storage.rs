@@ -2,6 +2,7 @@
 
 use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, OwnedParam, Param};
 use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
+use crate::group_insert::InsertQueue;
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
 use crate::ACQUIRE_TIMEOUT;
@@ -37,6 +38,8 @@ pub struct SqlStorage<D: Dialect> {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Writes waiting for the next group commit, where [`Dialect::SERIAL_WRITES`].
     group: Arc<Mutex<Vec<GroupedWrite<D>>>>,
+    /// Messages waiting for a grouped insert, where [`Dialect::GROUP_INSERT`].
+    inserts: Arc<Mutex<InsertQueue<D>>>,
     due: Arc<DueWatch>,
 }
 
@@ -46,6 +49,7 @@ impl<D: Dialect> Clone for SqlStorage<D> {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             group: self.group.clone(),
+            inserts: self.inserts.clone(),
             due: self.due.clone(),
         }
     }
@@ -185,6 +189,7 @@ impl<D: Dialect> SqlStorage<D> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             group: Arc::new(Mutex::new(Vec::new())),
+            inserts: Arc::new(Mutex::new(InsertQueue::default())),
             due: Arc::new(DueWatch::default()),
         }
     }
@@ -204,6 +209,11 @@ impl<D: Dialect> SqlStorage<D> {
     /// The connection pool, e.g. to close it on shutdown.
     pub fn pool(&self) -> &sqlx::Pool<D::Db> {
         &self.pool
+    }
+
+    /// The messages waiting for a grouped insert.
+    pub(crate) fn insert_queue(&self) -> &Mutex<InsertQueue<D>> {
+        &self.inserts
     }
 
     /// The callbacks of [`Storage::watch_due`], for the dialect's listener.
@@ -886,8 +896,14 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             new.send_at.into(),
             new.idempotency_key.as_deref().into(),
         ];
-        let inserted = match self.write(sql::INSERT_MESSAGE, &params).await {
-            Ok(rows) => rows.into_iter().next(),
+        let inserted = match D::GROUP_INSERT {
+            Some(group_sql) => self.insert_grouped(group_sql, &params).await,
+            None => {
+                (self.write(sql::INSERT_MESSAGE, &params).await).map(|rows| rows.into_iter().next())
+            }
+        };
+        let inserted = match inserted {
+            Ok(row) => row,
             Err(e) if violation(&e) == Some(ErrorKind::ForeignKeyViolation) => {
                 let references = [
                     (

@@ -139,6 +139,102 @@ pub async fn concurrent_inserts(storage: Arc<dyn Storage>) {
     }
 }
 
+/// Bursts of 300 inserts at once, as POSTs come under load (grouped where the storage
+/// groups them): each caller gets its own message back, each idempotency key stores one
+/// message that every caller with that key gets, and (second burst) a write to an unknown
+/// conversation fails alone with `NotFound`.
+pub async fn grouped_inserts_answer_each_caller(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let first = insert_burst(&storage, "a", false).await;
+    let second = insert_burst(&storage, "b", true).await;
+    let stored = messages(&*storage, ConversationId(1)).await;
+    assert_eq!(stored.len(), 3 + first + second);
+}
+
+/// 300 inserts at once, some with keys, some (with `unknown`) to an unknown conversation;
+/// checks every answer and gives how many messages were created.
+async fn insert_burst(storage: &Arc<dyn Storage>, round: &str, unknown: bool) -> usize {
+    let now = Utc::now();
+    let is_unknown = move |n: usize| unknown && n % 10 == 3;
+    let tasks: Vec<_> = (0..300)
+        .map(|n| {
+            let storage = storage.clone();
+            let round = round.to_owned();
+            tokio::spawn(async move {
+                let mut message = operator_message(&format!("burst {round} {n}"), now);
+                if is_unknown(n) {
+                    message.conversation_id = ConversationId(9_999);
+                } else if n % 7 == 0 {
+                    let key = n % 3;
+                    let payload = format!("keyed {round} {key}");
+                    message.payload =
+                        Payload::parse(&payload, &ValidationPolicy::default()).unwrap();
+                    message.idempotency_key = Some(format!("burst-{round}-{key}"));
+                }
+                let result = storage.insert_message(message.clone()).await;
+                (n, message, result)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut by_key: std::collections::HashMap<String, Vec<(bool, Message)>> = Default::default();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let (n, sent, result) = task.await.unwrap();
+        match result {
+            Ok(inserted) => {
+                assert!(
+                    !is_unknown(n),
+                    "burst {n} to an unknown conversation was stored"
+                );
+                let message = inserted.message;
+                assert_eq!(
+                    message.payload.as_str(),
+                    sent.payload.as_str(),
+                    "burst {n} got another caller's message"
+                );
+                assert_eq!(
+                    (message.conversation_id, message.author_id),
+                    (sent.conversation_id, sent.author_id)
+                );
+                if inserted.created {
+                    created += 1;
+                    assert!(ids.insert(message.id), "id {} returned twice", message.id);
+                }
+                if let Some(key) = sent.idempotency_key {
+                    by_key
+                        .entry(key)
+                        .or_default()
+                        .push((inserted.created, message));
+                } else {
+                    assert!(inserted.created, "burst {n} without a key was not created");
+                }
+            }
+            Err(StorageError::NotFound(what)) => {
+                assert!(is_unknown(n), "burst {n}: {what}");
+                assert!(what.contains("9999"), "{what}");
+            }
+            Err(e) => panic!("burst {n}: {}", e.detail()),
+        }
+    }
+    assert_eq!(by_key.len(), 3);
+    for (key, answers) in &by_key {
+        assert_eq!(
+            answers.iter().filter(|(created, _)| *created).count(),
+            1,
+            "{key}"
+        );
+        assert!(
+            answers.iter().all(|(_, m)| *m == answers[0].1),
+            "{key}: one message for all"
+        );
+    }
+    let keyed = (0..300).filter(|&n| !is_unknown(n) && n % 7 == 0).count();
+    let refused = (0..300).filter(|&n| is_unknown(n)).count();
+    assert_eq!(created, 300 - refused - keyed + 3);
+    created
+}
+
 /// Concurrent inserts with one idempotency key store one message and all return it.
 pub async fn concurrent_idempotent_inserts(storage: Arc<dyn Storage>) {
     storage.import(&demo_data()).await.unwrap();
