@@ -382,3 +382,162 @@ async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_no
         eprintln!("{}: {page} pages", backend.name());
     }
 }
+
+/// Parses `/metrics` as fetched over HTTP, with a strict parser of the exposition format.
+async fn scrape(server: &TestServer) -> prom_text_format_parser::Scrape {
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = text
+        .as_str()
+        .expect("metrics are text, not JSON")
+        .to_owned();
+    prom_text_format_parser::Scrape::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// The sum of a family's samples that carry `labels`; 0 before it has any.
+fn sum(scrape: &prom_text_format_parser::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .metrics
+        .iter()
+        .filter(|m| m.name == name)
+        .flat_map(|m| &m.samples)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|l| l.key == *k && l.value == *v))
+        })
+        .map(|s| s.value.value.as_f64())
+        .sum()
+}
+
+/// A relay that refuses the address for good fails the message with its reason
+/// (`GET /chat/{id}/`); `POST /chat/{id}/retry/` sends it once the relay takes it, and a
+/// second retry is 409; `/metrics`, scraped over HTTP, counted the failure, the send and the
+/// requests; `GET /store/{id}/` and `GET /openapi.json` answer. Real SMTP, both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_message_is_retried_sent_and_counted() {
+    use cartloop::mail::testing::{SinkBehavior, SmtpSink};
+    for backend in Backend::all().await {
+        let sink = SmtpSink::start_with(SinkBehavior::reject_rcpt("550 5.1.1 no such user")).await;
+        let server = TestServer::start(&[
+            "--database-url".into(),
+            backend.database_url(),
+            "--smtp-url".into(),
+            sink.url(),
+        ])
+        .await;
+        let (conversation, operator, _) = deployment(&server, "00:00-24:00").await;
+        let before = scrape(&server).await;
+
+        let (status, posted) = server
+            .post_chat(
+                conversation,
+                operator,
+                "Hello {{ username }}, your code {{ discountCode }}",
+            )
+            .await;
+        assert_eq!(status, 201, "{}: {posted}", backend.name());
+        let chat = id(&posted, "chatId");
+        wait_until("the failure", 20, || async {
+            server.chat_status(chat).await == "failed"
+        })
+        .await;
+        let (_, failed) = server.get(&format!("/chat/{chat}/")).await;
+        assert_eq!(failed["attempts"], 1, "{failed}");
+        assert!(
+            failed["lastError"].as_str().unwrap().contains("550"),
+            "{failed}"
+        );
+        assert_eq!(
+            failed["renderedText"], "Hello Clara, your code NOVA10",
+            "{failed}"
+        );
+
+        sink.set_behavior(SinkBehavior::default());
+        let (status, retried) = server
+            .post(&format!("/chat/{chat}/retry/"), &json!({}))
+            .await;
+        assert_eq!(
+            (status, retried["status"].as_str()),
+            (200, Some("new")),
+            "{retried}"
+        );
+        wait_until("the email", 20, || async {
+            server.chat_status(chat).await == "sent"
+        })
+        .await;
+        let emails = sink.wait_for(1, Duration::from_secs(5)).await;
+        assert_eq!(emails.len(), 1);
+        let (status, again) = server
+            .post(&format!("/chat/{chat}/retry/"), &json!({}))
+            .await;
+        assert_eq!(
+            (status, again["error"]["code"].as_str()),
+            (409, Some("not_retryable")),
+            "{again}"
+        );
+
+        let after = scrape(&server).await;
+        let moved = |name: &str, labels: &[(&str, &str)]| {
+            sum(&after, name, labels) - sum(&before, name, labels)
+        };
+        assert_eq!(
+            moved("cartloop_emails_failed_total", &[]),
+            1.0,
+            "{}",
+            backend.name()
+        );
+        assert_eq!(
+            moved("cartloop_emails_sent_total", &[]),
+            1.0,
+            "{}",
+            backend.name()
+        );
+        let retry = [("route", "/chat/{id}/retry/"), ("method", "POST")];
+        assert_eq!(
+            moved(
+                "cartloop_http_requests_total",
+                &[retry[0], retry[1], ("status", "200")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            moved(
+                "cartloop_http_requests_total",
+                &[retry[0], retry[1], ("status", "409")]
+            ),
+            1.0
+        );
+        // The lag histogram: its +Inf bucket counts every send.
+        assert_eq!(
+            moved("cartloop_dispatch_lag_seconds", &[("le", "+Inf")]),
+            1.0
+        );
+
+        let (_, page) = server.get(&format!("/conversation/{conversation}/")).await;
+        let store = id(&page, "storeId");
+        let (status, got) = server.get(&format!("/store/{store}/")).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(
+            (
+                got["name"].as_str(),
+                got["timeZone"].as_str(),
+                got["activeHours"].as_str()
+            ),
+            (
+                Some("Nova Shoes"),
+                Some("Europe/Paris"),
+                Some("00:00-24:00")
+            ),
+            "{got}"
+        );
+        let (status, document) = server.get("/openapi.json").await;
+        assert_eq!(status, 200);
+        assert!(
+            document["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{document}"
+        );
+        assert!(document["paths"]["/chat/{id}/retry/"]["post"].is_object());
+        server.stop().await;
+    }
+}

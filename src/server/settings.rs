@@ -50,7 +50,8 @@ pub struct Settings {
     /// At most this many emails per rolling hour, across every server on the database.
     #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
     pub hourly_cap: Option<u32>,
-    /// A message still unsent this long after its `sendAt` fails for good.
+    /// How long transient failures are retried: a send that fails once the message is this
+    /// old (counted from its `sendAt`) fails it for good.
     #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "24h", value_parser = message_age)]
     pub max_message_age: Duration,
     /// The first wait before retrying a transient failure; it doubles with each attempt.
