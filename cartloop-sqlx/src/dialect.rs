@@ -326,7 +326,7 @@ pub trait Dialect: Driver {
     const IMPORT_LOCK: Option<&'static str>;
 
     /// Inserts a group of messages in one statement (see `group_insert.rs`): `$1` is a JSON
-    /// array of objects with `ord` and the columns of [`sql::INSERT_MESSAGE`](crate::sql);
+    /// array of objects with `ord` and the columns of the single-row message insert;
     /// returns each inserted row with its `ord`, and none for a row whose idempotency key
     /// was taken. `None` where writes are already group committed (SQLite).
     const GROUP_INSERT: Option<&'static str>;

@@ -4,24 +4,23 @@
 //! A new message is queued. If fewer than [`RUNNERS`] groups are being inserted, a runner
 //! task starts at once with what is queued (a lone insert waits for no timer); otherwise
 //! the message goes with the next group a runner takes, as soon as the group before it is
-//! committed. A group of one is the ordinary
-//! single-row insert; a larger one is one statement (rows passed as one JSON array) and
-//! one commit for all: a statement, a round trip and a WAL flush per group instead of per
-//! message. Each caller is answered with its own row once the group is committed.
+//! committed. A group of one is the ordinary single-row insert; a larger one is one
+//! statement (rows passed as one JSON array) and one commit for all: a statement, a round
+//! trip and a WAL flush per group instead of per message. Each caller is answered with its
+//! own row once the group is committed.
 //!
 //! Every rule holds per message: an idempotency key taken (by an earlier message or by one
 //! before it in the same group) skips that row only, and its caller reads the message
-//! that holds the key. A statement that breaks a constraint (a conversation deleted
-//! meanwhile) stored nothing, so its group is inserted again one message at a time and
-//! only the guilty one fails. Any other failure (a lost connection) fails the group's
-//! callers as one failed write would, without inserting again: the commit may have
-//! happened, and a second insert could store a message twice.
+//! that holds the key. A statement the database refuses (a constraint broken by a
+//! conversation deleted meanwhile, a value it cannot store) stored nothing, so its group is
+//! inserted again one message at a time and only the guilty one fails. Any other failure (a
+//! lost connection) fails the group's callers as one failed write would, without inserting
+//! again: the commit may have happened, and a second insert could store a message twice.
 //!
 //! The runners are tasks of their own, so a caller that goes away (a client that hung up)
 //! never leaves a group half answered.
 
 use crate::dialect::{DbRow, Dialect, OwnedParam, Param};
-use crate::error::violation;
 use crate::rows;
 use crate::sql;
 use crate::storage::SqlStorage;
@@ -143,8 +142,12 @@ impl<D: Dialect> SqlStorage<D> {
                     let _ = pending.done.send(Ok(answer));
                 }
             }
-            // Nothing was stored: each message alone, so that only the guilty one fails.
-            Err(e) if violation(&e).is_some() => self.insert_each(group).await,
+            // The database refused the statement, so nothing was stored: each message alone,
+            // so that only the guilty one fails.
+            Err(sqlx::Error::Database(e)) => {
+                tracing::debug!(error = %e, "a group insert was refused; inserting one by one");
+                self.insert_each(group).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, messages = group.len(), "a group insert failed");
                 for pending in group {
