@@ -64,15 +64,43 @@ fn server_binary() -> PathBuf {
 
 /// Starts the binary with `envs` on `BIND=127.0.0.1:0`; returns it and its base URL, read
 /// from its start-up log line.
-fn start(envs: &[(&str, String)]) -> (Child, String) {
-    let (child, base, _) = start_logging(envs, "listening on http://");
+/// The running server; killed if the test ends without stopping it (a failed assertion), so
+/// it never outlives the test holding its output pipe.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(envs: &[(&str, String)]) -> (Server, String) {
+    let (child, base, _) = start_logging(envs, "listening on http://", None);
     (child, base)
 }
 
 /// [`start`], also waiting for the log line that holds `http://<address>` after `marker`;
 /// returns that address too.
-fn start_logging(envs: &[(&str, String)], marker: &'static str) -> (Child, String, String) {
-    let mut command = Command::new(server_binary());
+/// With `open_files`, the server runs under that limit of open files (`ulimit -n`).
+fn start_logging(
+    envs: &[(&str, String)],
+    marker: &'static str,
+    open_files: Option<u32>,
+) -> (Server, String, String) {
+    let mut command = match open_files {
+        None => Command::new(server_binary()),
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\""))
+                .arg(server_binary());
+            shell
+        }
+    };
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -109,7 +137,7 @@ fn start_logging(envs: &[(&str, String)], marker: &'static str) -> (Child, Strin
         .and_then(|address| Ok((address, marked_rx.recv_timeout(Duration::from_secs(10))?)));
     match addresses {
         Ok((address, marked)) => (
-            child,
+            Server(child),
             format!("http://{address}"),
             format!("http://{marked}"),
         ),
@@ -120,7 +148,8 @@ fn start_logging(envs: &[(&str, String)], marker: &'static str) -> (Child, Strin
     }
 }
 
-fn sigterm_and_wait(mut child: Child) {
+fn sigterm_and_wait(mut server: Server) {
+    let child = &mut server.0;
     let pid = child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
@@ -226,7 +255,7 @@ async fn metrics_bind_serves_the_figures_without_the_token() {
         ("CARTLOOP_API_TOKEN", "metrics-test-token".to_owned()),
         ("METRICS_BIND", "127.0.0.1:0".to_owned()),
     ];
-    let (child, base, metrics) = start_logging(&envs, "metrics on http://");
+    let (child, base, metrics) = start_logging(&envs, "metrics on http://", None);
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(&client, format!("{base}/healthz")).await.0 != 200 {
@@ -263,5 +292,54 @@ async fn metrics_bind_serves_the_figures_without_the_token() {
     // The API's own `/metrics` still wants the token.
     let (status, _) = get(&client, format!("{base}/metrics")).await;
     assert_eq!(status, 401);
+    sigterm_and_wait(child);
+}
+
+/// At the limit of open files, `accept` fails (EMFILE): the server closes the connection
+/// idle the longest and goes on accepting, so a client is answered long before the idle
+/// connections would time out (`HEADER_READ_TIMEOUT`, 10 s).
+#[tokio::test]
+async fn at_the_open_files_limit_the_server_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
+        ),
+        (
+            "OUTBOX_DIR",
+            dir.path().join("outbox").display().to_string(),
+        ),
+    ];
+    let (child, base, _) = start_logging(&envs, "listening on http://", Some(100));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&client, format!("{base}/healthz")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
+    // 150 connections that never send a byte: more than the server has file descriptors.
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            get(&client, format!("{base}/conversation/1/")),
+        )
+        .await
+        .expect("answered while idle connections hold every file descriptor");
+        assert_eq!(answer.0, 200, "{:?}", answer.1);
+        eprintln!("answered in {:?}", started.elapsed());
+    }
+    drop(idle);
     sigterm_and_wait(child);
 }
