@@ -32,11 +32,25 @@ where
             ));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            let code = match e.classify() {
-                serde_json::error::Category::Data => "invalid_request",
-                _ => "invalid_json",
-            };
-            ApiError::bad_request(code, format!("invalid request body: {e}"))
+            if e.classify() == serde_json::error::Category::Data {
+                return ApiError::bad_request(
+                    "invalid_request",
+                    format!("invalid request body: {e}"),
+                );
+            }
+            // serde_json reports some values of the wrong kind (`null` for a status) as if
+            // the JSON were malformed: tell the two apart.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                return ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "invalid request body: a value of the wrong kind at line {} column {}",
+                        e.line(),
+                        e.column()
+                    ),
+                );
+            }
+            ApiError::bad_request("invalid_json", format!("invalid request body: {e}"))
         })
     }
 }

@@ -210,6 +210,13 @@ async fn malformed_bodies_are_400_json() {
             .contains("userId"),
         "{value}"
     );
+    // Valid JSON with a value of the wrong kind is not "invalid JSON", even where serde_json
+    // reports it as such (`null` for an enum).
+    for body in [r#"{"status":null}"#, r#"{"status":1}"#, r#"{"status":[]}"#] {
+        let (status, value) = app.send("PATCH", "/conversation/1/", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_error(&value, "invalid_request");
+    }
 }
 
 #[tokio::test]
