@@ -164,6 +164,26 @@ fn sigterm_and_wait(mut server: Server) {
     }
 }
 
+/// The settings of a server keeping its data in `dir`: `cartloop.db` and `outbox/`.
+fn sqlite_envs(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("cartloop.db").display()),
+        ),
+        ("OUTBOX_DIR", dir.join("outbox").display().to_string()),
+    ]
+}
+
+/// Waits (at most 20 s) until the server at `base` answers `/healthz` with 200.
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(client, format!("{base}/healthz")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
@@ -184,11 +204,7 @@ async fn the_binary_serves_sends_and_stops_on_sigterm() {
     ];
     let (child, base) = start(&envs);
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&client, format!("{base}/healthz")).await.0 != 200 {
-        assert!(Instant::now() < deadline, "not healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&client, &base).await;
     assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
     let (status, conversation) = get(&client, format!("{base}/conversation/1/")).await;
     assert_eq!(status, 200);
@@ -243,25 +259,14 @@ fn the_binary_refuses_a_public_address_without_a_token() {
 #[tokio::test]
 async fn metrics_bind_serves_the_figures_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let envs = [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
-        ),
-        (
-            "OUTBOX_DIR",
-            dir.path().join("outbox").display().to_string(),
-        ),
+    let mut envs = sqlite_envs(dir.path());
+    envs.extend([
         ("CARTLOOP_API_TOKEN", "metrics-test-token".to_owned()),
         ("METRICS_BIND", "127.0.0.1:0".to_owned()),
-    ];
+    ]);
     let (child, base, metrics) = start_logging(&envs, "metrics on http://", None);
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&client, format!("{base}/healthz")).await.0 != 200 {
-        assert!(Instant::now() < deadline, "not healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&client, &base).await;
     // A request to the API, to see it counted.
     let response = client
         .get(format!("{base}/conversation/1/"))
@@ -301,26 +306,13 @@ async fn metrics_bind_serves_the_figures_without_the_token() {
 #[tokio::test]
 async fn at_the_open_files_limit_the_server_still_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let envs = [
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("cartloop.db").display()),
-        ),
-        (
-            "OUTBOX_DIR",
-            dir.path().join("outbox").display().to_string(),
-        ),
-    ];
+    let envs = sqlite_envs(dir.path());
     let (child, base, _) = start_logging(&envs, "listening on http://", Some(100));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&client, format!("{base}/healthz")).await.0 != 200 {
-        assert!(Instant::now() < deadline, "not healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&client, &base).await;
     assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
     // 150 connections that never send a byte: more than the server has file descriptors.
     let address = base.trim_start_matches("http://").to_owned();
