@@ -284,6 +284,27 @@ where
     }
 }
 
+/// The statements that read many conversations at once (PostgreSQL): `$1` is a JSON array
+/// of objects, each with `ord` (its place) and the single read's parameters by name; each
+/// row returned carries the `ord` of the read it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupReads {
+    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION): `id`.
+    pub conversation: GroupRead,
+    /// [`Dialect::CONVERSATION_PAGE`]: `id`, `before`, `lim`.
+    pub conversation_page: GroupRead,
+}
+
+/// One statement of [`GroupReads`]: its SQL and the names its objects give the single
+/// read's parameters, in their order.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRead {
+    /// The statement.
+    pub sql: &'static str,
+    /// The names of `$1`, `$2`, … of the single read.
+    pub names: &'static [&'static str],
+}
+
 /// A SQL dialect cartloop runs on: what differs between SQLite and PostgreSQL.
 ///
 /// Implemented by [`Sqlite`](crate::Sqlite) and [`Postgres`](crate::Postgres) only.
@@ -330,6 +351,11 @@ pub trait Dialect: Driver {
     /// returns each inserted row with its `ord`, and none for a row whose idempotency key
     /// was taken. `None` where writes are already group committed (SQLite).
     const GROUP_INSERT: Option<&'static str>;
+
+    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION) and
+    /// [`CONVERSATION_PAGE`](Self::CONVERSATION_PAGE) for groups of reads (see
+    /// `group_read.rs`); `None` where each read runs alone (SQLite: no round trip to save).
+    const GROUP_READS: Option<GroupReads>;
 
     /// Run last in an import: moves the id sequences past the imported ids; `None` where the
     /// database does so by itself.

@@ -186,7 +186,7 @@ impl<D: Dialect> SqlStorage<D> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -213,7 +213,7 @@ fn group_row(params: &[Param<'_>]) -> serde_json::Map<String, serde_json::Value>
     row
 }
 
-fn json_value(param: &Param<'_>) -> serde_json::Value {
+pub(crate) fn json_value(param: &Param<'_>) -> serde_json::Value {
     use serde_json::Value;
     match *param {
         Param::Int(v) => v.into(),

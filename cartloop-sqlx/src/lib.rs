@@ -65,6 +65,8 @@ mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_insert;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group_read;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rows;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

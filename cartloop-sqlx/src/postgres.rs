@@ -11,7 +11,7 @@
 //! serializes the commits of notifying transactions, WAL flush included, which measured
 //! 261 inserts/s against 6,100 without (64 clients).
 
-use crate::dialect::{Codec, Dialect, PoolOptions};
+use crate::dialect::{Codec, Dialect, GroupRead, GroupReads, PoolOptions};
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::{DueWatch, SqlStorage};
 use crate::ACQUIRE_TIMEOUT;
@@ -121,6 +121,16 @@ impl Dialect for Postgres {
     const IMPORT_LOCK: Option<&'static str> =
         Some("LOCK TABLE stores, users, conversations, messages IN SHARE ROW EXCLUSIVE MODE");
     const GROUP_INSERT: Option<&'static str> = Some(GROUP_INSERT);
+    const GROUP_READS: Option<GroupReads> = Some(GroupReads {
+        conversation: GroupRead {
+            sql: sql::PG_GROUP_CONVERSATION,
+            names: &["id"],
+        },
+        conversation_page: GroupRead {
+            sql: sql::PG_GROUP_CONVERSATION_PAGE,
+            names: &["id", "before", "lim"],
+        },
+    });
     const AFTER_IMPORT: Option<&'static str> = Some(
         "SELECT setval(pg_get_serial_sequence(t.name, 'id')::regclass, t.max_id) \
          FROM (VALUES ('stores', (SELECT MAX(id) FROM stores)), \

@@ -174,24 +174,60 @@ macro_rules! context_joins {
 
 // ---- conversations ---------------------------------------------------------------------
 
-pub(crate) const CONVERSATION: &str = concat!(
-    "SELECT ",
-    context_columns!(),
-    " FROM conversations c",
-    context_joins!(),
-    "WHERE c.id = $1"
-);
+/// A read of many in one statement: for each object of the JSON array `$1` (with `ord` and
+/// the fields `$fields` declares), the rows of `$read`, which names them `r.<field>`, with
+/// the object's `ord`. `OFFSET 0` keeps each read a subquery of its own, run once per
+/// object with the indexes the single read uses (joined in, the planner would hash-join
+/// whole tables for the group).
+#[cfg(feature = "postgres")]
+macro_rules! group_read {
+    ($fields:literal, $read:expr) => {
+        concat!(
+            "SELECT r.ord AS ord, x.* FROM json_to_recordset($1::json) AS r (ord BIGINT, ",
+            $fields,
+            ") CROSS JOIN LATERAL (",
+            $read,
+            " OFFSET 0) AS x"
+        )
+    };
+}
 
-/// The conversation `$1` with its newest `$3` messages below id `$2`, oldest first: one row
-/// per message, or one row with NULL message columns when the page is empty.
+/// The conversation `$id` (`context_columns!`).
+macro_rules! conversation {
+    ($id:literal) => {
+        concat!(
+            "SELECT ",
+            context_columns!(),
+            " FROM conversations c",
+            context_joins!(),
+            "WHERE c.id = ",
+            $id
+        )
+    };
+}
+
+pub(crate) const CONVERSATION: &str = conversation!("$1");
+
+/// [`CONVERSATION`] for a group of reads (see [`crate::group_read`]): one row per
+/// conversation of `$1`, a JSON array of `{"ord", "id"}` objects, with its `ord`.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_GROUP_CONVERSATION: &str = group_read!("id BIGINT", conversation!("r.id"));
+
 /// The conversation (`context_columns!`) and, as `page`, a page of its messages in ONE row:
 /// the newest `$3` with an id below `$2`, newest first, as a JSON array of arrays
 /// (`page_json` reads it). One row, not one per message: each row a driver hands over costs
 /// more than the JSON (on SQLite, a wake-up of the task waiting for it). `$json_rows` is the
 /// dialect's aggregate of `$json_row(...)` values, `$as_text` casts it to text where needed;
-/// `$micros` turns an instant column into integer microseconds.
+/// `$micros` turns an instant column into integer microseconds. The parameters are `$1`,
+/// `$2`, `$3` unless named (`$id`, `$before`, `$limit`).
 macro_rules! conversation_page {
     ($json_rows:literal, $json_row:literal, $micros:ident, $as_text:literal) => {
+        conversation_page!($json_rows, $json_row, $micros, $as_text, "$1", "$2", "$3")
+    };
+    (
+        $json_rows:literal, $json_row:literal, $micros:ident, $as_text:literal,
+        $id:literal, $before:literal, $limit:literal
+    ) => {
         concat!(
             "SELECT ",
             context_columns!(),
@@ -209,11 +245,16 @@ macro_rules! conversation_page {
             $micros!("next_attempt_at"),
             ", attempts, last_error))",
             $as_text,
-            " FROM (SELECT * FROM messages \
-             WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3) AS newest) AS page \
-             FROM conversations c",
+            " FROM (SELECT * FROM messages WHERE conversation_id = ",
+            $id,
+            " AND id < ",
+            $before,
+            " ORDER BY id DESC LIMIT ",
+            $limit,
+            ") AS newest) AS page FROM conversations c",
             context_joins!(),
-            "WHERE c.id = $1"
+            "WHERE c.id = ",
+            $id
         )
     };
 }
@@ -243,6 +284,22 @@ pub(crate) const SQLITE_CONVERSATION_PAGE: &str =
 #[cfg(feature = "postgres")]
 pub(crate) const PG_CONVERSATION_PAGE: &str =
     conversation_page!("json_agg", "json_build_array", pg_micros, "::text");
+
+/// [`PG_CONVERSATION_PAGE`] for a group of reads: `$1` is a JSON array of
+/// `{"ord", "id", "before", "lim"}` objects.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_GROUP_CONVERSATION_PAGE: &str = group_read!(
+    "id BIGINT, before BIGINT, lim BIGINT",
+    conversation_page!(
+        "json_agg",
+        "json_build_array",
+        pg_micros,
+        "::text",
+        "r.id",
+        "r.before",
+        "r.lim"
+    )
+);
 
 pub(crate) const SNAPSHOT: &str = "\
     SELECT COALESCE((SELECT MAX(id) FROM messages), 0) AS max_message, \

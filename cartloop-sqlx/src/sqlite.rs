@@ -7,7 +7,7 @@
 //! message. Due messages wake this process's watchers only: SQLite cannot tell another
 //! process.
 
-use crate::dialect::{Codec, Dialect, PoolOptions};
+use crate::dialect::{Codec, Dialect, GroupReads, PoolOptions};
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
 use cartloop_core::ports::StorageError;
@@ -81,6 +81,7 @@ impl Dialect for Sqlite {
     const IMPORT_LOCK: Option<&'static str> = None;
     // Writes take turns and are group committed already (`SqlStorage::write`).
     const GROUP_INSERT: Option<&'static str> = None;
+    const GROUP_READS: Option<GroupReads> = None;
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
     // remembers the largest id ever inserted, imported ones included.
     const AFTER_IMPORT: Option<&'static str> = None;

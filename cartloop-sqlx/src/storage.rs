@@ -1,8 +1,9 @@
 //! [`SqlStorage`]: the one [`Storage`] implementation, generic over its [`Dialect`].
 
-use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, OwnedParam, Param};
+use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, GroupRead, OwnedParam, Param};
 use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
 use crate::group_insert::InsertQueue;
+use crate::group_read::{ReadKind, ReadQueues};
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
 use crate::ACQUIRE_TIMEOUT;
@@ -40,6 +41,8 @@ pub struct SqlStorage<D: Dialect> {
     group: Arc<Mutex<Vec<GroupedWrite<D>>>>,
     /// Messages waiting for a grouped insert, where [`Dialect::GROUP_INSERT`].
     inserts: Arc<Mutex<InsertQueue<D>>>,
+    /// Reads waiting for a grouped read, where [`Dialect::GROUP_READS`].
+    reads: Arc<Mutex<ReadQueues<D>>>,
     due: Arc<DueWatch>,
 }
 
@@ -50,6 +53,7 @@ impl<D: Dialect> Clone for SqlStorage<D> {
             writer: self.writer.clone(),
             group: self.group.clone(),
             inserts: self.inserts.clone(),
+            reads: self.reads.clone(),
             due: self.due.clone(),
         }
     }
@@ -190,6 +194,7 @@ impl<D: Dialect> SqlStorage<D> {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             group: Arc::new(Mutex::new(Vec::new())),
             inserts: Arc::new(Mutex::new(InsertQueue::default())),
+            reads: Arc::new(Mutex::new(ReadQueues::default())),
             due: Arc::new(DueWatch::default()),
         }
     }
@@ -214,6 +219,11 @@ impl<D: Dialect> SqlStorage<D> {
     /// The messages waiting for a grouped insert.
     pub(crate) fn insert_queue(&self) -> &Mutex<InsertQueue<D>> {
         &self.inserts
+    }
+
+    /// The reads waiting for a grouped read.
+    pub(crate) fn read_queues(&self) -> &Mutex<ReadQueues<D>> {
+        &self.reads
     }
 
     /// The callbacks of [`Storage::watch_due`], for the dialect's listener.
@@ -247,6 +257,23 @@ impl<D: Dialect> SqlStorage<D> {
         params: &[Param<'_>],
     ) -> Result<Option<DbRow<D>>, StorageError> {
         Ok(self.read(sql, params).await?.into_iter().next())
+    }
+
+    /// [`read_one`](Self::read_one) of `single`, in a group of reads of its `kind` where
+    /// the dialect has the `group` statement.
+    async fn read_one_grouped(
+        &self,
+        kind: ReadKind,
+        group: Option<GroupRead>,
+        single: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Option<DbRow<D>>, StorageError> {
+        match group {
+            Some(group) => {
+                (self.read_grouped(kind, group, single, params).await).map_err(storage_error)
+            }
+            None => self.read_one(single, params).await,
+        }
     }
 
     /// Runs a statement that writes; errors as sqlx gives them, for the caller to name the
@@ -617,7 +644,9 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         &self,
         id: ConversationId,
     ) -> Result<Option<ConversationContext>, StorageError> {
-        self.read_one(sql::CONVERSATION, &[id.0.into()])
+        let params = [id.0.into()];
+        let group = D::GROUP_READS.map(|reads| reads.conversation);
+        self.read_one_grouped(ReadKind::Conversation, group, sql::CONVERSATION, &params)
             .await?
             .as_ref()
             .map(rows::context::<D>)
@@ -631,7 +660,11 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     ) -> Result<Option<(ConversationContext, Vec<Message>)>, StorageError> {
         let before = page.before.map_or(i64::MAX, |before| before.0);
         let params = [id.0.into(), before.into(), i64::from(page.limit).into()];
-        let row = self.read_one(D::CONVERSATION_PAGE, &params).await?;
+        let group = D::GROUP_READS.map(|reads| reads.conversation_page);
+        let kind = ReadKind::ConversationPage;
+        let row = self
+            .read_one_grouped(kind, group, D::CONVERSATION_PAGE, &params)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -51,6 +51,14 @@ async fn grouped_inserts_answer_each_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_reads_answer_each_caller() {
+    let Some(storage) = fresh().await else {
+        return;
+    };
+    scenarios::grouped_reads_answer_each_caller(Arc::new(storage)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_idempotent_inserts() {
     let Some(storage) = fresh().await else {
         return;

@@ -151,6 +151,65 @@ pub async fn grouped_inserts_answer_each_caller(storage: Arc<dyn Storage>) {
     assert_eq!(stored.len(), 3 + first + second);
 }
 
+/// 400 reads at once (conversations and pages of them, some unknown, pages of every size)
+/// each get the answer the same read gets alone: where reads are grouped, no caller gets
+/// another's rows.
+pub async fn grouped_reads_answer_each_caller(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let now = Utc::now();
+    for n in 0..30 {
+        let message = operator_message(&format!("read {n}"), now);
+        storage.insert_message(message).await.unwrap();
+    }
+    let newest = messages(&*storage, ConversationId(1))
+        .await
+        .last()
+        .unwrap()
+        .id;
+    #[derive(Debug, Clone, Copy)]
+    enum Read {
+        Conversation(i64),
+        Page(i64, Page),
+    }
+    let read_of = |n: i64| match n % 4 {
+        0 => Read::Conversation(n % 7),
+        1 => Read::Conversation(9_000 + n),
+        _ => Read::Page(
+            n % 5,
+            Page {
+                limit: 1 + (n % 40) as u32,
+                before: (n % 3 == 0).then(|| MessageId(newest.0 - n % 20)),
+            },
+        ),
+    };
+    let answer = |storage: Arc<dyn Storage>, read: Read| async move {
+        match read {
+            Read::Conversation(id) => {
+                format!("{:?}", storage.conversation(ConversationId(id)).await)
+            }
+            Read::Page(id, page) => {
+                format!(
+                    "{:?}",
+                    storage.conversation_page(ConversationId(id), page).await
+                )
+            }
+        }
+    };
+    let mut alone = Vec::new();
+    for n in 0..400 {
+        alone.push(answer(storage.clone(), read_of(n)).await);
+    }
+    assert!(alone.iter().any(|a| a.starts_with("Ok(Some(")));
+    assert!(alone.iter().any(|a| a == "Ok(None)"));
+    let tasks: Vec<_> = (0..400)
+        .map(|n| tokio::spawn(answer(storage.clone(), read_of(n))))
+        .collect();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let together = task.await.unwrap();
+        assert_eq!(together, alone[n], "read {n}: {:?}", read_of(n as i64));
+    }
+}
+
 /// 300 inserts at once, some with keys, some (with `unknown`) to an unknown conversation;
 /// checks every answer and gives how many messages were created.
 async fn insert_burst(storage: &Arc<dyn Storage>, round: &str, unknown: bool) -> usize {
