@@ -9,6 +9,12 @@
 
 use clap::Parser;
 
+// mimalloc instead of the system allocator: a request allocates and frees many small
+// buffers, and glibc's malloc took about 6% of the server's time under load (`perf`, see
+// BENCHMARKS.md). A library leaves this choice to the application that embeds it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
