@@ -10,6 +10,7 @@
 
 use crate::error::{decode_error, storage_error};
 use crate::storage::SqlStorage;
+use cartloop_core::domain::Message;
 use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
@@ -322,8 +323,8 @@ pub trait Dialect: Driver {
     /// became due as `due_at` unless [`CLAIM_DUE_AT`](Self::CLAIM_DUE_AT) reads it.
     const CLAIM: &'static str;
 
-    /// A conversation (`context_columns!`) and a page of its messages as JSON, in one row
-    /// (`sql::conversation_page!` with the dialect's JSON functions).
+    /// A conversation (`context_columns!`) and a page of its messages in one row, the page
+    /// as [`page`](Self::page) reads it.
     const CONVERSATION_PAGE: &'static str;
 
     /// Run before [`CLAIM`](Self::CLAIM) in the same transaction, where `CLAIM` cannot
@@ -360,6 +361,12 @@ pub trait Dialect: Driver {
     /// Run last in an import: moves the id sequences past the imported ids; `None` where the
     /// database does so by itself.
     const AFTER_IMPORT: Option<&'static str>;
+
+    /// The messages of a [`CONVERSATION_PAGE`](Self::CONVERSATION_PAGE) row, oldest first.
+    ///
+    /// # Errors
+    /// [`StorageError::Other`] for a value that cannot be read.
+    fn page(row: &DbRow<Self>) -> Result<Vec<Message>, StorageError>;
 
     /// The dialect's migrations.
     fn migrator() -> &'static Migrator;

@@ -6,10 +6,10 @@
 //! `pgbench`: one conversation 24,000 statements/s; 20 conversations in one statement 13,500
 //! statements/s, 270,000 conversations/s), so reads that arrive together are run together.
 //!
-//! A read is queued. If fewer than [`RUNNERS`] groups of its kind are being read, a runner
-//! task starts at once with what is queued (a lone read waits for no timer, and runs the
-//! single statement, as it would alone); otherwise the read goes with the next group a
-//! runner takes, as soon as one is free. A larger group is one statement: the reads'
+//! A read is queued. If fewer than [`ReadKind::runners`] groups of its kind are being read,
+//! a runner task starts at once with what is queued (a lone read waits for no timer, and
+//! runs the single statement, as it would alone); otherwise the read goes with the next
+//! group a runner takes, as soon as one is free. A larger group is one statement: the reads'
 //! parameters as one JSON array, each answer joined back by its place (`ord`).
 //!
 //! Nothing is cached, and no read sees older data than it would alone: a group's statement
@@ -26,11 +26,6 @@ use crate::rows;
 use crate::storage::SqlStorage;
 use tokio::sync::oneshot;
 
-/// At most this many groups of one kind are read at once. Reads do not wait for each
-/// other, and each group statement runs in one PostgreSQL process: two let PostgreSQL use
-/// both cores of the machine measured on (`benches/load.sh`, see `BENCHMARKS.md`).
-const RUNNERS: usize = 2;
-
 /// The kinds of reads that are grouped: each has a queue of its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ReadKind {
@@ -38,6 +33,21 @@ pub(crate) enum ReadKind {
     Conversation = 0,
     /// A conversation and a page of its messages.
     ConversationPage = 1,
+}
+
+impl ReadKind {
+    /// At most this many groups of the kind are read at once. Measured with
+    /// `benches/load.sh` (64 connections, PostgreSQL on the same two cores; see
+    /// `BENCHMARKS.md`): with one runner, POST 10,520/s and GET 3 chats 29,696/s, against
+    /// 9,003/8,658 and 21,051/25,800 with two; but GET 50 chats 6,552/s against
+    /// 7,156/8,145. A group of large pages is a long statement in one PostgreSQL process:
+    /// two let PostgreSQL use both cores; small reads are faster in fewer, larger groups.
+    const fn runners(self) -> usize {
+        match self {
+            Self::Conversation => 1,
+            Self::ConversationPage => 2,
+        }
+    }
 }
 
 /// What a caller gets back: the read's row, if there is one.
@@ -104,7 +114,7 @@ impl<D: Dialect> SqlStorage<D> {
             let mut queues = lock(self.read_queues());
             let queue = &mut queues.kinds[kind as usize];
             queue.waiting.push(pending);
-            let start = queue.runners < RUNNERS;
+            let start = queue.runners < kind.runners();
             if start {
                 queue.runners += 1;
             }

@@ -12,16 +12,28 @@
 //! 261 inserts/s against 6,100 without (64 clients).
 
 use crate::dialect::{Codec, Dialect, GroupRead, GroupReads, PoolOptions};
+use crate::error::decode_error;
+use crate::rows::{self, MessageParts};
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::{DueWatch, SqlStorage};
 use crate::ACQUIRE_TIMEOUT;
+use cartloop_core::domain::Message;
 use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// The array column `name` of a page row.
+fn array<'r, T>(row: &'r PgRow, name: &str) -> Result<Vec<T>, StorageError>
+where
+    Vec<T>: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name).map_err(decode_error)
+}
 
 /// A pooled connection idle at least this long is pinged before it is used again.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -140,6 +152,59 @@ impl Dialect for Postgres {
          WHERE t.max_id > COALESCE( \
              pg_sequence_last_value(pg_get_serial_sequence(t.name, 'id')::regclass), 0)",
     );
+
+    fn page(row: &PgRow) -> Result<Vec<Message>, StorageError> {
+        // An empty page aggregates to NULL arrays.
+        let Some(ids) = row
+            .try_get::<Option<Vec<i64>>, _>("p_id")
+            .map_err(decode_error)?
+        else {
+            return Ok(Vec::new());
+        };
+        let conversation_id = rows::int::<Self>(row, "c_id")?;
+        let authors: Vec<i64> = array(row, "p_author_id")?;
+        let payloads: Vec<String> = array(row, "p_payload")?;
+        let statuses: Vec<String> = array(row, "p_status")?;
+        let created: Vec<DateTime<Utc>> = array(row, "p_created_at")?;
+        let send: Vec<Option<DateTime<Utc>>> = array(row, "p_send_at")?;
+        let sent: Vec<Option<DateTime<Utc>>> = array(row, "p_sent_at")?;
+        let next: Vec<Option<DateTime<Utc>>> = array(row, "p_next_attempt_at")?;
+        let attempts: Vec<i32> = array(row, "p_attempts")?;
+        let mut last_errors: Vec<Option<String>> = array(row, "p_last_error")?;
+        let n = ids.len();
+        let lengths = [
+            authors.len(),
+            payloads.len(),
+            statuses.len(),
+            created.len(),
+            send.len(),
+            sent.len(),
+            next.len(),
+            attempts.len(),
+            last_errors.len(),
+        ];
+        if lengths.iter().any(|&len| len != n) {
+            return Err(StorageError::other("a page's columns differ in length"));
+        }
+        let mut messages = Vec::with_capacity(n);
+        for (i, last_error) in last_errors.drain(..).enumerate() {
+            messages.push(rows::checked_message(MessageParts {
+                id: ids[i],
+                conversation_id,
+                author_id: authors[i],
+                payload: &payloads[i],
+                status: &statuses[i],
+                created_at: created[i],
+                send_at: send[i],
+                sent_at: sent[i],
+                next_attempt_at: next[i],
+                attempts: attempts[i].into(),
+                last_error,
+            })?);
+        }
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
 
     fn migrator() -> &'static Migrator {
         &PG_MIGRATOR

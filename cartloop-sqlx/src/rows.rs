@@ -40,35 +40,66 @@ pub(crate) fn time<D: Driver>(row: &DbRow<D>, column: &str) -> Result<DateTime<U
     required(D::time(row, column)?, column)
 }
 
+/// A message's columns as read, before they are checked.
+pub(crate) struct MessageParts<'a> {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub author_id: i64,
+    pub payload: &'a str,
+    pub status: &'a str,
+    pub created_at: DateTime<Utc>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// The message of `parts`, checked.
+pub(crate) fn checked_message(parts: MessageParts<'_>) -> Result<Message, StorageError> {
+    let id = MessageId(parts.id);
+    let owner = || format!("message {id}");
+    let status: MessageStatus = parts
+        .status
+        .parse()
+        .map_err(|e| bad(owner(), "status", e))?;
+    // A client's reply is kept as written; an operator's payload was validated when written.
+    let payload = if status == MessageStatus::Received {
+        Payload::text(parts.payload)
+    } else {
+        Payload::stored(parts.payload).map_err(|e| bad(owner(), "payload", e))?
+    };
+    Ok(Message {
+        id,
+        conversation_id: ConversationId(parts.conversation_id),
+        author_id: UserId(parts.author_id),
+        payload,
+        status,
+        created_at: parts.created_at,
+        send_at: parts.send_at,
+        next_attempt_at: parts.next_attempt_at,
+        sent_at: parts.sent_at,
+        attempts: u32::try_from(parts.attempts).map_err(|e| bad(owner(), "attempts", e))?,
+        last_error: parts.last_error,
+    })
+}
+
 /// A message with the column names of `names`.
 pub(crate) fn message<D: Driver>(
     row: &DbRow<D>,
     names: &MessageColumns,
 ) -> Result<Message, StorageError> {
-    let id = MessageId(int::<D>(row, names.id)?);
-    let owner = || format!("message {id}");
-    let status: MessageStatus = text::<D>(row, names.status)?
-        .parse()
-        .map_err(|e| bad(owner(), "status", e))?;
-    let raw = text::<D>(row, names.payload)?;
-    // A client's reply is kept as written; an operator's payload was validated when written.
-    let payload = if status == MessageStatus::Received {
-        Payload::text(raw)
-    } else {
-        Payload::stored(raw).map_err(|e| bad(owner(), "payload", e))?
-    };
-    let attempts = required(D::int32(row, names.attempts)?, names.attempts)?;
-    Ok(Message {
-        id,
-        conversation_id: ConversationId(int::<D>(row, names.conversation_id)?),
-        author_id: UserId(int::<D>(row, names.author_id)?),
-        payload,
-        status,
+    checked_message(MessageParts {
+        id: int::<D>(row, names.id)?,
+        conversation_id: int::<D>(row, names.conversation_id)?,
+        author_id: int::<D>(row, names.author_id)?,
+        payload: text::<D>(row, names.payload)?,
+        status: text::<D>(row, names.status)?,
         created_at: time::<D>(row, names.created_at)?,
         send_at: D::time(row, names.send_at)?,
-        next_attempt_at: D::time(row, names.next_attempt_at)?,
         sent_at: D::time(row, names.sent_at)?,
-        attempts: u32::try_from(attempts).map_err(|e| bad(owner(), "attempts", e))?,
+        next_attempt_at: D::time(row, names.next_attempt_at)?,
+        attempts: required(D::int32(row, names.attempts)?, names.attempts)?.into(),
         last_error: D::str(row, names.last_error)?.map(str::to_owned),
     })
 }
@@ -93,50 +124,35 @@ type PageEntry = (
 pub(crate) fn page_json(json: &str) -> Result<Vec<Message>, StorageError> {
     let entries: Vec<PageEntry> =
         serde_json::from_str(json).map_err(|e| bad("a page of messages", "JSON", e))?;
-    let at = |micros: i64, owner: &dyn Fn() -> String| {
-        DateTime::from_timestamp_micros(micros)
-            .ok_or_else(|| bad(owner(), "instant", format!("{micros} out of range")))
-    };
     let mut messages = entries
         .into_iter()
-        .map(
-            |(
+        .map(|entry| {
+            let (id, conversation_id, author_id, payload, status, created, send, sent, next) = (
+                entry.0, entry.1, entry.2, &entry.3, &entry.4, entry.5, entry.6, entry.7, entry.8,
+            );
+            let at = |micros: i64| {
+                DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+                    bad(
+                        format!("message {id}"),
+                        "instant",
+                        format!("{micros} out of range"),
+                    )
+                })
+            };
+            checked_message(MessageParts {
                 id,
-                conversation,
-                author,
+                conversation_id,
+                author_id,
                 payload,
                 status,
-                created,
-                send,
-                sent,
-                next,
-                attempts,
-                last_error,
-            )| {
-                let id = MessageId(id);
-                let owner = || format!("message {id}");
-                let status: MessageStatus =
-                    status.parse().map_err(|e| bad(owner(), "status", e))?;
-                let payload = if status == MessageStatus::Received {
-                    Payload::text(&payload)
-                } else {
-                    Payload::stored(&payload).map_err(|e| bad(owner(), "payload", e))?
-                };
-                Ok(Message {
-                    id,
-                    conversation_id: ConversationId(conversation),
-                    author_id: UserId(author),
-                    payload,
-                    status,
-                    created_at: at(created, &owner)?,
-                    send_at: send.map(|m| at(m, &owner)).transpose()?,
-                    sent_at: sent.map(|m| at(m, &owner)).transpose()?,
-                    next_attempt_at: next.map(|m| at(m, &owner)).transpose()?,
-                    attempts: u32::try_from(attempts).map_err(|e| bad(owner(), "attempts", e))?,
-                    last_error,
-                })
-            },
-        )
+                created_at: at(created)?,
+                send_at: send.map(at).transpose()?,
+                sent_at: sent.map(at).transpose()?,
+                next_attempt_at: next.map(at).transpose()?,
+                attempts: entry.9,
+                last_error: entry.10,
+            })
+        })
         .collect::<Result<Vec<_>, StorageError>>()?;
     messages.sort_by_key(|m| m.id);
     Ok(messages)

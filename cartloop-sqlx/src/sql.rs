@@ -213,92 +213,74 @@ pub(crate) const CONVERSATION: &str = conversation!("$1");
 #[cfg(feature = "postgres")]
 pub(crate) const PG_GROUP_CONVERSATION: &str = group_read!("id BIGINT", conversation!("r.id"));
 
-/// The conversation (`context_columns!`) and, as `page`, a page of its messages in ONE row:
-/// the newest `$3` with an id below `$2`, newest first, as a JSON array of arrays
-/// (`page_json` reads it). One row, not one per message: each row a driver hands over costs
-/// more than the JSON (on SQLite, a wake-up of the task waiting for it). `$json_rows` is the
-/// dialect's aggregate of `$json_row(...)` values, `$as_text` casts it to text where needed;
-/// `$micros` turns an instant column into integer microseconds. The parameters are `$1`,
-/// `$2`, `$3` unless named (`$id`, `$before`, `$limit`).
-macro_rules! conversation_page {
-    ($json_rows:literal, $json_row:literal, $micros:ident, $as_text:literal) => {
-        conversation_page!($json_rows, $json_row, $micros, $as_text, "$1", "$2", "$3")
-    };
-    (
-        $json_rows:literal, $json_row:literal, $micros:ident, $as_text:literal,
-        $id:literal, $before:literal, $limit:literal
-    ) => {
+/// The newest `$limit` messages of conversation `$id` with an id below `$before`, newest
+/// first, as the table `newest`.
+macro_rules! newest {
+    ($id:literal, $before:literal, $limit:literal) => {
         concat!(
-            "SELECT ",
-            context_columns!(),
-            ", (SELECT ",
-            $json_rows,
-            "(",
-            $json_row,
-            "(id, conversation_id, author_id, payload, status, ",
-            $micros!("created_at"),
-            ", ",
-            $micros!("send_at"),
-            ", ",
-            $micros!("sent_at"),
-            ", ",
-            $micros!("next_attempt_at"),
-            ", attempts, last_error))",
-            $as_text,
-            " FROM (SELECT * FROM messages WHERE conversation_id = ",
+            "(SELECT * FROM messages WHERE conversation_id = ",
             $id,
             " AND id < ",
             $before,
             " ORDER BY id DESC LIMIT ",
             $limit,
-            ") AS newest) AS page FROM conversations c",
+            ") AS newest"
+        )
+    };
+}
+
+/// SQLite: the conversation `$1` (`context_columns!`) and, as `page`, a page of its
+/// messages ([`newest!`] with `$2` and `$3`) in ONE row, as a JSON array of arrays
+/// (`page_json` reads it). One row, not one per message: each row the driver hands over
+/// costs a wake-up of the task waiting for it, more than the JSON.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_CONVERSATION_PAGE: &str = concat!(
+    "SELECT ",
+    context_columns!(),
+    ", (SELECT json_group_array(json_array(id, conversation_id, author_id, payload, status, \
+     created_at, send_at, sent_at, next_attempt_at, attempts, last_error)) FROM ",
+    newest!("$1", "$2", "$3"),
+    ") AS page FROM conversations c",
+    context_joins!(),
+    "WHERE c.id = $1"
+);
+
+/// PostgreSQL: the conversation `$id` (`context_columns!`) and a page of its messages
+/// ([`newest!`]) in ONE row, as one array per column (`p_id`, `p_author_id`, …; NULL for an
+/// empty page). Arrays travel in PostgreSQL's binary format: no value is written as text
+/// by the database and parsed again by the server, as JSON would be (measured: see
+/// `BENCHMARKS.md`).
+#[cfg(feature = "postgres")]
+macro_rules! pg_conversation_page {
+    ($id:literal, $before:literal, $limit:literal) => {
+        concat!(
+            "SELECT ",
+            context_columns!(),
+            ", p.* FROM conversations c",
             context_joins!(),
-            "WHERE c.id = ",
+            "CROSS JOIN LATERAL (SELECT array_agg(id) AS p_id, \
+             array_agg(author_id) AS p_author_id, array_agg(payload) AS p_payload, \
+             array_agg(status) AS p_status, array_agg(created_at) AS p_created_at, \
+             array_agg(send_at) AS p_send_at, array_agg(sent_at) AS p_sent_at, \
+             array_agg(next_attempt_at) AS p_next_attempt_at, \
+             array_agg(attempts) AS p_attempts, array_agg(last_error) AS p_last_error FROM ",
+            newest!($id, $before, $limit),
+            ") AS p WHERE c.id = ",
             $id
         )
     };
 }
 
-/// SQLite: instants are stored as integer microseconds already.
-#[cfg(feature = "sqlite")]
-macro_rules! sqlite_micros {
-    ($column:literal) => {
-        $column
-    };
-}
-
-/// PostgreSQL: an instant column as integer microseconds since the Unix epoch.
+/// [`pg_conversation_page!`] with `$1`, `$2`, `$3`.
 #[cfg(feature = "postgres")]
-macro_rules! pg_micros {
-    ($column:literal) => {
-        concat!("(EXTRACT(EPOCH FROM ", $column, ") * 1000000)::bigint")
-    };
-}
-
-/// [`conversation_page!`] on SQLite.
-#[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_CONVERSATION_PAGE: &str =
-    conversation_page!("json_group_array", "json_array", sqlite_micros, "");
-
-/// [`conversation_page!`] on PostgreSQL.
-#[cfg(feature = "postgres")]
-pub(crate) const PG_CONVERSATION_PAGE: &str =
-    conversation_page!("json_agg", "json_build_array", pg_micros, "::text");
+pub(crate) const PG_CONVERSATION_PAGE: &str = pg_conversation_page!("$1", "$2", "$3");
 
 /// [`PG_CONVERSATION_PAGE`] for a group of reads: `$1` is a JSON array of
 /// `{"ord", "id", "before", "lim"}` objects.
 #[cfg(feature = "postgres")]
 pub(crate) const PG_GROUP_CONVERSATION_PAGE: &str = group_read!(
     "id BIGINT, before BIGINT, lim BIGINT",
-    conversation_page!(
-        "json_agg",
-        "json_build_array",
-        pg_micros,
-        "::text",
-        "r.id",
-        "r.before",
-        "r.lim"
-    )
+    pg_conversation_page!("r.id", "r.before", "r.lim")
 );
 
 pub(crate) const SNAPSHOT: &str = "\

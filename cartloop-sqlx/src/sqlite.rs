@@ -7,9 +7,11 @@
 //! message. Due messages wake this process's watchers only: SQLite cannot tell another
 //! process.
 
-use crate::dialect::{Codec, Dialect, GroupReads, PoolOptions};
+use crate::dialect::{Codec, DbRow, Dialect, Driver, GroupReads, PoolOptions};
+use crate::rows;
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
+use cartloop_core::domain::Message;
 use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -85,6 +87,13 @@ impl Dialect for Sqlite {
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
     // remembers the largest id ever inserted, imported ones included.
     const AFTER_IMPORT: Option<&'static str> = None;
+
+    fn page(row: &DbRow<Self>) -> Result<Vec<Message>, StorageError> {
+        match Self::str(row, "page")? {
+            Some(json) => rows::page_json(json),
+            None => Ok(Vec::new()),
+        }
+    }
 
     fn migrator() -> &'static Migrator {
         &SQLITE_MIGRATOR

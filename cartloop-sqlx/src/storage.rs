@@ -669,12 +669,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             return Ok(None);
         };
         let context = rows::context::<D>(&row)?;
-        // No messages: SQLite aggregates to `[]`, PostgreSQL to NULL.
-        let messages = match D::str(&row, "page")? {
-            Some(json) => rows::page_json(json)?,
-            None => Vec::new(),
-        };
-        Ok(Some((context, messages)))
+        Ok(Some((context, D::page(&row)?)))
     }
 
     async fn snapshot(&self) -> Result<Snapshot, StorageError> {
