@@ -285,19 +285,9 @@ where
     }
 }
 
-/// The statements that read many conversations at once (PostgreSQL): `$1` is a JSON array
-/// of objects, each with `ord` (its place) and the single read's parameters by name; each
-/// row returned carries the `ord` of the read it answers.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupReads {
-    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION): `id`.
-    pub conversation: GroupRead,
-    /// [`Dialect::CONVERSATION_PAGE`]: `id`, `before`, `lim`.
-    pub conversation_page: GroupRead,
-}
-
-/// One statement of [`GroupReads`]: its SQL and the names its objects give the single
-/// read's parameters, in their order.
+/// A statement that runs many reads of one kind at once (see `group_read.rs`): `$1` is a
+/// JSON array of objects, each with `ord` (its place) and the single read's parameters by
+/// name; each row returned carries the `ord` of the read it answers.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupRead {
     /// The statement.
@@ -353,10 +343,14 @@ pub trait Dialect: Driver {
     /// was taken. `None` where writes are already group committed (SQLite).
     const GROUP_INSERT: Option<&'static str>;
 
-    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION) and
-    /// [`CONVERSATION_PAGE`](Self::CONVERSATION_PAGE) for groups of reads (see
-    /// `group_read.rs`); `None` where each read runs alone (SQLite: no round trip to save).
-    const GROUP_READS: Option<GroupReads>;
+    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION) (`id`) for groups of reads; `None`
+    /// where each read runs alone.
+    const GROUP_CONVERSATION: Option<GroupRead>;
+
+    /// [`CONVERSATION_PAGE`](Self::CONVERSATION_PAGE) (`id`, `before`, `lim`) for groups of
+    /// reads; `None` where each page is read alone (SQLite cannot take a `LIMIT` from the
+    /// outer query).
+    const GROUP_CONVERSATION_PAGE: Option<GroupRead>;
 
     /// Run last in an import: moves the id sequences past the imported ids; `None` where the
     /// database does so by itself.

@@ -1,5 +1,5 @@
 //! Reads of one kind run together, where the dialect can read a group in one statement
-//! ([`Dialect::GROUP_READS`], PostgreSQL).
+//! ([`Dialect::GROUP_CONVERSATION`], [`Dialect::GROUP_CONVERSATION_PAGE`]).
 //!
 //! Each POST reads its conversation, each GET a conversation's page. On PostgreSQL a
 //! statement costs the server process far more than the rows it reads (measured with

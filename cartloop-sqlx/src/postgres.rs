@@ -11,7 +11,7 @@
 //! serializes the commits of notifying transactions, WAL flush included, which measured
 //! 261 inserts/s against 6,100 without (64 clients).
 
-use crate::dialect::{Codec, Dialect, GroupRead, GroupReads, PoolOptions};
+use crate::dialect::{Codec, Dialect, GroupRead, PoolOptions};
 use crate::error::decode_error;
 use crate::rows::{self, MessageParts};
 use crate::sql::{self, expired_leases, message_columns, new_due};
@@ -133,15 +133,13 @@ impl Dialect for Postgres {
     const IMPORT_LOCK: Option<&'static str> =
         Some("LOCK TABLE stores, users, conversations, messages IN SHARE ROW EXCLUSIVE MODE");
     const GROUP_INSERT: Option<&'static str> = Some(GROUP_INSERT);
-    const GROUP_READS: Option<GroupReads> = Some(GroupReads {
-        conversation: GroupRead {
-            sql: sql::PG_GROUP_CONVERSATION,
-            names: &["id"],
-        },
-        conversation_page: GroupRead {
-            sql: sql::PG_GROUP_CONVERSATION_PAGE,
-            names: &["id", "before", "lim"],
-        },
+    const GROUP_CONVERSATION: Option<GroupRead> = Some(GroupRead {
+        sql: sql::PG_GROUP_CONVERSATION,
+        names: &["id"],
+    });
+    const GROUP_CONVERSATION_PAGE: Option<GroupRead> = Some(GroupRead {
+        sql: sql::PG_GROUP_CONVERSATION_PAGE,
+        names: &["id", "before", "lim"],
     });
     const AFTER_IMPORT: Option<&'static str> = Some(
         "SELECT setval(pg_get_serial_sequence(t.name, 'id')::regclass, t.max_id) \

@@ -41,7 +41,7 @@ pub struct SqlStorage<D: Dialect> {
     group: Arc<Mutex<Vec<GroupedWrite<D>>>>,
     /// Messages waiting for a grouped insert, where [`Dialect::GROUP_INSERT`].
     inserts: Arc<Mutex<InsertQueue<D>>>,
-    /// Reads waiting for a grouped read, where [`Dialect::GROUP_READS`].
+    /// Reads waiting for a grouped read, where the dialect has a group statement for them.
     reads: Arc<Mutex<ReadQueues<D>>>,
     due: Arc<DueWatch>,
 }
@@ -645,7 +645,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         id: ConversationId,
     ) -> Result<Option<ConversationContext>, StorageError> {
         let params = [id.0.into()];
-        let group = D::GROUP_READS.map(|reads| reads.conversation);
+        let group = D::GROUP_CONVERSATION;
         self.read_one_grouped(ReadKind::Conversation, group, sql::CONVERSATION, &params)
             .await?
             .as_ref()
@@ -660,7 +660,7 @@ impl<D: Dialect> Storage for SqlStorage<D> {
     ) -> Result<Option<(ConversationContext, Vec<Message>)>, StorageError> {
         let before = page.before.map_or(i64::MAX, |before| before.0);
         let params = [id.0.into(), before.into(), i64::from(page.limit).into()];
-        let group = D::GROUP_READS.map(|reads| reads.conversation_page);
+        let group = D::GROUP_CONVERSATION_PAGE;
         let kind = ReadKind::ConversationPage;
         let row = self
             .read_one_grouped(kind, group, D::CONVERSATION_PAGE, &params)
