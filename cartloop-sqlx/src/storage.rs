@@ -66,6 +66,36 @@ struct GroupedWrite<D: Dialect> {
     done: tokio::sync::oneshot::Sender<Result<Vec<DbRow<D>>, sqlx::Error>>,
 }
 
+/// The most statements of one script in a group commit.
+const SCRIPT_MAX: usize = 32;
+
+/// `size` copies of `sql`, which has `params` parameters, as one script: the parameters of
+/// the n-th copy renumbered to follow those of the copies before it.
+fn script(sql: &str, size: usize, params: usize) -> std::borrow::Cow<'_, str> {
+    if size == 1 {
+        return sql.into();
+    }
+    let mut script = String::with_capacity((sql.len() + 8) * size);
+    for copy in 0..size {
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            script.push_str(&rest[..=at]);
+            match rest[at + 1..at + 1 + digits].parse::<usize>() {
+                Ok(n) => script.push_str(&(n + copy * params).to_string()),
+                Err(_) => script.push_str(&rest[at + 1..at + 1 + digits]),
+            }
+            rest = &rest[at + 1 + digits..];
+        }
+        script.push_str(rest);
+        script.push_str(";\n");
+    }
+    script.into()
+}
+
 /// The same failure for every write of a group whose transaction failed: the database's
 /// own error goes to the log, each caller gets an I/O error (unavailable: try again).
 fn group_failed(error: &sqlx::Error) -> sqlx::Error {
@@ -350,16 +380,35 @@ impl<D: Dialect> SqlStorage<D> {
         }
         let mut answers = Vec::with_capacity(group.len());
         let mut failure = D::fetch(&mut conn, D::BEGIN_WRITE, &[]).await.err();
-        if failure.is_none() {
-            for write in &group {
-                let params: Vec<Param<'_>> =
-                    write.params.iter().map(OwnedParam::as_param).collect();
-                match D::fetch(&mut conn, write.sql, &params).await {
-                    Err(e) if violation(&e).is_none() => {
-                        failure = Some(e);
-                        break;
-                    }
-                    answer => answers.push(answer),
+        let mut start = 0;
+        while failure.is_none() && start < group.len() {
+            // Consecutive writes of one statement go to the database as one script of 2, 4,
+            // … or SCRIPT_MAX statements (few scripts to prepare and cache): one hand-off
+            // to the connection's thread instead of one per write.
+            let sql = group[start].sql;
+            let same = group[start..].iter().take_while(|w| w.sql == sql).count();
+            let size = 1 << same.min(SCRIPT_MAX).ilog2();
+            let chunk = &group[start..start + size];
+            let script = script(sql, size, chunk[0].params.len());
+            let params: Vec<Param<'_>> = chunk
+                .iter()
+                .flat_map(|write| write.params.iter().map(OwnedParam::as_param))
+                .collect();
+            let (done, error) = D::fetch_each(&mut conn, &script, &params).await;
+            let completed = done.len();
+            answers.extend(done.into_iter().map(Ok));
+            match error {
+                // SQLite undid that statement only: the others stand.
+                Some(e) if violation(&e).is_some() => {
+                    answers.push(Err(e));
+                    start += completed + 1;
+                }
+                Some(e) => failure = Some(e),
+                None if completed == size => start += size,
+                None => {
+                    failure = Some(sqlx::Error::Protocol(format!(
+                        "a script of {size} statements completed {completed}"
+                    )))
                 }
             }
         }
@@ -1146,5 +1195,26 @@ impl<D: Dialect> Storage for SqlStorage<D> {
 
     async fn ping(&self) -> Result<(), StorageError> {
         self.read(sql::PING, &[]).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::script;
+
+    #[test]
+    fn a_script_numbers_each_copy_after_the_ones_before() {
+        let sql = "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT DO UPDATE SET b = $2";
+        assert_eq!(script(sql, 1, 2), sql);
+        assert_eq!(
+            script(sql, 3, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT DO UPDATE SET b = $2;\n\
+             INSERT INTO t (a, b) VALUES ($3, $4) ON CONFLICT DO UPDATE SET b = $4;\n\
+             INSERT INTO t (a, b) VALUES ($5, $6) ON CONFLICT DO UPDATE SET b = $6;\n"
+        );
+        assert_eq!(
+            script("SELECT '$', $10", 2, 10),
+            "SELECT '$', $10;\nSELECT '$', $20;\n"
+        );
     }
 }
