@@ -175,6 +175,10 @@ pub trait Driver: Codec {
     /// Runs `sql`, several statements, with `params` (numbered across all of them): the
     /// rows of each statement that completed, in order, and the error of the one that
     /// failed, if one did (those after it are not run).
+    ///
+    /// SQLite only, where writes are group committed: sqlx-sqlite prepares a script as a
+    /// series of statements (a behaviour sqlx calls deprecated; the group commit tests fail
+    /// if it goes), PostgreSQL takes one statement at a time.
     fn fetch_each<'a>(
         conn: &'a mut Conn<Self>,
         sql: &'a str,
