@@ -104,8 +104,9 @@ pub(crate) fn message<D: Driver>(
     })
 }
 
-/// One message of the page's JSON (`sql::conversation_page!`): its columns in order, instants
-/// as integer microseconds.
+/// One message of the page's JSON (`sql::SQLITE_CONVERSATION_PAGE`): its columns in order,
+/// instants as integer microseconds.
+#[cfg(feature = "sqlite")]
 type PageEntry = (
     i64,
     i64,
@@ -121,6 +122,7 @@ type PageEntry = (
 );
 
 /// The messages of a page's JSON, oldest first.
+#[cfg(feature = "sqlite")]
 pub(crate) fn page_json(json: &str) -> Result<Vec<Message>, StorageError> {
     let entries: Vec<PageEntry> =
         serde_json::from_str(json).map_err(|e| bad("a page of messages", "JSON", e))?;
