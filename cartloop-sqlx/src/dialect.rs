@@ -400,7 +400,7 @@ pub trait Dialect: Driver {
     /// was taken. `None` where writes are already group committed (SQLite).
     const GROUP_INSERT: Option<&'static str>;
 
-    /// [`sql::CONVERSATION`](crate::sql::CONVERSATION) (`id`) for groups of reads; `None`
+    /// The conversation read (`sql::CONVERSATION`, parameter `id`) for groups of reads; `None`
     /// where each read runs alone.
     const GROUP_CONVERSATION: Option<GroupRead>;
 
