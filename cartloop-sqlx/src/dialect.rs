@@ -172,6 +172,12 @@ pub trait Driver: Codec {
         params: &'a [Param<'a>],
     ) -> impl Future<Output = Result<Vec<DbRow<Self>>, sqlx::Error>> + Send + 'a;
 
+    /// `sql` with `params` bound, to run.
+    fn bound<'a>(
+        sql: &'a str,
+        params: &'a [Param<'a>],
+    ) -> sqlx::query::Query<'a, Self::Db, Args<'a, Self::Db>>;
+
     /// Runs `sql`, several statements, with `params` (numbered across all of them): the
     /// rows of each statement that completed, in order, and the error of the one that
     /// failed, if one did (those after it are not run).
@@ -254,7 +260,26 @@ where
         sql: &'a str,
         params: &'a [Param<'a>],
     ) -> impl Future<Output = Result<Vec<DbRow<Self>>, sqlx::Error>> + Send + 'a {
-        bound::<D>(sql, params).fetch_all(conn)
+        Self::bound(sql, params).fetch_all(conn)
+    }
+
+    fn bound<'a>(
+        sql: &'a str,
+        params: &'a [Param<'a>],
+    ) -> sqlx::query::Query<'a, Self::Db, Args<'a, Self::Db>> {
+        let mut query = sqlx::query::<D::Db>(sql);
+        for param in params {
+            query = match *param {
+                Param::Int(value) => query.bind(value),
+                Param::OptInt(value) => query.bind(value),
+                Param::Text(value) => query.bind(value),
+                Param::OptText(value) => query.bind(value),
+                Param::Bool(value) => query.bind(value),
+                Param::Bytes(value) => query.bind(value),
+                Param::Time(at) => query.bind(at.map(D::encode)),
+            };
+        }
+        query
     }
 
     fn fetch_each<'a>(
@@ -263,7 +288,7 @@ where
         params: &'a [Param<'a>],
     ) -> impl Future<Output = (Vec<Vec<DbRow<Self>>>, Option<sqlx::Error>)> + Send + 'a {
         use futures_util::StreamExt;
-        let mut results = conn.fetch_many(bound::<D>(sql, params));
+        let mut results = conn.fetch_many(Self::bound(sql, params));
         async move {
             let mut done = Vec::new();
             let mut rows = Vec::new();
@@ -316,41 +341,6 @@ pub struct GroupRead {
     pub sql: &'static str,
     /// The names of `$1`, `$2`, … of the single read.
     pub names: &'static [&'static str],
-}
-
-/// `sql` with `params` bound.
-fn bound<'a, D>(
-    sql: &'a str,
-    params: &'a [Param<'a>],
-) -> sqlx::query::Query<'a, D::Db, Args<'a, D::Db>>
-where
-    D: Codec,
-    for<'q> i64: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> bool: Encode<'q, D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db>,
-    for<'q> Option<&'q str>: Encode<'q, D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db>,
-    for<'q> Option<D::Instant>: Encode<'q, D::Db>,
-    D::Instant: Type<D::Db>,
-    i64: Type<D::Db>,
-    bool: Type<D::Db>,
-    str: Type<D::Db>,
-    [u8]: Type<D::Db>,
-{
-    let mut query = sqlx::query::<D::Db>(sql);
-    for param in params {
-        query = match *param {
-            Param::Int(value) => query.bind(value),
-            Param::OptInt(value) => query.bind(value),
-            Param::Text(value) => query.bind(value),
-            Param::OptText(value) => query.bind(value),
-            Param::Bool(value) => query.bind(value),
-            Param::Bytes(value) => query.bind(value),
-            Param::Time(at) => query.bind(at.map(D::encode)),
-        };
-    }
-    query
 }
 
 /// A SQL dialect cartloop runs on: what differs between SQLite and PostgreSQL.
