@@ -63,6 +63,8 @@ mod dialect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_insert;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_read;

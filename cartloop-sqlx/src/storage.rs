@@ -2,8 +2,8 @@
 
 use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, GroupRead, OwnedParam, Param};
 use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
-use crate::group_insert::InsertQueue;
-use crate::group_read::{ReadKind, ReadQueues};
+use crate::group::Queue;
+use crate::group_read::ReadKind;
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
 use crate::ACQUIRE_TIMEOUT;
@@ -40,9 +40,9 @@ pub struct SqlStorage<D: Dialect> {
     /// Writes waiting for the next group commit, where [`Dialect::SERIAL_WRITES`].
     group: Arc<Mutex<Vec<GroupedWrite<D>>>>,
     /// Messages waiting for a grouped insert, where [`Dialect::GROUP_INSERT`].
-    inserts: Arc<Mutex<InsertQueue<D>>>,
+    inserts: Arc<Mutex<Queue<D>>>,
     /// Reads waiting for a grouped read, where the dialect has a group statement for them.
-    reads: Arc<Mutex<ReadQueues<D>>>,
+    reads: Arc<[Mutex<Queue<D>>; 2]>,
     due: Arc<DueWatch>,
 }
 
@@ -226,8 +226,8 @@ impl<D: Dialect> SqlStorage<D> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             group: Arc::new(Mutex::new(Vec::new())),
-            inserts: Arc::new(Mutex::new(InsertQueue::default())),
-            reads: Arc::new(Mutex::new(ReadQueues::default())),
+            inserts: Arc::default(),
+            reads: Arc::default(),
             due: Arc::new(DueWatch::default()),
         }
     }
@@ -250,13 +250,18 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// The messages waiting for a grouped insert.
-    pub(crate) fn insert_queue(&self) -> &Mutex<InsertQueue<D>> {
+    pub(crate) fn insert_queue(&self) -> &Mutex<Queue<D>> {
         &self.inserts
     }
 
-    /// The reads waiting for a grouped read.
-    pub(crate) fn read_queues(&self) -> &Mutex<ReadQueues<D>> {
-        &self.reads
+    /// The conversation reads waiting for a grouped read.
+    pub(crate) fn conversation_read_queue(&self) -> &Mutex<Queue<D>> {
+        &self.reads[0]
+    }
+
+    /// The page reads waiting for a grouped read.
+    pub(crate) fn page_read_queue(&self) -> &Mutex<Queue<D>> {
+        &self.reads[1]
     }
 
     /// The callbacks of [`Storage::watch_due`], for the dialect's listener.
