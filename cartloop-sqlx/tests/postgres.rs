@@ -6,7 +6,8 @@ mod common;
 
 use cartloop_core::demo::demo_data;
 use cartloop_core::ids::ConversationId;
-use cartloop_core::ports::{ClaimLimit, Storage, StorageError};
+use cartloop_core::ports::prelude::*;
+use cartloop_core::ports::{ClaimLimit, StorageError};
 use cartloop_sqlx::{PgStorage, PG_MIGRATOR};
 use common::postgres::{fresh, fresh_database, DropDatabase};
 use common::scenarios;
@@ -39,7 +40,7 @@ async fn concurrent_inserts() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_inserts(Arc::new(storage)).await;
+    scenarios::concurrent_inserts(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +48,7 @@ async fn grouped_inserts_answer_each_caller() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::grouped_inserts_answer_each_caller(Arc::new(storage)).await;
+    scenarios::grouped_inserts_answer_each_caller(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +56,7 @@ async fn grouped_reads_answer_each_caller() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::grouped_reads_answer_each_caller(Arc::new(storage)).await;
+    scenarios::grouped_reads_answer_each_caller(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +64,7 @@ async fn concurrent_idempotent_inserts() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_idempotent_inserts(Arc::new(storage)).await;
+    scenarios::concurrent_idempotent_inserts(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +88,7 @@ async fn claims_merge_expired_leases_in_due_order() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::claims_merge_expired_leases_in_due_order(Arc::new(storage)).await;
+    scenarios::claims_merge_expired_leases_in_due_order(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +96,7 @@ async fn concurrent_idempotency_per_author() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_idempotency_per_author(Arc::new(storage)).await;
+    scenarios::concurrent_idempotency_per_author(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +249,7 @@ async fn list_pages_match_the_reference() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::list_pages_match_the_reference(Arc::new(storage)).await;
+    scenarios::list_pages_match_the_reference(Arc::new(storage.storage.clone())).await;
 }
 
 /// A snapshot waits for the inserts in flight: a message whose id was taken before the
@@ -267,7 +268,7 @@ async fn snapshots_wait_for_inserts_in_flight() {
     .fetch_one(&mut *writer)
     .await
     .unwrap();
-    let storage = Arc::new(storage);
+    let storage = Arc::new(storage.storage.clone());
     let snapshot = tokio::spawn({
         let storage = storage.clone();
         async move { storage.snapshot().await.unwrap() }
@@ -284,7 +285,7 @@ async fn import_is_all_or_nothing() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::import_is_all_or_nothing(Arc::new(storage)).await;
+    scenarios::import_is_all_or_nothing(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test]
@@ -292,7 +293,7 @@ async fn ids_continue_after_import() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::ids_continue_after_import(Arc::new(storage)).await;
+    scenarios::ids_continue_after_import(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test]
