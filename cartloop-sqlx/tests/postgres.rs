@@ -203,11 +203,13 @@ async fn due_messages_wake_other_servers() {
     }
 
     let due = |payload: &str| scenarios::operator_message(payload, scenarios::nine_am_chicago());
-    // Let the wake-up of the listener's connection pass, so that only the insert counts.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A listener that (re)connects calls back once, for what it may have missed: wait for
+    // that call, so that only the insert counts after it.
+    called_after(&calls, 0, "the wake-up of a listener that connected").await;
     let before = calls.load(Ordering::SeqCst);
     writing.insert_message(due("first")).await.unwrap();
     called_after(&calls, before, "a message inserted by another server").await;
+    let after_first = calls.load(Ordering::SeqCst);
 
     let terminated: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -222,7 +224,12 @@ async fn due_messages_wake_other_servers() {
         assert!(Instant::now() < deadline, "the listener never reconnected");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    called_after(
+        &calls,
+        after_first,
+        "the wake-up of the listener that reconnected",
+    )
+    .await;
     let before = calls.load(Ordering::SeqCst);
     writing.insert_message(due("second")).await.unwrap();
     called_after(
@@ -273,7 +280,27 @@ async fn snapshots_wait_for_inserts_in_flight() {
         let storage = storage.clone();
         async move { storage.snapshot().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The snapshot's statement waits for the writer's lock: seen by PostgreSQL itself, not
+    // guessed from a pause.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(storage.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(!snapshot.is_finished(), "the snapshot did not wait");
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(!snapshot.is_finished(), "the snapshot did not wait");
     writer.commit().await.unwrap();
     let snapshot = snapshot.await.unwrap();
