@@ -16,6 +16,7 @@
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`dispatch`]: claiming, rendering, sending and recording due messages.
 //! - [`ports`]: the `Storage`, `Mailer` and `Clock` traits.
+//! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
 //! - [`demo`]: the demo data set every storage imports.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
 //!   the storage conformance suite.
@@ -39,6 +40,7 @@
 //! # Ok::<(), cartloop_core::validate::ValidationError>(())
 //! ```
 
+pub mod access;
 pub mod active_hours;
 pub mod chat;
 mod concurrent;
