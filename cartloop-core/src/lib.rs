@@ -23,6 +23,7 @@
 //! - [`hourly_cap`]: how many emails a claim may take under the hourly cap.
 //! - `concurrent`: running a pass's sends, heartbeat and wake-ups on one task.
 //! - [`ports`]: the storage ports (one per concern), `Mailer`, `Links` and `Clock`.
+//! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
@@ -47,6 +48,7 @@
 //! # Ok::<(), cartloop_core::validate::ValidationError>(())
 //! ```
 
+pub mod access;
 pub mod active_hours;
 pub mod chat;
 pub mod compose;
