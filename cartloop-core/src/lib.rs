@@ -15,7 +15,8 @@
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`dispatch`]: claiming, rendering, sending and recording due messages.
-//! - [`ports`]: the `Storage`, `Mailer` and `Clock` traits.
+//! - [`ports`]: the `Storage`, `Mailer` and `Clock` traits; [`disk_fault`]: the cause a
+//!   storage gives when its disk is full or failing.
 //! - [`demo`]: the demo data set every storage imports.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
 //!   the storage conformance suite.
@@ -45,6 +46,7 @@ mod concurrent;
 pub mod conversations;
 pub mod demo;
 pub mod directory;
+pub mod disk_fault;
 pub mod dispatch;
 pub mod domain;
 pub mod email_address;
