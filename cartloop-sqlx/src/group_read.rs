@@ -13,8 +13,8 @@
 //! any of them was asked for (several servers sharing the database included).
 
 use crate::dialect::{Dialect, GroupRead, Param};
-use crate::group::{Answer, Grouped};
-use crate::storage::SqlStorage;
+use crate::group::{Answer, GroupQueue, Grouped};
+use std::sync::Arc;
 
 /// The kinds of reads that are grouped: each has a queue of its own.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +26,14 @@ pub(crate) enum ReadKind {
 }
 
 impl ReadKind {
+    /// The kind's place among the executor's read queues.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Conversation => 0,
+            Self::ConversationPage => 1,
+        }
+    }
+
     /// At most this many groups of the kind are read at once. Measured with
     /// `benches/load.sh` (64 connections, PostgreSQL on the same two cores; see
     /// `BENCHMARKS.md`): with one runner, POST 10,520/s and GET 3 chats 29,696/s, against
@@ -40,27 +48,22 @@ impl ReadKind {
     }
 }
 
-impl<D: Dialect> SqlStorage<D> {
-    /// Runs `single` (a read of at most one row) with `params`, together with the reads of
-    /// the same `kind` that arrive meanwhile, by `group`.
-    pub(crate) async fn read_grouped(
-        &self,
-        kind: ReadKind,
-        group: GroupRead,
-        single: &'static str,
-        params: &[Param<'_>],
-    ) -> Answer<D> {
-        let grouped = Grouped {
-            single,
-            group: group.sql,
-            names: group.names,
-            runners: kind.runners(),
-            what: "read",
-        };
-        let queue = match kind {
-            ReadKind::Conversation => Self::conversation_read_queue,
-            ReadKind::ConversationPage => Self::page_read_queue,
-        };
-        self.run_grouped(queue, grouped, params).await
-    }
+/// Runs `single` (a read of at most one row) with `params`, together with the reads of the
+/// same kind that arrive meanwhile in `queue` (the kind's own), by `group`.
+pub(crate) async fn read<D: Dialect>(
+    queue: &Arc<GroupQueue<D>>,
+    pool: &sqlx::Pool<D::Db>,
+    kind: ReadKind,
+    group: GroupRead,
+    single: &'static str,
+    params: &[Param<'_>],
+) -> Answer<D> {
+    let grouped = Grouped {
+        single,
+        group: group.sql,
+        names: group.names,
+        runners: kind.runners(),
+        what: "read",
+    };
+    queue.run(pool, grouped, params).await
 }

@@ -8,6 +8,7 @@
 //! process.
 
 use crate::dialect::{Codec, DbRow, Dialect, Driver, GroupRead, PoolOptions};
+use crate::due::DueWatch;
 use crate::rows;
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
@@ -16,6 +17,7 @@ use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The SQLite schema, embedded in the binary.
@@ -140,9 +142,9 @@ impl Dialect for Sqlite {
         Ok((pool, options))
     }
 
-    fn announce_due(_storage: &SqlStorage<Self>) {}
+    fn announce_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) {}
 
-    fn listen_due(_storage: &SqlStorage<Self>) -> Result<(), StorageError> {
+    fn listen_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) -> Result<(), StorageError> {
         Ok(())
     }
 }
