@@ -61,7 +61,7 @@ fn canonical(matched: &str) -> &'static str {
         crate::route_table()
             .into_iter()
             .flat_map(|route| {
-                crate::path_variants(route.path)
+                crate::routes::path_variants(route.path)
                     .into_iter()
                     .map(move |variant| (variant, route.path))
             })
