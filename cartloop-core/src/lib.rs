@@ -15,10 +15,12 @@
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
 //! - [`rules`]: what a deployment sets once (validation, the default window).
 //! - When a message may go:
+//!   - [`calendar`]: the week's windows per day (or one window every day), across DST.
 //!   - [`frequency_cap`]: at most N emails to one client in any rolling span.
 //!   - [`reply_grace`]: whether a message answers a client who is writing right now.
 //!   - [`send_at`]: a requested send instant, no more than a minute back or 90 days ahead.
 //!   - `duration_text`: spans written `90m`, `24h`, `7d`.
+//!   - [`json`]: settings read from JSON with typed errors naming the part at fault.
 //! - [`directory`]: creating and changing stores, operators, clients and conversations.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`conversations`]: the conversations list, paged stably while chats arrive.
@@ -56,6 +58,7 @@
 
 pub mod access;
 pub mod active_hours;
+pub mod calendar;
 pub mod chat;
 pub mod compose;
 mod concurrent;
@@ -71,6 +74,7 @@ pub mod frequency_cap;
 pub mod hourly_cap;
 pub mod ids;
 pub mod inbound;
+pub mod json;
 pub mod message_id;
 pub mod ports;
 pub mod reply_grace;
