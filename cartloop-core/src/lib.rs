@@ -16,6 +16,7 @@
 //! - [`rules`]: what a deployment sets once (validation, the default window).
 //! - When a message may go:
 //!   - [`calendar`]: the week's windows per day (or one window every day), across DST.
+//!   - [`closures`]: local days and stretches when a store sends nothing.
 //!   - [`frequency_cap`]: at most N emails to one client in any rolling span.
 //!   - [`reply_grace`]: whether a message answers a client who is writing right now.
 //!   - [`send_at`]: a requested send instant, no more than a minute back or 90 days ahead.
@@ -60,6 +61,7 @@ pub mod access;
 pub mod active_hours;
 pub mod calendar;
 pub mod chat;
+pub mod closures;
 pub mod compose;
 mod concurrent;
 pub mod conversations;
