@@ -14,7 +14,8 @@
 //! - [`template`]: templates parsed once into segments and rendered per conversation.
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
 //! - [`rules`]: what a deployment sets once (validation, the default window).
-//! - When a message may go:
+//! - [`delivery_policy`]: when a message may go, one decision over the rules below, and
+//!   which of them holds it now:
 //!   - [`calendar`]: the week's windows per day (or one window every day), across DST.
 //!   - [`closures`]: local days and stretches when a store sends nothing.
 //!   - [`frequency_cap`]: at most N emails to one client in any rolling span.
@@ -65,6 +66,7 @@ pub mod closures;
 pub mod compose;
 mod concurrent;
 pub mod conversations;
+pub mod delivery_policy;
 pub mod demo;
 pub mod directory;
 pub mod disk_fault;
