@@ -899,14 +899,23 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_week_open_only_every_seventh_day_across_close_changes() {
-        // Recife changed its offset twice within a week in October 2000.
+    fn two_offset_changes_within_a_week() {
+        // Recife kept summer time for one week of 2000: 00:00 -03 -> 01:00 -02 on Sunday
+        // October 8th (03:00Z), back at 00:00 -02 on Sunday October 15th (02:00Z).
         let tz: Tz = "America/Recife".parse().unwrap();
-        let week = calendar(r#"{"sat":["00:00-00:30"]}"#);
-        let mut t = utc(2000, 9, 25, 0, 0);
-        while t < utc(2000, 11, 5, 0, 0) {
+        let week = calendar(r#"{"sat":["23:00-23:30"]}"#);
+        // From Sunday 23:45 -03, before the first change: Saturday 23:00 falls in summer
+        // time, 01:00Z. (Read with the offset of the start, 23:00 -03 would be 02:00Z, just
+        // after the second change, where the offset is -03 again: a search assuming one
+        // change per week would answer that.)
+        assert_eq!(
+            week.next_open(utc(2000, 10, 8, 2, 45), tz),
+            utc(2000, 10, 15, 1, 0)
+        );
+        let mut t = utc(2000, 10, 8, 2, 30);
+        while t < utc(2000, 10, 8, 3, 30) {
             check_week(&week, t, tz).unwrap();
-            t += TimeDelta::hours(5);
+            t += TimeDelta::minutes(10);
         }
     }
 
