@@ -153,27 +153,6 @@ impl DeliveryInput<'_> {
     pub fn decide(&self) -> Decision {
         decide(self)
     }
-
-    fn closed(&self, t: DateTime<Utc>) -> bool {
-        self.closures.contains(t, self.time_zone)
-    }
-
-    /// The earliest instant `>= from` inside the calendar, outside closures and, when
-    /// `cap_free` is given, not before it.
-    fn settle(&self, from: DateTime<Utc>, cap_free: Option<DateTime<Utc>>) -> DateTime<Utc> {
-        let tz = self.time_zone;
-        let mut t = cap_free.map_or(from, |free| from.max(free));
-        // One round per closure passed, and the last one (see the module docs).
-        for _ in 0..=self.closures.as_slice().len() {
-            t = self.calendar.next_open(t, tz);
-            match self.closures.closed_until(t, tz) {
-                None => return t,
-                Some(open) => t = open,
-            }
-        }
-        // Not reached: every round but the last passes a closure for good.
-        self.calendar.next_open(t, tz)
-    }
 }
 
 /// The decision for a message: when it may go ([`Decision::at`]) and which rule holds it now
@@ -219,12 +198,17 @@ impl DeliveryInput<'_> {
 /// ```
 pub fn decide(input: &DeliveryInput<'_>) -> Decision {
     let now = input.now;
+    let mut d = Decider {
+        input,
+        closed_now: None,
+        inside_now: None,
+    };
     let reply = input.is_reply();
     // A reply that a closure holds waits for the calendar after it (see the module docs).
-    let reply_held = reply && (input.closed(input.created_at) || input.closed(now));
+    let reply_held = reply && (d.closed(input.created_at) || d.closed(now));
     let at = if reply {
         if reply_held {
-            input.settle(now, None)
+            d.settle(now, None)
         } else {
             now
         }
@@ -233,12 +217,12 @@ pub fn decide(input: &DeliveryInput<'_>) -> Decision {
         let cap_free = input
             .frequency_cap
             .and_then(|cap| cap.free_from(input.recent_sends));
-        input.settle(from, cap_free)
+        d.settle(from, cap_free)
     };
     let waiting_for = if at <= now {
         None
     } else {
-        holding_rule(input, reply, reply_held)
+        d.holding_rule(reply, reply_held)
     };
     Decision {
         at: at.max(now),
@@ -246,25 +230,86 @@ pub fn decide(input: &DeliveryInput<'_>) -> Decision {
     }
 }
 
-/// The first rule, in the order of the module docs, that holds the message at `now`.
-fn holding_rule(input: &DeliveryInput<'_>, reply: bool, reply_held: bool) -> Option<WaitingFor> {
-    let now = input.now;
-    if !reply && input.send_at.is_some_and(|at| at > now) {
-        return Some(WaitingFor::SendAt);
+/// One decision in the making: the facts, and what is already known of `now`, so that the
+/// zone and the closures are not looked up twice for it.
+struct Decider<'i, 'a> {
+    input: &'i DeliveryInput<'a>,
+    /// Whether `now` is inside a closure, once known.
+    closed_now: Option<bool>,
+    /// Whether `now` is inside the calendar, once known.
+    inside_now: Option<bool>,
+}
+
+impl Decider<'_, '_> {
+    fn closed(&mut self, t: DateTime<Utc>) -> bool {
+        if t == self.input.now {
+            if let Some(closed) = self.closed_now {
+                return closed;
+            }
+        }
+        self.closed_until(t).is_some()
     }
-    if input.closed(now) {
-        return Some(WaitingFor::Closure);
+
+    fn closed_until(&mut self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let until = self.input.closures.closed_until(t, self.input.time_zone);
+        if t == self.input.now {
+            self.closed_now = Some(until.is_some());
+        }
+        until
     }
-    if (!reply || reply_held) && !input.calendar.contains(now, input.time_zone) {
-        return Some(WaitingFor::ActiveHours);
+
+    fn next_open(&mut self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let open = self.input.calendar.next_open(t, self.input.time_zone);
+        if t == self.input.now {
+            self.inside_now = Some(open == t);
+        }
+        open
     }
-    let capped = input
-        .frequency_cap
-        .is_some_and(|cap| !cap.fits(now, input.recent_sends));
-    if !reply && capped {
-        return Some(WaitingFor::FrequencyCap);
+
+    fn inside(&mut self, t: DateTime<Utc>) -> bool {
+        match self.inside_now {
+            Some(inside) if t == self.input.now => inside,
+            _ => self.input.calendar.contains(t, self.input.time_zone),
+        }
     }
-    None
+
+    /// The earliest instant `>= from` inside the calendar, outside closures and, when
+    /// `cap_free` is given, not before it.
+    fn settle(&mut self, from: DateTime<Utc>, cap_free: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        let mut t = cap_free.map_or(from, |free| from.max(free));
+        // One round per closure passed, and the last one (see the module docs).
+        for _ in 0..=self.input.closures.as_slice().len() {
+            t = self.next_open(t);
+            match self.closed_until(t) {
+                None => return t,
+                Some(open) => t = open,
+            }
+        }
+        // Not reached: every round but the last passes a closure for good.
+        self.next_open(t)
+    }
+
+    /// The first rule, in the order of the module docs, that holds the message at `now`.
+    fn holding_rule(&mut self, reply: bool, reply_held: bool) -> Option<WaitingFor> {
+        let input = self.input;
+        let now = input.now;
+        if !reply && input.send_at.is_some_and(|at| at > now) {
+            return Some(WaitingFor::SendAt);
+        }
+        if self.closed(now) {
+            return Some(WaitingFor::Closure);
+        }
+        if (!reply || reply_held) && !self.inside(now) {
+            return Some(WaitingFor::ActiveHours);
+        }
+        let capped = input
+            .frequency_cap
+            .is_some_and(|cap| !cap.fits(now, input.recent_sends));
+        if !reply && capped {
+            return Some(WaitingFor::FrequencyCap);
+        }
+        None
+    }
 }
 
 #[cfg(test)]
