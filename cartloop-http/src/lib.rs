@@ -96,7 +96,7 @@ pub struct AppState {
     /// Longest a request may take: a body still arriving then is answered 408, anything
     /// else 503.
     pub request_timeout: Duration,
-    /// Signs and checks reply addresses and unsubscribe links (SPEC §8); `None`: every
+    /// Signs and checks reply addresses and unsubscribe links; `None`: every
     /// unsubscribe token is refused and replies are matched by their references only.
     pub links: Option<Arc<dyn Links>>,
     /// Parses the raw emails of `POST /inbound/email/`; `None`: that route answers 501.

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Routes that need no bearer token: the health check, and the unsubscribe links, whose
-/// signed token is the credential (SPEC §5, §8).
+/// signed token is the credential.
 const PUBLIC: [&str; 2] = ["/healthz", "/unsubscribe/{token}"];
 
 /// Counts and logs every request, by route template.
