@@ -40,10 +40,9 @@ struct GroupedWrite<D: Dialect> {
     done: tokio::sync::oneshot::Sender<Result<Vec<DbRow<D>>, sqlx::Error>>,
 }
 
-/// The most statements of one script in a group commit. Measured with `benches/load.sh`
-/// (SQLite POST, 64 connections, same run): 4: 12,544/s, 8: 12,547 and 12,083/s, 32:
-/// 10,018 and 9,729/s. Each connection caches its scripts' prepared statements: with 32 the
-/// server's peak RSS was 64 MB, with 8 45–47 MB.
+/// The most statements of one script in a group commit: 8 measured as fast as 4 and faster
+/// than 32, and each connection caches its scripts' prepared statements, so larger scripts
+/// also cost memory (BENCHMARKS.md, "Design choices measured").
 const SCRIPT_MAX: usize = 8;
 
 /// `size` copies of `sql`, which has `params` parameters, as one script: the parameters of

@@ -19,10 +19,9 @@ use crate::group::{Answer, GroupQueue, Grouped};
 use crate::sql;
 use std::sync::Arc;
 
-/// At most this many groups are inserted at once. Measured with `benches/load.sh` (64
-/// connections, PostgreSQL on the same two cores): 1 runner 7,176 and 6,694 POST/s, 2
-/// runners 6,249 and 6,813, 4 runners 6,084 and 6,234 (two rounds, same run). More
-/// runners make smaller groups: more statements and commits for the same rows.
+/// At most this many groups are inserted at once: one measured fastest (BENCHMARKS.md,
+/// "Design choices measured"). More runners make smaller groups: more statements and
+/// commits for the same rows.
 const RUNNERS: usize = 1;
 
 /// The names the group statement gives the columns of [`sql::INSERT_MESSAGE`]'s parameters.

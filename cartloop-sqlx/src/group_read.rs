@@ -5,8 +5,7 @@
 //!
 //! Each POST reads its conversation, each GET a conversation's page. On PostgreSQL a
 //! statement costs the server process far more than the rows it reads (measured with
-//! `pgbench`: one conversation 24,000 statements/s; 20 conversations in one statement 13,500
-//! statements/s, 270,000 conversations/s), so reads that arrive together are run together.
+//! `pgbench`: BENCHMARKS.md), so reads that arrive together are run together.
 //!
 //! Nothing is cached, and no read sees older data than it would alone: a group's statement
 //! starts after each of its reads was asked for, so it sees every write committed before
@@ -34,11 +33,9 @@ impl ReadKind {
         }
     }
 
-    /// At most this many groups of the kind are read at once. Measured with
-    /// `benches/load.sh` (64 connections, PostgreSQL on the same two cores; see
-    /// `BENCHMARKS.md`): with one runner, POST 10,520/s and GET 3 chats 29,696/s, against
-    /// 9,003/8,658 and 21,051/25,800 with two; but GET 50 chats 6,552/s against
-    /// 7,156/8,145. A group of large pages is a long statement in one PostgreSQL process:
+    /// At most this many groups of the kind are read at once, as measured best
+    /// (BENCHMARKS.md, "Design choices measured"): small reads are faster with one runner,
+    /// pages of 50 chats with two. A group of large pages is a long statement in one PostgreSQL process:
     /// two let PostgreSQL use both cores; small reads are faster in fewer, larger groups.
     const fn runners(self) -> usize {
         match self {

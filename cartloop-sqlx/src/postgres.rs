@@ -8,8 +8,8 @@
 //! write commits, a background task sends `NOTIFY cartloop_due` (one for all the writes
 //! since its last one), and every server's listener task calls its watchers on each
 //! notification. The notification is not sent inside the writing transaction: PostgreSQL
-//! serializes the commits of notifying transactions, WAL flush included, which measured
-//! 261 inserts/s against 6,100 without (64 clients).
+//! serializes the commits of notifying transactions, WAL flush included, which cut inserts
+//! to a small fraction (BENCHMARKS.md, "Design choices measured").
 
 use crate::dialect::{Codec, Dialect, GroupRead, PoolOptions};
 use crate::due::DueWatch;

@@ -85,9 +85,9 @@ impl Dialect for Sqlite {
     const IMPORT_LOCK: Option<&'static str> = None;
     // Writes take turns and are group committed already (`SqlStorage::write`).
     const GROUP_INSERT: Option<&'static str> = None;
-    // Measured with `benches/load.sh`: grouping the conversation reads made POST slower
-    // (9,200 and 9,448/s alone, 8,580 and 8,440/s grouped): reads on SQLite need no round
-    // trip, and the pool's connections run them side by side.
+    // Grouping the conversation reads made POST slower (measured: BENCHMARKS.md, "Design
+    // choices measured"): reads on SQLite need no round trip, and the pool's connections
+    // run them side by side.
     const GROUP_CONVERSATION: Option<GroupRead> = None;
     const GROUP_CONVERSATION_PAGE: Option<GroupRead> = None;
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
