@@ -16,7 +16,7 @@
 mod email;
 mod sink;
 
-pub use email::{decode_encoded_words, ParsedEmail, ReceivedMail};
+pub use email::{ParsedEmail, ReceivedMail};
 pub use sink::{Fault, SinkBehavior, SmtpSink};
 
 /// Standard base64 (line breaks and spaces ignored), `None` if `text` is not base64.
