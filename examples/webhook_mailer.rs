@@ -91,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let posted = post_chat(
         storage.as_ref(),
-        &cartloop::http::SystemClock,
+        &cartloop::server::SystemClock,
         &rules,
         PostChat {
             conversation_id: ConversationId(1),

@@ -12,12 +12,10 @@
 //! - [`error`]: [`ApiError`], the one error type; every error is
 //!   `{"error":{"code","message",...}}`.
 //! - [`extract`]: extractors whose rejections are `ApiError`s.
-//! - [`metrics`]: [`Metrics`], the figures `GET /metrics` exports; the runtime records the
-//!   dispatch figures into the same value.
-//! - [`tokens`]: signed reply addresses and unsubscribe links ([`tokens::SignedLinks`]).
+//! - [`metrics`]: [`Metrics`], the request figures and `GET /metrics`, served from a
+//!   `prometheus-client` registry the runtime may hand in with figures of its own.
 //! - `openapi`: what the OpenAPI 3.1 document says of the whole API (description, tags,
 //!   errors, security); `console`: the operator console page.
-//! - [`SystemClock`] (`clock`): the core's `Clock` on the system time and Tokio's timer.
 //! - `middleware`: what runs around every request (below).
 //! - `chats`, `directory`, `email`, `ops`: the handlers; `api`: the JSON shapes.
 //!
@@ -29,19 +27,18 @@
 //!
 //! # Example
 //! ```
-//! use cartloop_core::testing::MemoryStorage;
+//! use cartloop_core::testing::{ManualClock, MemoryStorage};
 //! use cartloop_http::{router, AppState};
+//! use chrono::Utc;
 //! use std::sync::Arc;
 //!
-//! let state = AppState::new(Arc::new(MemoryStorage::new()));
-//! let metrics = state.metrics.clone(); // the runtime's dispatcher records into this
+//! let state = AppState::new(Arc::new(MemoryStorage::new()), Arc::new(ManualClock::new(Utc::now())));
 //! let app: axum::Router = router(state);
-//! # let _ = (app, metrics);
+//! # let _ = app;
 //! ```
 
 mod api;
 mod chats;
-mod clock;
 mod console;
 mod directory;
 mod email;
@@ -52,9 +49,7 @@ mod middleware;
 mod openapi;
 mod ops;
 mod routes;
-pub mod tokens;
 
-pub use clock::SystemClock;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::RouteInfo;
@@ -118,12 +113,13 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A state with the system clock, default rules, no token, a 30 s request timeout, no
-    /// links, no inbound parser and its own metrics.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
+    /// A state over `storage` and `clock` (the runtime's is `cartloop::server::SystemClock`;
+    /// tests use the core's `testing::ManualClock`), with default rules, no token, a 30 s
+    /// request timeout, no links, no inbound parser and its own metrics.
+    pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Self {
         Self {
             storage,
-            clock: Arc::new(SystemClock),
+            clock,
             rules: Arc::new(Rules::default()),
             api_token: None,
             request_timeout: Duration::from_secs(30),
@@ -155,9 +151,10 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// 404. Requests to it are not counted in the figures it exports.
 ///
 /// ```
-/// let state = cartloop_http::AppState::new(std::sync::Arc::new(
-///     cartloop_core::testing::MemoryStorage::new(),
-/// ));
+/// use cartloop_core::testing::{ManualClock, MemoryStorage};
+/// use std::sync::Arc;
+/// let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+/// let state = cartloop_http::AppState::new(Arc::new(MemoryStorage::new()), clock);
 /// let _metrics: axum::Router = cartloop_http::metrics_router(state);
 /// ```
 pub fn metrics_router(state: AppState) -> Router {

@@ -206,7 +206,8 @@ mod tests {
 
     /// A route that reads its body, then takes an hour: our fault, not the client's.
     fn slow_app() -> Router {
-        let mut state = AppState::new(Arc::new(MemoryStorage::new()));
+        let clock = Arc::new(cartloop_core::testing::ManualClock::new(chrono::Utc::now()));
+        let mut state = AppState::new(Arc::new(MemoryStorage::new()), clock);
         state.request_timeout = Duration::from_secs(1);
         Router::new()
             .route(

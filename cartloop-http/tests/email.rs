@@ -8,22 +8,73 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use cartloop_core::domain::ConversationContext;
+use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, UserId};
 use cartloop_core::inbound::InboundEmail;
 use cartloop_core::message_id;
 use cartloop_core::ports::prelude::*;
 use cartloop_core::ports::Links;
-use cartloop_http::tokens::{SignedLinks, TokenKey};
 use cartloop_http::InboundParser;
 use common::{app_with, assert_error, chat, json_of, text_of, App};
 use serde_json::json;
 use std::sync::Arc;
 
-fn links() -> SignedLinks {
-    SignedLinks {
-        key: TokenKey::new(b"test secret, 32 bytes or so long"),
-        public_url: "https://chat.example.com".to_owned(),
-        reply_domain: None,
+/// The routes see links only through the core's `Links` port; the runtime's signed ones
+/// are tested with their signing. This stand-in "signs" a token by repeating its id after
+/// the key (`u27-ok27`, `c1-ok1`), so a token moved to another id, altered, or made with
+/// another key (`forged`) is refused, as a signed one would be.
+struct StandInLinks;
+
+fn links() -> StandInLinks {
+    StandInLinks
+}
+
+/// Tokens as a deployment with key `key` would write them.
+struct Key(&'static str);
+
+impl StandInLinks {
+    const KEY: Key = Key("ok");
+}
+
+impl Key {
+    fn unsubscribe_token(&self, client: UserId) -> String {
+        format!("u{0}-{1}{0}", client.0, self.0)
+    }
+
+    fn reply_token(&self, conversation: ConversationId) -> String {
+        format!("c{0}-{1}{0}", conversation.0, self.0)
+    }
+}
+
+/// The id of a `<prefix><id>-ok<id>` token.
+fn verify(token: &str, prefix: char) -> Option<i64> {
+    let (id, signature) = token.strip_prefix(prefix)?.split_once('-')?;
+    (signature == format!("{}{id}", StandInLinks::KEY.0))
+        .then(|| id.parse().ok())
+        .flatten()
+}
+
+impl Links for StandInLinks {
+    fn reply_to(&self, context: &ConversationContext) -> Option<EmailAddress> {
+        let token = Self::KEY.reply_token(context.conversation.id);
+        let domain = context.store.sender_email.domain();
+        EmailAddress::parse(&format!("reply+{token}@{domain}")).ok()
+    }
+
+    fn unsubscribe_url(&self, context: &ConversationContext) -> Option<String> {
+        let token = Self::KEY.unsubscribe_token(context.client.id);
+        Some(format!("https://chat.example.com/unsubscribe/{token}"))
+    }
+
+    fn conversation_of_reply(&self, address: &str) -> Option<ConversationId> {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+        let (local, _) = address.rsplit_once('@')?;
+        verify(local.strip_prefix("reply+")?, 'c').map(ConversationId)
+    }
+
+    fn client_of_unsubscribe(&self, token: &str) -> Option<UserId> {
+        verify(token, 'u').map(UserId)
     }
 }
 
@@ -75,7 +126,7 @@ async fn context(app: &App, id: i64) -> cartloop_core::domain::ConversationConte
 fn unsubscribe_path(client: i64) -> String {
     format!(
         "/unsubscribe/{}",
-        links().key.unsubscribe_token(UserId(client))
+        StandInLinks::KEY.unsubscribe_token(UserId(client))
     )
 }
 
@@ -149,10 +200,10 @@ async fn one_click_post_unsubscribes() {
 #[tokio::test]
 async fn forged_or_foreign_tokens_are_404() {
     let app = email_app().await;
-    let good = links().key.unsubscribe_token(UserId(27));
-    let other_key = TokenKey::new(b"another deployment").unsubscribe_token(UserId(27));
-    let reply = links().key.reply_token(ConversationId(1));
-    let unknown_client = links().key.unsubscribe_token(UserId(999));
+    let good = StandInLinks::KEY.unsubscribe_token(UserId(27));
+    let other_key = Key("forged").unsubscribe_token(UserId(27));
+    let reply = StandInLinks::KEY.reply_token(ConversationId(1));
+    let unknown_client = StandInLinks::KEY.unsubscribe_token(UserId(999));
     let altered = format!("{}0", &good[..good.len() - 1]);
     for token in [
         altered,
@@ -274,8 +325,8 @@ async fn unmatched_empty_and_unreadable_emails() {
         .to_string();
     let forged = reply_to.replacen("reply+c1-", "reply+c2-", 1);
     let foreign = reply_to.replace(
-        &links().key.reply_token(ConversationId(1)),
-        &TokenKey::new(b"other").reply_token(ConversationId(1)),
+        &StandInLinks::KEY.reply_token(ConversationId(1)),
+        &Key("forged").reply_token(ConversationId(1)),
     );
     for to in [forged, foreign, "shop@sneakerhub.example.com".to_owned()] {
         let raw = format!("To: {to}\n\nhello");

@@ -664,7 +664,18 @@ async fn metrics_text(app: &App) -> String {
 
 #[tokio::test]
 async fn metrics_parse_and_their_counters_move() {
-    let app = token_app().await;
+    // The runtime hands in a registry with the dispatcher's figures; they are served with
+    // the request figures. A stand-in for them here: one counter and one histogram.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let sent = prometheus_client::metrics::counter::Counter::<u64>::default();
+    registry.register("cartloop_emails_sent", "Emails accepted", sent.clone());
+    let lag = prometheus_client::metrics::histogram::Histogram::new([0.1, 5.0]);
+    registry.register("cartloop_dispatch_lag_seconds", "Lag", lag.clone());
+    let app = app_with(|state| {
+        state.api_token = Some("s3cret".into());
+        state.metrics = cartloop_http::Metrics::with_registry(registry);
+    })
+    .await;
     let before = scrape(&metrics_text(&app).await);
     let route = [
         ("route", "/conversation/{id}/"),
@@ -689,12 +700,9 @@ async fn metrics_parse_and_their_counters_move() {
     app.send_with(authorized("POST", "/chat/"), Some(&chat(9, 23, "later")))
         .await;
     app.clock.advance(chrono::Duration::seconds(90));
-    app.metrics.email_sent(std::time::Duration::from_secs(3));
-    app.metrics.email_sent(std::time::Duration::from_millis(20));
-    app.metrics.email_retried();
-    app.metrics.email_failed();
-    app.metrics.email_suppressed();
-    app.metrics.dispatch_storage_error();
+    sent.inc_by(2);
+    lag.observe(3.0);
+    lag.observe(0.02);
 
     let after = scrape(&metrics_text(&app).await);
     assert_eq!(counter(&after, "cartloop_http_requests_total", &route), 3.0);
@@ -713,15 +721,7 @@ async fn metrics_parse_and_their_counters_move() {
         counter(&after, "cartloop_http_requests_total", &posted),
         2.0
     );
-    for (name, expected) in [
-        ("cartloop_emails_sent_total", 2.0),
-        ("cartloop_emails_retried_total", 1.0),
-        ("cartloop_emails_failed_total", 1.0),
-        ("cartloop_emails_suppressed_total", 1.0),
-        ("cartloop_dispatch_storage_errors_total", 1.0),
-    ] {
-        assert_eq!(counter(&after, name, &[]), expected, "{name}");
-    }
+    assert_eq!(counter(&after, "cartloop_emails_sent_total", &[]), 2.0);
     let lag = buckets(&after, "cartloop_dispatch_lag_seconds", &[]);
     let le = |bound: f64| lag.iter().find(|(b, _)| *b == bound).unwrap().1;
     assert_eq!((le(0.1), le(5.0), le(f64::INFINITY)), (1.0, 2.0, 2.0));

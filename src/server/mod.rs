@@ -21,13 +21,21 @@
 //! # Layout
 //! - this module: [`Server`], [`ServerBuilder`], [`ServerError`] and the helpers the
 //!   bundled binary uses ([`open_mailer`], [`redact`], [`shutdown_signal`]);
+//! - `clock`: [`SystemClock`], the core's `Clock` on the system time and Tokio's timer;
+//! - `links`: [`SignedLinks`] and [`TokenKey`], the signed reply addresses and unsubscribe
+//!   links;
 //! - `listener`: the accept loop with its [`ConnectionLimits`];
-//! - `observe`: what the dispatcher reports, logged and counted in `/metrics`.
+//! - `observe`: what the dispatcher reports, logged and counted in `/metrics`;
+//! - `settings`: [`Settings`], the bundled server's settings (flags and environment).
 
+mod clock;
+mod links;
 mod listener;
 mod observe;
 mod settings;
 
+pub use clock::SystemClock;
+pub use links::{SignedLinks, TokenKey};
 pub use listener::ConnectionLimits;
 pub use settings::Settings;
 
@@ -35,8 +43,9 @@ use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::ports::{Clock, Links, Mailer, Storage, StorageError};
 use cartloop_core::rules::Rules;
 use cartloop_http::metrics::Metrics;
-use cartloop_http::tokens::{SignedLinks, TokenKey};
-use cartloop_http::{AppState, SystemClock};
+use cartloop_http::AppState;
+use observe::DispatchMetrics;
+use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -96,7 +105,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Validation and the default delivery window (default: 1 to 299 characters of the original set, 09:00-20:00).
+    /// Validation and the default delivery window (default: the bundled rules, 09:00–20:00
+    /// in the client's zone).
     pub fn rules(mut self, rules: Rules) -> Self {
         self.rules = rules;
         self
@@ -186,6 +196,11 @@ impl ServerBuilder {
                 self.storage.secret(SECRET_NAME, candidate).await?
             }
         };
+        // One registry per server: the dispatcher counts into it, the API serves it.
+        let mut registry = Registry::default();
+        let dispatch_metrics = DispatchMetrics::register(&mut registry);
+        let metrics = Metrics::with_registry(registry);
+        let dispatch_metrics = dispatch_metrics.with_api(&metrics);
         Ok(Server {
             storage: self.storage,
             mailer: self.mailer,
@@ -199,7 +214,8 @@ impl ServerBuilder {
             key: TokenKey::new(&secret),
             limits: self.limits,
             request_timeout: self.request_timeout,
-            metrics: Metrics::new(),
+            metrics,
+            dispatch_metrics,
             metrics_listener: None,
         })
     }
@@ -220,6 +236,7 @@ pub struct Server {
     limits: ConnectionLimits,
     request_timeout: Duration,
     metrics: Metrics,
+    dispatch_metrics: DispatchMetrics,
     metrics_listener: Option<TcpListener>,
 }
 
@@ -262,8 +279,7 @@ impl Server {
     }
 
     fn state(&self, public_url: &str) -> AppState {
-        let mut state = AppState::new(self.storage.clone());
-        state.clock = self.clock.clone();
+        let mut state = AppState::new(self.storage.clone(), self.clock.clone());
         state.rules = self.rules.clone();
         state.api_token = self.api_token.clone();
         state.request_timeout = self.request_timeout;
@@ -303,7 +319,7 @@ impl Server {
     }
 
     fn dispatcher_for(&self, public_url: &str) -> Dispatcher {
-        let metrics = self.metrics.clone();
+        let metrics = self.dispatch_metrics.clone();
         Dispatcher::new(
             self.storage.clone().into_queue(),
             self.mailer.clone(),

@@ -46,8 +46,7 @@ pub async fn app() -> App {
 pub fn empty_app_with(configure: impl FnOnce(&mut AppState)) -> App {
     let storage = Arc::new(MemoryStorage::new());
     let clock = Arc::new(ManualClock::new(now()));
-    let mut state = AppState::new(storage.clone());
-    state.clock = clock.clone();
+    let mut state = AppState::new(storage.clone(), clock.clone());
     configure(&mut state);
     let metrics = state.metrics.clone();
     App {

@@ -1,5 +1,6 @@
-//! Signed tokens for replies and unsubscribe links, and [`SignedLinks`], the
-//! server's [`Links`].
+//! Signed tokens for replies and unsubscribe links, and [`SignedLinks`], the runtime's
+//! [`Links`]. The API's handlers and the dispatcher see only the core's `Links` port; which
+//! secret signs and how is the deployment's business, so it lives here.
 //!
 //! A token names what it is for, which row, and carries an HMAC-SHA256 of both under the
 //! deployment's secret, so it cannot be guessed, forged or moved to another row or use:
@@ -123,8 +124,8 @@ impl TokenKey {
     /// The reply token of a conversation.
     ///
     /// ```
-    /// use cartloop_core::ids::ConversationId;
-    /// use cartloop_http::tokens::TokenKey;
+    /// use cartloop::core::ids::ConversationId;
+    /// use cartloop::server::TokenKey;
     /// let key = TokenKey::new(b"secret");
     /// let token = key.reply_token(ConversationId(7));
     /// assert!(token.starts_with("c7-") && token.len() == 3 + 32);

@@ -1,4 +1,5 @@
-//! The server's [`Clock`]: the system time and Tokio's timer.
+//! The runtime's [`Clock`]: the system time and Tokio's timer. It lives with the runtime,
+//! not in an adapter: it is the one clock the API and the dispatcher share in production.
 
 use async_trait::async_trait;
 use cartloop_core::ports::Clock;
@@ -10,7 +11,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use cartloop_core::ports::Clock;
-/// use cartloop_http::SystemClock;
+/// use cartloop::server::SystemClock;
 /// let now = SystemClock.now();
 /// assert_eq!(now.timestamp_subsec_nanos() % 1_000_000, 0);
 /// ```
