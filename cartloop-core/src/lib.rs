@@ -23,7 +23,8 @@
 //!   - [`send_at`]: a requested send instant, no more than a minute back or 90 days ahead.
 //!   - `duration_text`: spans written `90m`, `24h`, `7d`.
 //!   - [`json`]: settings read from JSON with typed errors naming the part at fault.
-//! - [`directory`]: creating and changing stores, operators, clients and conversations.
+//! - [`directory`]: creating and changing stores, operators, clients and conversations;
+//!   [`name`], [`discount_code`]: what a display name and a discount code may be.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`conversations`]: the conversations list, paged stably while chats arrive.
 //! - [`inbound`]: a client's reply by email, matched to its conversation.
@@ -69,6 +70,7 @@ pub mod conversations;
 pub mod delivery_policy;
 pub mod demo;
 pub mod directory;
+pub mod discount_code;
 pub mod disk_fault;
 pub mod dispatch;
 pub mod domain;
@@ -80,6 +82,7 @@ pub mod ids;
 pub mod inbound;
 pub mod json;
 pub mod message_id;
+pub mod name;
 pub mod ports;
 pub mod reply_grace;
 pub mod rules;

@@ -269,7 +269,10 @@ mod tests {
         assert!(!text.contains("cartloop_http_requests"), "{text}");
         assert!(!text.contains("cartloop_http_request_duration"), "{text}");
         // The disk figures always read: 0 until a fault.
-        assert!(text.contains("cartloop_storage_disk_faults_total 0\n"), "{text}");
+        assert!(
+            text.contains("cartloop_storage_disk_faults_total 0\n"),
+            "{text}"
+        );
         assert!(text.contains("cartloop_storage_degraded 0\n"), "{text}");
     }
 
