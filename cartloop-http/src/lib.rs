@@ -12,6 +12,8 @@
 //! - [`extract`]: extractors whose rejections are `ApiError`s.
 //! - [`metrics`]: [`Metrics`], the figures `GET /metrics` exports; the runtime records the
 //!   dispatch figures into the same value.
+//! - [`credentials`]: API keys, session tokens, password hashing (Argon2id) and webhook
+//!   secrets: making them, and checking what a request presents.
 //! - [`tokens`]: signed reply addresses and unsubscribe links ([`tokens::SignedLinks`]).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 //! - [`SystemClock`]: the core's `Clock` on the system time and Tokio's timer.
@@ -38,6 +40,7 @@
 mod api;
 mod chats;
 mod clock;
+pub mod credentials;
 mod directory;
 mod email;
 pub mod error;
