@@ -10,7 +10,7 @@ use cartloop::core::chat::{post_chat, PostChat};
 use cartloop::core::demo::demo_data;
 use cartloop::core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop::core::ids::{ConversationId, UserId};
-use cartloop::core::ports::Storage;
+use cartloop::core::ports::prelude::*;
 use cartloop::core::rules::Rules;
 use cartloop::core::testing::{ManualClock, MemoryStorage, RecordingMailer};
 use chrono::{TimeZone, Utc};

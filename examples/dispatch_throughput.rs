@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..DispatchConfig::default()
     };
     let dispatcher = Dispatcher::new(
-        storage.clone(),
+        storage.clone().into_queue(),
         mailer,
         clock,
         Arc::new(Rules::default()),

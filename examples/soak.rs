@@ -29,7 +29,6 @@
 //! `SOAK_SEED=<n>` replays the same sequence of cuts (their moments still depend on timing);
 //! `SOAK_CUT_EVERY=<min ms>-<max ms>` (default `500-3000`) changes how often they come.
 
-use cartloop::core::ports::Email;
 use cartloop::mail::testing::{SinkBehavior, SmtpSink};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -913,7 +912,7 @@ impl Report {
             let email = mail.parse();
             let id = email
                 .header("Message-ID")
-                .and_then(Email::parse_message_id)
+                .and_then(cartloop::core::message_id::parse)
                 .map(|(id, _)| id.0);
             let Some(number) = id.and_then(|id| expected.get(&id)) else {
                 unknown += 1;

@@ -1,14 +1,18 @@
-//! SPEC §7 end to end, on SQLite and on PostgreSQL: a deployment built from nothing over
-//! the API, cancel racing the dispatcher, a store window changed while messages wait, and
-//! paging through 1,000 conversations while chats arrive.
+//! The operator API end to end, on SQLite and on PostgreSQL: a deployment built from
+//! nothing over the API, cancel racing the dispatcher, a store window changed while
+//! messages wait (both on a clock the test moves), and paging through 1,000 conversations
+//! while chats arrive.
 
 mod common;
 
-use chrono::{DateTime, Utc};
+use cartloop::core::ports::Clock;
+use cartloop::core::testing::ManualClock;
+use chrono::{DateTime, TimeZone, Utc};
 use common::{wait_until, Backend, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The settings of a server on `backend` writing emails to `outbox`.
@@ -154,19 +158,15 @@ async fn a_deployment_built_from_nothing_chats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_racing_the_dispatcher_is_never_sent() {
-    use chrono::Timelike;
-    if Utc::now().with_timezone(&chrono_tz::Europe::Paris).hour() >= 23 {
-        eprintln!("skipped: too close to midnight in Paris for second-precise windows");
-        return;
-    }
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
         let mut args = args(&backend, outbox.path());
         args.extend(["--dispatch-interval".into(), "10ms".into()]);
-        let server = TestServer::start(&args).await;
+        let clock = clock();
+        let server = TestServer::start_with_clock(&args, clock.clone()).await;
         // The store opens 3 s from now: every message falls due at that instant, and the
-        // cancels are sent just then, racing the dispatcher's claims.
-        let (opens, local) = paris_in(3);
+        // cancels are sent just as the clock gets there, racing the dispatcher's claims.
+        let (opens, local) = paris_in(&clock, 3);
         let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
         let (_, conv) = server.get(&format!("/conversation/{conversation}/")).await;
         let store = conv["storeId"].as_i64().unwrap();
@@ -186,14 +186,24 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
             assert_eq!(status, 201, "{posted}");
             chats.push(id(&posted, "chatId"));
         }
-        let wait = (opens - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait.saturating_sub(Duration::from_millis(30))).await;
-        let answers = futures::future::join_all(chats.iter().map(|chat| {
-            let path = format!("/chat/{chat}/");
-            let server = &server;
-            async move { server.delete(&path).await }
-        }))
-        .await;
+        // The cancels go at once; when the first answers come back the clock reaches the
+        // window, so the rest race the claims of the woken dispatchers.
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        let cancels = futures::future::join_all(chats.iter().map(|chat| {
+            let (server, answered) = (&server, &answered);
+            async move {
+                let answer = server.delete(&format!("/chat/{chat}/")).await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answer
+            }
+        }));
+        let open = async {
+            while answered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            clock.set(opens);
+        };
+        let (answers, ()) = futures::future::join(cancels, open).await;
         let mut cancelled = Vec::new();
         let mut kept = Vec::new();
         for (chat, (status, body)) in chats.iter().zip(answers) {
@@ -216,7 +226,7 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
             })
             .await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.settle(chrono::Duration::seconds(2)).await;
         for chat in &cancelled {
             assert_eq!(server.chat_status(*chat).await, "cancelled");
             assert!(
@@ -234,9 +244,16 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
     }
 }
 
-/// `HH:MM:SS` in Paris, `secs` seconds from now.
-fn paris_in(secs: i64) -> (DateTime<Utc>, String) {
-    let at = DateTime::from_timestamp(Utc::now().timestamp() + secs, 0).unwrap();
+/// The fixed instant the clock-driven tests start at: 16:00 in Paris, far from midnight.
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap(),
+    ))
+}
+
+/// `HH:MM:SS` in Paris, `secs` seconds after `clock`'s now.
+fn paris_in(clock: &ManualClock, secs: i64) -> (DateTime<Utc>, String) {
+    let at = clock.now() + chrono::Duration::seconds(secs);
     let local = at
         .with_timezone(&chrono_tz::Europe::Paris)
         .format("%H:%M:%S")
@@ -246,16 +263,12 @@ fn paris_in(secs: i64) -> (DateTime<Utc>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_follow_a_store_window_changed_while_they_wait() {
-    use chrono::Timelike;
-    let now_paris = Utc::now().with_timezone(&chrono_tz::Europe::Paris);
-    if now_paris.hour() >= 23 {
-        eprintln!("skipped: too close to midnight in Paris for second-precise windows");
-        return;
-    }
     for backend in Backend::all().await {
         let outbox = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&args(&backend, outbox.path())).await;
-        let (opens, local) = paris_in(3);
+        let clock = clock();
+        let server =
+            TestServer::start_with_clock(&args(&backend, outbox.path()), clock.clone()).await;
+        let (opens, local) = paris_in(&clock, 3);
         let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
         // The client has no zone of its own: the store's (Paris) applies.
         let (status, client) = server
@@ -279,7 +292,7 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
         assert_eq!(scheduled.timestamp(), opens.timestamp(), "{posted}");
         // While it waits, the store now opens 6 s from now: at its sendAt the dispatcher
         // re-checks and waits for the new window.
-        let (later, later_local) = paris_in(6);
+        let (later, later_local) = paris_in(&clock, 6);
         let (status, store_now) = server
             .patch(
                 &format!("/store/{store}/"),
@@ -288,10 +301,16 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
             .await;
         assert_eq!(status, 200, "{store_now}");
         let chat = id(&posted, "chatId");
-        wait_until("the email", 20, || async {
-            server.chat_status(chat).await == "sent"
-        })
-        .await;
+        clock.set(opens);
+        server.settle(chrono::Duration::seconds(1)).await;
+        assert_eq!(
+            server.chat_status(chat).await,
+            "new",
+            "sent in the old window"
+        );
+        clock.set(later);
+        server.settle(chrono::Duration::seconds(1)).await;
+        assert_eq!(server.chat_status(chat).await, "sent");
         let (_, sent) = server.get(&format!("/chat/{chat}/")).await;
         let sent_at = DateTime::parse_from_rfc3339(sent["sentAt"].as_str().unwrap()).unwrap();
         assert!(

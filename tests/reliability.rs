@@ -122,8 +122,19 @@ async fn a_database_blip_between_send_and_record_makes_no_duplicate() {
         chats.push(body["chatId"].as_i64().unwrap());
     }
     wait_until("every email", 60, || async { deliveries(&sink).len() >= N }).await;
-    // Give a duplicate time to appear: leases are 30 s, results are retried at once.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A duplicate could only come from a message not recorded `sent` (claimed again when its
+    // lease ends): once every one is recorded, none can be sent again.
+    wait_until("every result recorded", 60, || async {
+        for chat in &chats {
+            let id = cartloop::core::ids::MessageId(*chat);
+            match storage.message(id).await {
+                Ok(Some(message)) if message.status.as_str() == "sent" => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
     let counts = deliveries(&sink);
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");

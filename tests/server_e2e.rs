@@ -8,10 +8,13 @@ mod common;
 use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::demo::demo_data;
 use cartloop::core::domain::ConversationStatus;
+use cartloop::core::ports::Clock;
+use cartloop::core::testing::ManualClock;
 use cartloop::mail::testing::{ParsedEmail, SinkBehavior, SmtpSink};
-use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Timelike, Utc};
 use common::{postgres_admin_url, sqlite_and_outbox, wait_until, TestDatabase, TestServer};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An open demo conversation whose client is inside (or outside) active hours now and for
@@ -24,10 +27,9 @@ struct Pick {
     code: Option<String>,
 }
 
-fn pick(inside: bool) -> Pick {
+fn pick(inside: bool, now: DateTime<Utc>) -> Pick {
     let data = demo_data();
     let hours = ActiveHours::default();
-    let now = Utc::now();
     data.conversations
         .iter()
         .filter(|c| c.status == ConversationStatus::Open)
@@ -64,8 +66,9 @@ async fn snapshot(server: &TestServer, conversations: &[i64]) -> Vec<Value> {
     out
 }
 
-/// Import, read, write inside and outside active hours; returns the two chat ids.
-async fn exercise(server: &TestServer) -> ((i64, Pick), (i64, Pick)) {
+/// Import, read, write inside and outside active hours at `now` (the server's clock);
+/// returns the two chat ids.
+async fn exercise(server: &TestServer, now: DateTime<Utc>) -> ((i64, Pick), (i64, Pick)) {
     let (status, _) = server.get("/import_data/").await;
     assert_eq!(status, 200);
     let (status, again) = server.get("/import_data/").await;
@@ -75,24 +78,21 @@ async fn exercise(server: &TestServer) -> ((i64, Pick), (i64, Pick)) {
     assert_eq!(conversation["operatorId"], 24);
     assert_eq!(conversation["chats"].as_array().unwrap().len(), 3);
 
-    let inside = pick(true);
+    let inside = pick(true, now);
     let payload = if inside.code.is_some() {
         "Hi << username >>, your code is {{ discountCode }}"
     } else {
         "Hi << username >>, your cart is waiting"
     };
-    let before = Utc::now() - ChronoDuration::seconds(1);
     let (status, posted) = server
         .post_chat(inside.conversation, inside.operator, payload)
         .await;
     assert_eq!(status, 201, "{posted}");
     assert_eq!(posted["status"], "new");
-    let send_at = parse_time(&posted["sendAt"]);
-    assert!(send_at >= before && send_at <= Utc::now() + ChronoDuration::seconds(1));
+    assert_eq!(parse_time(&posted["sendAt"]), now, "due at once");
     let inside_chat = posted["chatId"].as_i64().unwrap();
 
-    let outside = pick(false);
-    let now = Utc::now();
+    let outside = pick(false, now);
     let (status, posted) = server
         .post_chat(
             outside.conversation,
@@ -103,11 +103,8 @@ async fn exercise(server: &TestServer) -> ((i64, Pick), (i64, Pick)) {
     assert_eq!(status, 201, "{posted}");
     let expected = ActiveHours::default().next_send_instant(now, outside.zone);
     let send_at = parse_time(&posted["sendAt"]);
-    assert!(
-        (send_at - expected).num_seconds().abs() <= 1,
-        "{send_at} vs {expected}"
-    );
-    assert!(send_at > Utc::now());
+    assert_eq!(send_at, expected);
+    assert!(send_at > now);
     let outside_chat = posted["chatId"].as_i64().unwrap();
     ((inside_chat, inside), (outside_chat, outside))
 }
@@ -117,13 +114,14 @@ async fn exercise(server: &TestServer) -> ((i64, Pick), (i64, Pick)) {
 async fn restart_loses_nothing(
     server: TestServer,
     args: &[String],
+    clock: &Arc<ManualClock>,
     (inside, inside_chat): (&Pick, i64),
     (outside, outside_chat): (&Pick, i64),
 ) -> TestServer {
     let conversations = [1, inside.conversation, outside.conversation];
     let before = snapshot(&server, &conversations).await;
     server.stop().await;
-    let server = TestServer::start(args).await;
+    let server = TestServer::start_with_clock(args, clock.clone()).await;
     assert_eq!(snapshot(&server, &conversations).await, before);
     assert_eq!(server.chat_status(inside_chat).await, "sent");
     assert_eq!(server.chat_status(outside_chat).await, "new");
@@ -160,13 +158,23 @@ fn expected_body(pick: &Pick) -> String {
     }
 }
 
+/// A fixed instant for the tests that drive the server's clock: a weekday afternoon in
+/// Europe, when some demo clients are inside their window and some outside.
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap(),
+    ))
+}
+
 #[tokio::test]
 async fn on_sqlite_with_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let args = sqlite_and_outbox(dir.path());
-    let server = TestServer::start(&args).await;
-    let ((inside_chat, inside), (outside_chat, _outside)) = exercise(&server).await;
+    let clock = clock();
+    let server = TestServer::start_with_clock(&args, clock.clone()).await;
+    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server, clock.now()).await;
+    let sent = |outbox: &std::path::Path| std::fs::read_dir(outbox).map_or(0, |d| d.count());
 
     let file = outbox.join(format!("message-{inside_chat}.eml"));
     wait_until("the email in the outbox", 15, || {
@@ -176,22 +184,29 @@ async fn on_sqlite_with_the_outbox() {
     .await;
     let email = ParsedEmail::parse(&std::fs::read(&file).unwrap());
     delivered_as_rendered(&server, &email, &inside, inside_chat).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!outbox.join(format!("message-{outside_chat}.eml")).exists());
+    // Every worker has made a pass since: the message outside its window is still waiting.
+    server.settle(ChronoDuration::seconds(2)).await;
     assert_eq!(server.chat_status(outside_chat).await, "new");
-    let files = std::fs::read_dir(&outbox).unwrap().count();
-    assert_eq!(files, 1, "only the due message was sent");
+    assert_eq!(sent(&outbox), 1, "only the due message was sent");
 
     // Restart: nothing lost, nothing sent twice.
     let server = restart_loses_nothing(
         server,
         &args,
+        &clock,
         (&inside, inside_chat),
-        (&_outside, outside_chat),
+        (&outside, outside_chat),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    server.settle(ChronoDuration::seconds(2)).await;
+    assert_eq!(sent(&outbox), 1);
+
+    // Its window opens: it goes, once.
+    let (_, chat) = server.get(&format!("/chat/{outside_chat}/")).await;
+    clock.set(parse_time(&chat["sendAt"]));
+    server.settle(ChronoDuration::seconds(2)).await;
+    assert_eq!(server.chat_status(outside_chat).await, "sent");
+    assert_eq!(sent(&outbox), 2);
     server.stop().await;
 }
 
@@ -208,8 +223,9 @@ async fn on_postgres_with_smtp() {
         "--smtp-url".into(),
         sink.url(),
     ];
-    let server = TestServer::start(&args).await;
-    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server).await;
+    let clock = clock();
+    let server = TestServer::start_with_clock(&args, clock.clone()).await;
+    let ((inside_chat, inside), (outside_chat, outside)) = exercise(&server, clock.now()).await;
     wait_until("the email at the SMTP server", 15, || {
         let sink = &sink;
         async move { !sink.messages().is_empty() }
@@ -219,22 +235,29 @@ async fn on_postgres_with_smtp() {
     assert_eq!(mails.len(), 1);
     let email = mails[0].parse();
     delivered_as_rendered(&server, &email, &inside, inside_chat).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.settle(ChronoDuration::seconds(2)).await;
     assert_eq!(sink.messages().len(), 1, "the outside message waits");
 
     let server = restart_loses_nothing(
         server,
         &args,
+        &clock,
         (&inside, inside_chat),
         (&outside, outside_chat),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.settle(ChronoDuration::seconds(2)).await;
     assert_eq!(
         sink.messages().len(),
         1,
         "nothing sent twice after a restart"
     );
+
+    let (_, chat) = server.get(&format!("/chat/{outside_chat}/")).await;
+    clock.set(parse_time(&chat["sendAt"]));
+    server.settle(ChronoDuration::seconds(2)).await;
+    assert_eq!(server.chat_status(outside_chat).await, "sent");
+    assert_eq!(sink.messages().len(), 2);
     server.stop().await;
 }
 

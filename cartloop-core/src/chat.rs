@@ -381,6 +381,7 @@ pub async fn retry_chat(
 mod tests {
     use super::*;
     use crate::demo::demo_data;
+    use crate::ports::prelude::*;
     use crate::testing::{ManualClock, MemoryStorage};
     use chrono::{TimeZone, Utc};
 

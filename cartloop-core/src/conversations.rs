@@ -155,6 +155,7 @@ mod tests {
     use crate::demo::demo_data;
     use crate::domain::{ConversationStatus, MessageStatus, NewConversation, NewMessage};
     use crate::ids::{StoreId, UserId};
+    use crate::ports::prelude::*;
     use crate::testing::MemoryStorage;
     use crate::validate::Payload;
     use chrono::{TimeZone, Utc};

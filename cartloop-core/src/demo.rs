@@ -458,7 +458,7 @@ fn valid(raw: &str) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Storage;
+    use crate::ports::prelude::*;
     use crate::testing::MemoryStorage;
 
     #[tokio::test]

@@ -338,6 +338,7 @@ mod tests {
     use super::*;
     use crate::demo::demo_data;
     use crate::email_address::EmailAddress;
+    use crate::ports::prelude::*;
     use crate::testing::{ManualClock, MemoryStorage};
     use chrono::{TimeZone, Utc};
 

@@ -35,11 +35,12 @@
 //! could not be recorded is reported with its cause and counted, never dropped silently;
 //! its lease ends and the message is claimed again.
 
+use crate::compose;
 use crate::concurrent::{first, run_bounded, while_running, Signal};
 use crate::domain::{ClaimToken, Claimed, ConversationContext, Message};
 use crate::ids::{ConversationId, MessageId};
 use crate::ports::{
-    ClaimLimit, Clock, DueCallback, Email, Links, MailErrorKind, Mailer, Storage, StorageError,
+    ClaimLimit, Clock, DispatchQueue, DueCallback, Links, MailErrorKind, Mailer, StorageError,
 };
 use crate::rules::Rules;
 use chrono::{DateTime, Utc};
@@ -243,7 +244,7 @@ type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 /// can [`run`](Self::run) as workers.
 #[derive(Clone)]
 pub struct Dispatcher {
-    storage: Arc<dyn Storage>,
+    queue: Arc<dyn DispatchQueue>,
     mailer: Arc<dyn Mailer>,
     clock: Arc<dyn Clock>,
     rules: Arc<Rules>,
@@ -268,14 +269,14 @@ type Held = Arc<Mutex<HashSet<ClaimToken>>>;
 impl Dispatcher {
     /// A dispatcher over the given ports, keeping to `rules` (the default window).
     pub fn new(
-        storage: Arc<dyn Storage>,
+        queue: Arc<dyn DispatchQueue>,
         mailer: Arc<dyn Mailer>,
         clock: Arc<dyn Clock>,
         rules: Arc<Rules>,
         config: DispatchConfig,
     ) -> Self {
         Self {
-            storage,
+            queue,
             mailer,
             clock,
             rules,
@@ -345,7 +346,7 @@ impl Dispatcher {
     /// # Errors
     /// Storage failures.
     pub async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
-        self.storage.next_due().await
+        self.queue.next_due().await
     }
 
     /// Runs passes until [`stop`](Self::stop): after a pass that claimed something, the next
@@ -403,10 +404,7 @@ impl Dispatcher {
             batch: self.config.batch_size,
             hourly_cap: self.config.hourly_cap,
         };
-        let claimed = self
-            .storage
-            .claim_due(now, self.config.lease, limit)
-            .await?;
+        let claimed = self.queue.claim_due(now, self.config.lease, limit).await?;
         report.claimed = claimed.len() as u32;
         if claimed.is_empty() {
             return Ok(report);
@@ -431,35 +429,35 @@ impl Dispatcher {
         Ok(report)
     }
 
-    /// Each conversation of the batch, read once; `None` when reading it failed.
+    /// Each conversation of the batch, read in one call; `None` when reading failed (every
+    /// message of the batch is then handed back), `Some(None)` for an unknown conversation.
     async fn read_contexts(
         &self,
         claimed: &[Claimed],
     ) -> HashMap<ConversationId, Option<Option<ConversationContext>>> {
-        let mut contexts = HashMap::new();
-        for claim in claimed {
-            let id = claim.message.conversation_id;
-            if contexts.contains_key(&id) {
-                continue;
-            }
-            let context = match self.storage.conversation(id).await {
-                Ok(context) => Some(context),
-                Err(e) => {
-                    self.observe(Event::StorageFailed {
-                        message: Some(claim.message.id),
-                        action: "read the conversation",
-                        error: &e,
-                    });
-                    None
+        let mut ids: Vec<ConversationId> =
+            claimed.iter().map(|c| c.message.conversation_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        match self.queue.contexts(&ids).await {
+            Ok(found) => {
+                let mut contexts: HashMap<_, _> = ids.iter().map(|id| (*id, Some(None))).collect();
+                for context in found {
+                    contexts.insert(context.conversation.id, Some(Some(context)));
                 }
-            };
-            contexts.insert(id, context);
+                contexts
+            }
+            Err(e) => {
+                self.observe(Event::StorageFailed {
+                    message: claimed.first().map(|c| c.message.id),
+                    action: "read the conversations",
+                    error: &e,
+                });
+                ids.into_iter().map(|id| (id, None)).collect()
+            }
         }
-        contexts
     }
 
-    /// Renews the leases of the claims still held, every third of the lease, for as long as
-    /// it is polled (the pass drops it when its sends are done).
     async fn heartbeat(&self, held: &Held, lease_until: &Mutex<DateTime<Utc>>) {
         loop {
             self.clock.sleep(self.config.heartbeat()).await;
@@ -468,7 +466,7 @@ impl Dispatcher {
                 continue;
             }
             let until = add(self.clock.now(), self.config.lease);
-            match self.storage.renew_leases(&tokens, until).await {
+            match self.queue.renew_leases(&tokens, until).await {
                 Ok(_) => *lock(lease_until) = until,
                 Err(e) => self.observe(Event::StorageFailed {
                     message: None,
@@ -589,16 +587,14 @@ impl Dispatcher {
         let give_up_at = add(self.clock.now(), self.config.lease);
         loop {
             let result = match outcome {
-                Outcome::Sent(at) => self.storage.mark_sent(token, *at).await,
-                Outcome::Deferred(at) => self.storage.reschedule(token, *at, None).await,
+                Outcome::Sent(at) => self.queue.mark_sent(token, *at).await,
+                Outcome::Deferred(at) => self.queue.reschedule(token, *at, None).await,
                 Outcome::Retry(at, error) => {
-                    self.storage
-                        .reschedule(token, *at, Some(error.clone()))
-                        .await
+                    self.queue.reschedule(token, *at, Some(error.clone())).await
                 }
-                Outcome::Failed(error) => self.storage.mark_failed(token, error.clone()).await,
+                Outcome::Failed(error) => self.queue.mark_failed(token, error.clone()).await,
                 Outcome::Suppressed => {
-                    self.storage
+                    self.queue
                         .mark_suppressed(token, "the client unsubscribed".to_owned())
                         .await
                 }
@@ -647,7 +643,7 @@ impl Dispatcher {
             Ok(body) => body,
             Err(e) => return Outcome::Failed(format!("cannot render message: {e}")),
         };
-        let mut email = compose_email(message, context, body, now);
+        let mut email = compose::email(message, context, body, now);
         if let Some(links) = &self.links {
             email.reply_to = links.reply_to(context);
             email.unsubscribe_url = links.unsubscribe_url(context);
@@ -700,33 +696,6 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// The email that delivers `message`, rendered as `body`, to the conversation's client
-/// (without the §8 headers, which [`Dispatcher`] adds from its [`Links`]).
-pub fn compose_email(
-    message: &Message,
-    context: &ConversationContext,
-    body: String,
-    now: DateTime<Utc>,
-) -> Email {
-    Email {
-        message_id: message.id,
-        message_id_header: Email::message_id_for(
-            message.id,
-            message.created_at,
-            context.store.sender_email.as_str(),
-        ),
-        from_name: context.store.name.clone(),
-        from_address: context.store.sender_email.clone(),
-        to_name: context.client.name.clone(),
-        to_address: context.client.email.clone(),
-        reply_to: None,
-        unsubscribe_url: None,
-        subject: format!("A message from {}", context.store.name),
-        body,
-        date: now,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +703,7 @@ mod tests {
     use crate::demo::demo_data;
     use crate::domain::MessageStatus;
     use crate::ids::{MessageId, UserId};
+    use crate::ports::prelude::*;
     use crate::ports::{Email, MailError, Mailer};
     use crate::rules::Rules;
     use crate::testing::{ManualClock, MemoryStorage, RecordingMailer};
@@ -1373,7 +1343,7 @@ mod tests {
     async fn a_claim_whose_conversation_cannot_be_read_is_handed_back_at_once() {
         let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
         let id = post(&f, "hi").await;
-        f.storage.fail_next("conversation", 1);
+        f.storage.fail_next("contexts", 1);
         let report = f.dispatcher.run_once().await.unwrap();
         assert_eq!((report.claimed, report.released), (1, 1), "{report:?}");
         let stored = f.storage.message(id).await.unwrap().unwrap();

@@ -361,7 +361,7 @@ pub struct NewConversation {
     pub discount_code: Option<String>,
 }
 
-/// Rows loaded as they are, ids included, by [`crate::ports::Storage::import`]: e.g. the demo
+/// Rows loaded as they are, ids included, by [`crate::ports::Admin::import`]: e.g. the demo
 /// data set ([`crate::demo::demo_data`]) or a migration from another system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dataset {

@@ -4,7 +4,8 @@
 
 use crate::domain::{ConversationStatus, MessageStatus, NewMessage, Role};
 use crate::ids::{ConversationId, MessageId};
-use crate::ports::{Clock, Email, Links, Storage, StorageError};
+use crate::message_id;
+use crate::ports::{Clock, Links, Storage, StorageError};
 use crate::validate::Payload;
 
 /// Longest reply text kept, in characters; longer replies are cut.
@@ -72,7 +73,7 @@ pub async fn match_conversation(
         return Ok(Some(id));
     }
     for reference in &email.references {
-        let Some((id, created_ms)) = Email::parse_message_id(reference) else {
+        let Some((id, created_ms)) = message_id::parse(reference) else {
             continue;
         };
         let Some(message) = storage.message(id).await? else {
@@ -149,6 +150,7 @@ mod tests {
     use crate::domain::{ConversationContext, Message};
     use crate::email_address::EmailAddress;
     use crate::ids::UserId;
+    use crate::ports::prelude::*;
     use crate::ports::Page;
     use crate::testing::{ManualClock, MemoryStorage};
     use chrono::{TimeZone, Utc};
@@ -200,7 +202,7 @@ mod tests {
     /// The Message-ID we sent message `id` with.
     async fn sent_id(storage: &MemoryStorage, id: i64) -> String {
         let message = storage.message(MessageId(id)).await.unwrap().unwrap();
-        Email::message_id_for(
+        message_id::format(
             message.id,
             message.created_at,
             "hello@sneakerhub.example.com",
@@ -273,10 +275,10 @@ mod tests {
         let message = storage.message(MessageId(3)).await.unwrap().unwrap();
         // Message 3 as a database reset would have numbered another message.
         let other_time = message.created_at + chrono::Duration::milliseconds(1);
-        let stale = Email::message_id_for(message.id, other_time, "x@example.com");
+        let stale = message_id::format(message.id, other_time, "x@example.com");
         // Message 2 is the client's own: never sent by us.
         let clients = sent_id(&storage, 2).await;
-        let unknown = Email::message_id_for(MessageId(999), message.created_at, "x@example.com");
+        let unknown = message_id::format(MessageId(999), message.created_at, "x@example.com");
         for reference in [stale, clients, unknown] {
             let reply = InboundEmail {
                 references: vec![reference.clone()],

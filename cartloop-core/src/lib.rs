@@ -8,16 +8,24 @@
 //! that adapters implement: `cartloop-sqlx`, `cartloop-mail`, `cartloop-http`.
 //!
 //! # Layout
-//! - [`ids`], [`domain`]: the vocabulary — stores, operators, clients, conversations,
-//!   messages and their statuses.
+//! - [`ids`], [`domain`], [`email_address`]: the vocabulary — stores, operators, clients,
+//!   conversations, messages and their statuses; addresses checked once where they enter.
 //! - [`validate`]: payload validation (length, characters, placeholders).
 //! - [`template`]: templates parsed once into segments and rendered per conversation.
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
+//! - [`rules`]: what a deployment sets once (validation, the default window).
+//! - [`directory`]: creating and changing stores, operators, clients and conversations.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
+//! - [`conversations`]: the conversations list, paged stably while chats arrive.
+//! - [`inbound`]: a client's reply by email, matched to its conversation.
 //! - [`dispatch`]: claiming, rendering, sending and recording due messages.
-//! - [`ports`]: the `Storage`, `Mailer` and `Clock` traits.
+//! - [`compose`]: the email that delivers a message; [`message_id`]: its `Message-ID`.
+//! - [`hourly_cap`]: how many emails a claim may take under the hourly cap.
+//! - `concurrent`: running a pass's sends, heartbeat and wake-ups on one task.
+//! - [`ports`]: the storage ports (one per concern), `Mailer`, `Links` and `Clock`.
 //! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
 //! - [`demo`]: the demo data set every storage imports.
+//! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
 //!   the storage conformance suite.
 //!
@@ -43,6 +51,7 @@
 pub mod access;
 pub mod active_hours;
 pub mod chat;
+pub mod compose;
 mod concurrent;
 pub mod conversations;
 pub mod demo;
@@ -50,8 +59,10 @@ pub mod directory;
 pub mod dispatch;
 pub mod domain;
 pub mod email_address;
+pub mod hourly_cap;
 pub mod ids;
 pub mod inbound;
+pub mod message_id;
 pub mod ports;
 pub mod rules;
 pub mod template;

@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cartloop_core::ids::{ConversationId, MessageId, UserId};
 use cartloop_core::inbound::InboundEmail;
-use cartloop_core::ports::{Email, Links, Storage};
+use cartloop_core::message_id;
+use cartloop_core::ports::prelude::*;
+use cartloop_core::ports::Links;
 use cartloop_http::tokens::{SignedLinks, TokenKey};
 use cartloop_http::InboundParser;
 use common::{app_with, assert_error, chat, json_of, text_of, App};
@@ -255,7 +257,7 @@ async fn a_reply_is_matched_by_the_message_id_it_answers() {
         })
         .await;
         let ours = app.storage.message(MessageId(3)).await.unwrap().unwrap();
-        let id = Email::message_id_for(ours.id, ours.created_at, "hello@sneakerhub.example.com");
+        let id = message_id::format(ours.id, ours.created_at, "hello@sneakerhub.example.com");
         let raw = format!("To: hello@sneakerhub.example.com\nIn-Reply-To: <{id}>\n\nThanks!");
         let (status, body) = inbound(&app, Some("message/rfc822"), raw).await;
         assert_eq!(status, StatusCode::CREATED, "links: {links}: {body}");

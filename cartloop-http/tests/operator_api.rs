@@ -6,7 +6,8 @@ mod common;
 
 use axum::http::StatusCode;
 use cartloop_core::ids::{ConversationId, MessageId, UserId};
-use cartloop_core::ports::{ClaimLimit, Storage};
+use cartloop_core::ports::prelude::*;
+use cartloop_core::ports::ClaimLimit;
 use common::{app, assert_error, chat, now, App};
 use serde_json::{json, Value};
 use std::collections::HashSet;

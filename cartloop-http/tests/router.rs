@@ -340,7 +340,8 @@ async fn a_replay_answers_as_the_first_request_after_the_email_went_out() {
     assert_eq!(first["status"], "new");
 
     // The dispatcher sends it before the client retries.
-    use cartloop_core::ports::{ClaimLimit, Storage};
+    use cartloop_core::ports::prelude::*;
+    use cartloop_core::ports::ClaimLimit;
     let claim = storage
         .claim_due(
             now(),

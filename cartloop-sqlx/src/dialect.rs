@@ -373,7 +373,7 @@ pub trait Dialect: Driver {
     /// PostgreSQL advisory lock); `None` where claims already take turns.
     const CAP_LOCK: Option<&'static str>;
 
-    /// Run first in [`snapshot`](cartloop_core::ports::Storage::snapshot), where ids may be
+    /// Run first in [`snapshot`](cartloop_core::ports::Conversations::snapshot), where ids may be
     /// committed out of order: waits for the writes in flight, so that no message or
     /// conversation with an id up to the snapshot's can appear after it (PostgreSQL: an
     /// insert may take an id from the sequence before another and commit after it); `None`
@@ -425,7 +425,7 @@ pub trait Dialect: Driver {
     /// the database, where the dialect can (PostgreSQL's `NOTIFY`).
     fn announce_due(storage: &SqlStorage<Self>);
 
-    /// Called by [`watch_due`](cartloop_core::ports::Storage::watch_due): starts listening
+    /// Called by [`watch_due`](cartloop_core::ports::DispatchQueue::watch_due): starts listening
     /// to the other processes' announcements, where the dialect can.
     ///
     /// # Errors

@@ -268,8 +268,9 @@ async fn announce(pool: PgPool, unannounced: Arc<Notify>) {
 }
 
 /// Listens on [`CHANNEL`] and wakes the watchers on every notification, and once after
-/// each (re)connection, since notifications sent while disconnected are lost. Reconnects
-/// with exponential backoff. Ends with the storage.
+/// each (re)connection, since notifications sent while disconnected are lost. That wake-up
+/// comes once `LISTEN` has returned, so nothing sent after it is missed. Reconnects with
+/// exponential backoff. Ends with the storage.
 async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
     // A pool of its own, so that the listener's connection is not taken from the storage's.
     let pool = PgPoolOptions::new()
@@ -287,24 +288,28 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
                     drop(watch);
                     match listener.try_recv().await {
                         Ok(Some(_)) => {}
-                        Ok(None) => {
-                            tracing::warn!(
-                                "the {CHANNEL} listener lost its connection and reconnected"
-                            );
-                        }
-                        Err(e) => break e,
+                        // The connection was lost. sqlx would reconnect inside the next
+                        // `try_recv` and wake us only at the next notification: listen
+                        // again here instead, so the catch-up wake-up follows `LISTEN`.
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
                     }
                 }
             }
-            Err(e) => e,
+            Err(e) => Some(e),
         };
-        tracing::warn!(
-            error = %error,
-            retry_in = ?backoff,
-            "cannot listen for due messages on PostgreSQL; retrying"
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF.1);
+        match error {
+            None => tracing::warn!("the {CHANNEL} listener lost its connection; listening again"),
+            Some(error) => {
+                tracing::warn!(
+                    error = %error,
+                    retry_in = ?backoff,
+                    "cannot listen for due messages on PostgreSQL; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+        }
     }
 }
 

@@ -17,8 +17,9 @@ use cartloop_core::domain::{
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
 use cartloop_core::ports::{
-    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, DueCallback,
-    ImportSummary, Inserted, Page, Snapshot, Storage, StorageError, Transition,
+    ActivityKey, Admin, Backlog, ClaimLimit, ConversationFilter, ConversationSummary,
+    Conversations, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted, Page, Snapshot,
+    StorageError, Transition,
 };
 use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
@@ -26,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// [`Storage`] on a SQL database: SQLite ([`SqliteStorage`](crate::SqliteStorage)) or
+/// [`Storage`](cartloop_core::ports::Storage) on a SQL database: SQLite ([`SqliteStorage`](crate::SqliteStorage)) or
 /// PostgreSQL ([`PgStorage`](crate::PgStorage)).
 ///
 /// Cloning is cheap and shares the connection pool.
@@ -185,7 +186,7 @@ impl<D: Dialect> SqlStorage<D> {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # #[cfg(feature = "sqlite")] {
-    /// use cartloop_core::ports::Storage;
+    /// use cartloop_core::ports::prelude::*;
     /// let dir = tempfile::tempdir().unwrap();
     /// let url = format!("sqlite://{}", dir.path().join("cartloop.db").display());
     /// let storage = cartloop_sqlx::SqliteStorage::connect(&url).await?;
@@ -696,7 +697,7 @@ fn count<D: Dialect>(row: &DbRow<D>, column: &str) -> Result<u64, StorageError> 
 }
 
 #[async_trait]
-impl<D: Dialect> Storage for SqlStorage<D> {
+impl<D: Dialect> Conversations for SqlStorage<D> {
     async fn conversation(
         &self,
         id: ConversationId,
@@ -845,6 +846,91 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         self.changed(sql::SET_CONVERSATION_STATUS, &params).await
     }
 
+    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
+        let params = [
+            new.conversation_id.0.into(),
+            new.author_id.0.into(),
+            new.payload.as_str().into(),
+            new.status.as_str().into(),
+            new.created_at.into(),
+            new.send_at.into(),
+            new.idempotency_key.as_deref().into(),
+        ];
+        let inserted = match D::GROUP_INSERT {
+            Some(group_sql) => self.insert_grouped(group_sql, &params).await,
+            None => {
+                (self.write(sql::INSERT_MESSAGE, &params).await).map(|rows| rows.into_iter().next())
+            }
+        };
+        let inserted = match inserted {
+            Ok(row) => row,
+            Err(e) if violation(&e) == Some(ErrorKind::ForeignKeyViolation) => {
+                let references = [
+                    (
+                        "conversation",
+                        format!("conversation {}", new.conversation_id),
+                    ),
+                    ("author", format!("user {}", new.author_id)),
+                ];
+                let sql = sql::MESSAGE_REFERENCES;
+                return Err(self.missing(sql, &params[..2], &references).await);
+            }
+            Err(e) => return Err(storage_error(e)),
+        };
+        if let Some(row) = inserted {
+            let message = rows::message::<D>(&row, &MESSAGE)?;
+            if message.status == MessageStatus::New {
+                self.made_due();
+            }
+            return Ok(Inserted {
+                message,
+                created: true,
+            });
+        }
+        // The author's key was taken. A racing insert of the same key waited for the other
+        // to commit before doing nothing (or they were serialized), so this read sees it.
+        let params = [
+            new.author_id.0.into(),
+            new.idempotency_key.as_deref().into(),
+        ];
+        let row = self.read_one(sql::MESSAGE_BY_KEY, &params).await?;
+        let row = row.ok_or_else(|| StorageError::other("idempotency key taken by no message"))?;
+        Ok(Inserted {
+            message: rows::message::<D>(&row, &MESSAGE)?,
+            created: false,
+        })
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError> {
+        let row = self.read_one(sql::MESSAGE_BY_ID, &[id.0.into()]).await?;
+        row.as_ref()
+            .map(|row| rows::message::<D>(row, &MESSAGE))
+            .transpose()
+    }
+
+    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
+        let changed = self.write_one(sql::CANCEL_MESSAGE, &[id.0.into()]).await?;
+        self.message_after(changed, id).await
+    }
+
+    async fn retry_message(
+        &self,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Result<Transition, StorageError> {
+        let changed = self
+            .write_one(sql::RETRY_MESSAGE, &[id.0.into(), at.into()])
+            .await?;
+        let transition = self.message_after(changed, id).await?;
+        if matches!(transition, Transition::Done(_)) {
+            self.made_due();
+        }
+        Ok(transition)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Directory for SqlStorage<D> {
     async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
         let hours = new.active_hours.map(|h| h.to_string());
         let params = [
@@ -970,89 +1056,10 @@ impl<D: Dialect> Storage for SqlStorage<D> {
             .await?;
         row.as_ref().map(rows::client::<D>).transpose()
     }
+}
 
-    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
-        let params = [
-            new.conversation_id.0.into(),
-            new.author_id.0.into(),
-            new.payload.as_str().into(),
-            new.status.as_str().into(),
-            new.created_at.into(),
-            new.send_at.into(),
-            new.idempotency_key.as_deref().into(),
-        ];
-        let inserted = match D::GROUP_INSERT {
-            Some(group_sql) => self.insert_grouped(group_sql, &params).await,
-            None => {
-                (self.write(sql::INSERT_MESSAGE, &params).await).map(|rows| rows.into_iter().next())
-            }
-        };
-        let inserted = match inserted {
-            Ok(row) => row,
-            Err(e) if violation(&e) == Some(ErrorKind::ForeignKeyViolation) => {
-                let references = [
-                    (
-                        "conversation",
-                        format!("conversation {}", new.conversation_id),
-                    ),
-                    ("author", format!("user {}", new.author_id)),
-                ];
-                let sql = sql::MESSAGE_REFERENCES;
-                return Err(self.missing(sql, &params[..2], &references).await);
-            }
-            Err(e) => return Err(storage_error(e)),
-        };
-        if let Some(row) = inserted {
-            let message = rows::message::<D>(&row, &MESSAGE)?;
-            if message.status == MessageStatus::New {
-                self.made_due();
-            }
-            return Ok(Inserted {
-                message,
-                created: true,
-            });
-        }
-        // The author's key was taken. A racing insert of the same key waited for the other
-        // to commit before doing nothing (or they were serialized), so this read sees it.
-        let params = [
-            new.author_id.0.into(),
-            new.idempotency_key.as_deref().into(),
-        ];
-        let row = self.read_one(sql::MESSAGE_BY_KEY, &params).await?;
-        let row = row.ok_or_else(|| StorageError::other("idempotency key taken by no message"))?;
-        Ok(Inserted {
-            message: rows::message::<D>(&row, &MESSAGE)?,
-            created: false,
-        })
-    }
-
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError> {
-        let row = self.read_one(sql::MESSAGE_BY_ID, &[id.0.into()]).await?;
-        row.as_ref()
-            .map(|row| rows::message::<D>(row, &MESSAGE))
-            .transpose()
-    }
-
-    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
-        let changed = self.write_one(sql::CANCEL_MESSAGE, &[id.0.into()]).await?;
-        self.message_after(changed, id).await
-    }
-
-    async fn retry_message(
-        &self,
-        id: MessageId,
-        at: DateTime<Utc>,
-    ) -> Result<Transition, StorageError> {
-        let changed = self
-            .write_one(sql::RETRY_MESSAGE, &[id.0.into(), at.into()])
-            .await?;
-        let transition = self.message_after(changed, id).await?;
-        if matches!(transition, Transition::Done(_)) {
-            self.made_due();
-        }
-        Ok(transition)
-    }
-
+#[async_trait]
+impl<D: Dialect> DispatchQueue for SqlStorage<D> {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -1175,6 +1182,22 @@ impl<D: Dialect> Storage for SqlStorage<D> {
         D::listen_due(self)
     }
 
+    async fn contexts(
+        &self,
+        ids: &[ConversationId],
+    ) -> Result<Vec<ConversationContext>, StorageError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(context) = self.conversation(*id).await? {
+                found.push(context);
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Admin for SqlStorage<D> {
     async fn import(&self, data: &Dataset) -> Result<ImportSummary, StorageError> {
         let _turn = self.write_turn().await;
         let mut tx = self.begin_write().await?;

@@ -6,7 +6,8 @@ mod common;
 
 use cartloop_core::demo::demo_data;
 use cartloop_core::ids::ConversationId;
-use cartloop_core::ports::{ClaimLimit, Storage, StorageError};
+use cartloop_core::ports::prelude::*;
+use cartloop_core::ports::{ClaimLimit, StorageError};
 use cartloop_sqlx::{PgStorage, PG_MIGRATOR};
 use common::postgres::{fresh, fresh_database, DropDatabase};
 use common::scenarios;
@@ -39,7 +40,7 @@ async fn concurrent_inserts() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_inserts(Arc::new(storage)).await;
+    scenarios::concurrent_inserts(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +48,7 @@ async fn grouped_inserts_answer_each_caller() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::grouped_inserts_answer_each_caller(Arc::new(storage)).await;
+    scenarios::grouped_inserts_answer_each_caller(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +56,7 @@ async fn grouped_reads_answer_each_caller() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::grouped_reads_answer_each_caller(Arc::new(storage)).await;
+    scenarios::grouped_reads_answer_each_caller(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +64,7 @@ async fn concurrent_idempotent_inserts() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_idempotent_inserts(Arc::new(storage)).await;
+    scenarios::concurrent_idempotent_inserts(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +88,7 @@ async fn claims_merge_expired_leases_in_due_order() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::claims_merge_expired_leases_in_due_order(Arc::new(storage)).await;
+    scenarios::claims_merge_expired_leases_in_due_order(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +96,7 @@ async fn concurrent_idempotency_per_author() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::concurrent_idempotency_per_author(Arc::new(storage)).await;
+    scenarios::concurrent_idempotency_per_author(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,11 +203,13 @@ async fn due_messages_wake_other_servers() {
     }
 
     let due = |payload: &str| scenarios::operator_message(payload, scenarios::nine_am_chicago());
-    // Let the wake-up of the listener's connection pass, so that only the insert counts.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A listener that (re)connects calls back once, for what it may have missed: wait for
+    // that call, so that only the insert counts after it.
+    called_after(&calls, 0, "the wake-up of a listener that connected").await;
     let before = calls.load(Ordering::SeqCst);
     writing.insert_message(due("first")).await.unwrap();
     called_after(&calls, before, "a message inserted by another server").await;
+    let after_first = calls.load(Ordering::SeqCst);
 
     let terminated: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -221,7 +224,12 @@ async fn due_messages_wake_other_servers() {
         assert!(Instant::now() < deadline, "the listener never reconnected");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    called_after(
+        &calls,
+        after_first,
+        "the wake-up of the listener that reconnected",
+    )
+    .await;
     let before = calls.load(Ordering::SeqCst);
     writing.insert_message(due("second")).await.unwrap();
     called_after(
@@ -248,7 +256,7 @@ async fn list_pages_match_the_reference() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::list_pages_match_the_reference(Arc::new(storage)).await;
+    scenarios::list_pages_match_the_reference(Arc::new(storage.storage.clone())).await;
 }
 
 /// A snapshot waits for the inserts in flight: a message whose id was taken before the
@@ -267,12 +275,32 @@ async fn snapshots_wait_for_inserts_in_flight() {
     .fetch_one(&mut *writer)
     .await
     .unwrap();
-    let storage = Arc::new(storage);
+    let storage = Arc::new(storage.storage.clone());
     let snapshot = tokio::spawn({
         let storage = storage.clone();
         async move { storage.snapshot().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The snapshot's statement waits for the writer's lock: seen by PostgreSQL itself, not
+    // guessed from a pause.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(storage.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(!snapshot.is_finished(), "the snapshot did not wait");
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(!snapshot.is_finished(), "the snapshot did not wait");
     writer.commit().await.unwrap();
     let snapshot = snapshot.await.unwrap();
@@ -284,7 +312,7 @@ async fn import_is_all_or_nothing() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::import_is_all_or_nothing(Arc::new(storage)).await;
+    scenarios::import_is_all_or_nothing(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test]
@@ -292,7 +320,7 @@ async fn ids_continue_after_import() {
     let Some(storage) = fresh().await else {
         return;
     };
-    scenarios::ids_continue_after_import(Arc::new(storage)).await;
+    scenarios::ids_continue_after_import(Arc::new(storage.storage.clone())).await;
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 mod common;
 
 use cartloop_core::ids::ConversationId;
-use cartloop_core::ports::{Storage, StorageError};
+use cartloop_core::ports::prelude::*;
+use cartloop_core::ports::StorageError;
 use cartloop_sqlx::{SqliteStorage, SQLITE_MIGRATOR};
 use common::scenarios;
 use sqlx::migrate::Migrator;

@@ -305,7 +305,7 @@ impl Server {
     fn dispatcher_for(&self, public_url: &str) -> Dispatcher {
         let metrics = self.metrics.clone();
         Dispatcher::new(
-            self.storage.clone(),
+            self.storage.clone().into_queue(),
             self.mailer.clone(),
             self.clock.clone(),
             self.rules.clone(),

@@ -2,7 +2,7 @@
 //! meaning (SPEC §6), parsed with clap. Embedders with a CLI of their own can
 //! `#[command(flatten)]` them.
 
-use super::{open_mailer, redact, ConnectionLimits, Server, ServerError};
+use super::{open_mailer, redact, ConnectionLimits, Server, ServerBuilder, ServerError};
 use cartloop_core::active_hours::ActiveHours;
 use cartloop_core::dispatch::DispatchConfig;
 use cartloop_core::rules::Rules;
@@ -162,6 +162,16 @@ impl Settings {
     /// # Errors
     /// A database or mailer that cannot be opened, an unusable secret.
     pub async fn server(self) -> Result<Server, ServerError> {
+        self.builder().await?.build().await
+    }
+
+    /// Opens the database and the mailer these settings name and gives the builder with every
+    /// setting applied, so that an embedder (or a test, with its own clock) can change more
+    /// before [`build`](ServerBuilder::build).
+    ///
+    /// # Errors
+    /// A database or mailer that cannot be opened.
+    pub async fn builder(self) -> Result<ServerBuilder, ServerError> {
         let database = redact(&self.database_url);
         let storage = cartloop_sqlx::connect(&self.database_url)
             .await
@@ -171,7 +181,7 @@ impl Settings {
             })?;
         tracing::info!(%database, "database ready");
         let mailer = open_mailer(self.smtp_url.as_deref(), &self.outbox_dir)?;
-        Server::builder(storage, mailer)
+        Ok(Server::builder(storage, mailer)
             .rules(self.rules())
             .dispatch(self.dispatch())
             .workers(self.dispatch_workers.into())
@@ -185,9 +195,7 @@ impl Settings {
                 keep_alive_timeout: self.keep_alive_timeout,
                 ..ConnectionLimits::default()
             })
-            .request_timeout(self.request_timeout)
-            .build()
-            .await
+            .request_timeout(self.request_timeout))
     }
 
     fn rules(&self) -> Rules {

@@ -4,10 +4,12 @@
 //! SMTP server (`SmtpSink`).
 #![allow(dead_code)]
 
+use cartloop::core::testing::ManualClock;
 use cartloop::server::{ServerError, Settings};
 use clap::Parser;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,12 +21,24 @@ pub struct TestServer {
     token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
+    /// The clock it runs on, when a test drives it, and its dispatcher workers.
+    clock: Option<(Arc<ManualClock>, usize)>,
 }
 
 impl TestServer {
     /// Starts a server with these settings (flags as the binary takes them, e.g.
     /// `["--database-url", url]`); `DISPATCH_INTERVAL` defaults to 1 s.
     pub async fn start(args: &[String]) -> Self {
+        Self::start_on(args, None).await
+    }
+
+    /// Starts a server that reads time from `clock` only: its dispatcher moves when the
+    /// test moves the clock (see [`settle`](Self::settle)).
+    pub async fn start_with_clock(args: &[String], clock: Arc<ManualClock>) -> Self {
+        Self::start_on(args, Some(clock)).await
+    }
+
+    async fn start_on(args: &[String], clock: Option<Arc<ManualClock>>) -> Self {
         let mut argv = vec!["server".to_owned()];
         if !args.iter().any(|a| a == "--dispatch-interval") {
             argv.extend(["--dispatch-interval".to_owned(), "1s".to_owned()]);
@@ -32,7 +46,13 @@ impl TestServer {
         argv.extend(args.iter().cloned());
         let settings = Settings::try_parse_from(&argv).expect("valid settings");
         let token = settings.api_token.clone();
-        let server = settings.server().await.expect("the server builds");
+        let workers = usize::from(settings.dispatch_workers);
+        let mut builder = settings.builder().await.expect("the server opens");
+        if let Some(clock) = &clock {
+            builder = builder.clock(clock.clone());
+        }
+        let server = builder.build().await.expect("the server builds");
+        let clock = clock.map(|clock| (clock, workers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -45,9 +65,34 @@ impl TestServer {
             token,
             stop: Some(stop),
             task: Some(task),
+            clock,
         };
         server.wait_healthy().await;
+        if server.clock.is_some() {
+            server.wait_idle().await;
+        }
         server
+    }
+
+    /// Moves the server's clock by `by` (at least its dispatch interval, so that every
+    /// worker wakes) and waits until every dispatcher worker has made a pass and sleeps on
+    /// the clock again: whatever was due by then has been handled, and nothing more will
+    /// happen until the clock moves again. No wall-clock pause proves anything here.
+    pub async fn settle(&self, by: chrono::Duration) {
+        let (clock, _) = self.clock.as_ref().expect("a server started with a clock");
+        clock.advance(by);
+        self.wait_idle().await;
+    }
+
+    /// Waits until every dispatcher worker sleeps on the clock until its next pass (at most
+    /// the 1 s dispatch interval away; a pass still sending has a heartbeat further off).
+    async fn wait_idle(&self) {
+        let (clock, workers) = self.clock.as_ref().expect("a server started with a clock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while clock.sleepers_within(chrono::Duration::seconds(1)) < *workers {
+            assert!(Instant::now() < deadline, "the dispatcher never went idle");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn wait_healthy(&self) {

@@ -78,6 +78,19 @@ impl ManualClock {
         self.lock().sleepers.len()
     }
 
+    /// How many sleeps wait for a deadline at most `by` from now: with `by` the dispatch
+    /// interval, the idle dispatcher workers, and not the heartbeats of passes still
+    /// sending (a third of a lease away).
+    pub fn sleepers_within(&self, by: Duration) -> usize {
+        let state = self.lock();
+        let until = state.now + by;
+        state
+            .sleepers
+            .iter()
+            .filter(|(_, d, _)| *d <= until)
+            .count()
+    }
+
     /// The earliest deadline among the waiting sleeps.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         self.lock().sleepers.iter().map(|(_, d, _)| *d).min()

@@ -7,8 +7,9 @@ use crate::domain::{
 use crate::email_address::EmailAddress;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 use crate::ports::{
-    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, DueCallback,
-    ImportSummary, Inserted, Page, Snapshot, Storage, StorageError, Transition,
+    ActivityKey, Admin, Backlog, ClaimLimit, ConversationFilter, ConversationSummary,
+    Conversations, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted, Page, Snapshot,
+    StorageError, Transition,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,11 +17,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// A complete [`Storage`] in memory, behind one lock. Meets the conformance suite; useful
+/// A complete [`Storage`](crate::ports::Storage) in memory, behind one lock. Meets the conformance suite; useful
 /// for tests and for embedding without a database.
 ///
 /// Every call is atomic (one lock), so the contracts that ask for atomicity (claims against
-/// cancels, the hourly cap) hold trivially. [`watch_due`](Storage::watch_due) callbacks are
+/// cancels, the hourly cap) hold trivially. [`watch_due`](DispatchQueue::watch_due) callbacks are
 /// called after the lock is released, so a callback may call the storage.
 #[derive(Default)]
 pub struct MemoryStorage {
@@ -100,7 +101,7 @@ impl MemoryStorage {
         }
     }
 
-    /// Makes the next `times` calls of `method` (e.g. `"mark_sent"`, `"conversation"`,
+    /// Makes the next `times` calls of `method` (e.g. `"mark_sent"`, `"contexts"`,
     /// `"renew_leases"`) fail with [`StorageError::Unavailable`], as a database blip would,
     /// changing nothing. For tests of failure paths.
     pub fn fail_next(&self, method: &'static str, times: u32) {
@@ -209,7 +210,7 @@ impl State {
 }
 
 #[async_trait]
-impl Storage for MemoryStorage {
+impl Conversations for MemoryStorage {
     async fn conversation(
         &self,
         id: ConversationId,
@@ -364,6 +365,88 @@ impl Storage for MemoryStorage {
         })
     }
 
+    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
+        let inserted = {
+            let mut state = self.lock();
+            if let Some(key) = &new.idempotency_key {
+                if let Some(id) = state.keys.get(&(new.author_id, key.clone())) {
+                    return Ok(Inserted {
+                        message: state.messages[id].message.clone(),
+                        created: false,
+                    });
+                }
+            }
+            if !state.conversations.contains_key(&new.conversation_id) {
+                return Err(StorageError::NotFound(format!(
+                    "conversation {}",
+                    new.conversation_id
+                )));
+            }
+            let id = MessageId(next_id(state.messages.keys().map(|id| id.0)));
+            let message = Message {
+                id,
+                conversation_id: new.conversation_id,
+                author_id: new.author_id,
+                payload: new.payload,
+                status: new.status,
+                created_at: new.created_at,
+                send_at: new.send_at,
+                next_attempt_at: None,
+                sent_at: None,
+                attempts: 0,
+                last_error: None,
+            };
+            if let Some(key) = new.idempotency_key {
+                state.keys.insert((new.author_id, key), id);
+            }
+            state.messages.insert(
+                id,
+                Row {
+                    message: message.clone(),
+                    lease_until: None,
+                },
+            );
+            message
+        };
+        if inserted.status == MessageStatus::New {
+            self.notify_due();
+        }
+        Ok(Inserted {
+            message: inserted,
+            created: true,
+        })
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError> {
+        Ok(self.lock().messages.get(&id).map(|row| row.message.clone()))
+    }
+
+    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
+        Ok(self.lock().transition(id, MessageStatus::New, |row| {
+            row.message.status = MessageStatus::Cancelled;
+        }))
+    }
+
+    async fn retry_message(
+        &self,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Result<Transition, StorageError> {
+        let transition = self.lock().transition(id, MessageStatus::Failed, |row| {
+            row.message.status = MessageStatus::New;
+            row.message.send_at = Some(at);
+            row.message.next_attempt_at = None;
+            row.lease_until = None;
+        });
+        if matches!(transition, Transition::Done(_)) {
+            self.notify_due();
+        }
+        Ok(transition)
+    }
+}
+
+#[async_trait]
+impl Directory for MemoryStorage {
     async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
         let mut state = self.lock();
         let id = StoreId(next_id(state.stores.keys().map(|id| id.0)));
@@ -479,86 +562,10 @@ impl Storage for MemoryStorage {
             client.clone()
         }))
     }
+}
 
-    async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
-        let inserted = {
-            let mut state = self.lock();
-            if let Some(key) = &new.idempotency_key {
-                if let Some(id) = state.keys.get(&(new.author_id, key.clone())) {
-                    return Ok(Inserted {
-                        message: state.messages[id].message.clone(),
-                        created: false,
-                    });
-                }
-            }
-            if !state.conversations.contains_key(&new.conversation_id) {
-                return Err(StorageError::NotFound(format!(
-                    "conversation {}",
-                    new.conversation_id
-                )));
-            }
-            let id = MessageId(next_id(state.messages.keys().map(|id| id.0)));
-            let message = Message {
-                id,
-                conversation_id: new.conversation_id,
-                author_id: new.author_id,
-                payload: new.payload,
-                status: new.status,
-                created_at: new.created_at,
-                send_at: new.send_at,
-                next_attempt_at: None,
-                sent_at: None,
-                attempts: 0,
-                last_error: None,
-            };
-            if let Some(key) = new.idempotency_key {
-                state.keys.insert((new.author_id, key), id);
-            }
-            state.messages.insert(
-                id,
-                Row {
-                    message: message.clone(),
-                    lease_until: None,
-                },
-            );
-            message
-        };
-        if inserted.status == MessageStatus::New {
-            self.notify_due();
-        }
-        Ok(Inserted {
-            message: inserted,
-            created: true,
-        })
-    }
-
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError> {
-        Ok(self.lock().messages.get(&id).map(|row| row.message.clone()))
-    }
-
-    async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
-        Ok(self.lock().transition(id, MessageStatus::New, |row| {
-            row.message.status = MessageStatus::Cancelled;
-        }))
-    }
-
-    async fn retry_message(
-        &self,
-        id: MessageId,
-        at: DateTime<Utc>,
-    ) -> Result<Transition, StorageError> {
-        let transition = self.lock().transition(id, MessageStatus::Failed, |row| {
-            row.message.status = MessageStatus::New;
-            row.message.send_at = Some(at);
-            row.message.next_attempt_at = None;
-            row.lease_until = None;
-        });
-        if matches!(transition, Transition::Done(_)) {
-            self.notify_due();
-        }
-        Ok(transition)
-    }
-
+#[async_trait]
+impl DispatchQueue for MemoryStorage {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -731,6 +738,18 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn contexts(
+        &self,
+        ids: &[ConversationId],
+    ) -> Result<Vec<ConversationContext>, StorageError> {
+        self.fault("contexts")?;
+        let state = self.lock();
+        Ok(ids.iter().filter_map(|id| state.context(*id)).collect())
+    }
+}
+
+#[async_trait]
+impl Admin for MemoryStorage {
     async fn import(&self, data: &Dataset) -> Result<ImportSummary, StorageError> {
         let mut state = self.lock();
         let mut inserted = 0u64;
@@ -779,5 +798,5 @@ impl Storage for MemoryStorage {
 mod tests {
     use super::*;
 
-    crate::storage_conformance_tests!(async { Some(MemoryStorage::new()) });
+    storage_conformance_tests!(async { Some(Box::new(MemoryStorage::new())) });
 }

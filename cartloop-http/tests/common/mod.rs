@@ -31,7 +31,7 @@ pub struct App {
 /// An app with the demo data, changed by `configure` before the router is built.
 pub async fn app_with(configure: impl FnOnce(&mut AppState)) -> App {
     let app = empty_app_with(configure);
-    cartloop_core::ports::Storage::import(app.storage.as_ref(), &cartloop_core::demo::demo_data())
+    cartloop_core::ports::Admin::import(app.storage.as_ref(), &cartloop_core::demo::demo_data())
         .await
         .unwrap();
     app

@@ -65,7 +65,13 @@ fn dispatcher(
         lease: LEASE,
         ..DispatchConfig::default()
     };
-    Dispatcher::new(storage, mailer, clock, Arc::new(Rules::default()), config)
+    Dispatcher::new(
+        storage.into_queue(),
+        mailer,
+        clock,
+        Arc::new(Rules::default()),
+        config,
+    )
 }
 
 /// A dispatcher claims a message through `dead` and dies; one on `alive` delivers it once the
@@ -412,7 +418,7 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
                 ..DispatchConfig::default()
             };
             Dispatcher::new(
-                storage,
+                storage.into_queue(),
                 mailer.clone(),
                 clock.clone(),
                 Arc::new(Rules::default()),
@@ -437,7 +443,13 @@ pub async fn capped_racing_dispatchers(a: Arc<dyn Storage>, b: Arc<dyn Storage>)
         hourly_cap: Some(CAP),
         ..DispatchConfig::default()
     };
-    let later = Dispatcher::new(a, mailer.clone(), clock, Arc::new(Rules::default()), config);
+    let later = Dispatcher::new(
+        a.into_queue(),
+        mailer.clone(),
+        clock,
+        Arc::new(Rules::default()),
+        config,
+    );
     assert_eq!(later.run_once().await.unwrap().sent, CAP);
 }
 

@@ -1,0 +1,68 @@
+//! [`Directory`]: stores, operators and clients.
+
+use super::StorageError;
+use crate::active_hours::ActiveHours;
+use crate::domain::{Client, ClientChanges, NewClient, NewOperator, NewStore, Operator, Store};
+use crate::email_address::EmailAddress;
+use crate::ids::{StoreId, UserId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Stores, operators and clients.
+///
+/// Errors: as [`StorageError`] says; the contracts below say when a method MUST return
+/// [`StorageError::NotFound`] or [`StorageError::Conflict`].
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Creates a store with the next id and returns it.
+    async fn create_store(&self, store: NewStore) -> Result<Store, StorageError>;
+
+    /// One store, or `Ok(None)`.
+    async fn store(&self, id: StoreId) -> Result<Option<Store>, StorageError>;
+
+    /// Sets (or with `None` clears) the store's own window; returns the store as it is now,
+    /// or `Ok(None)` for an unknown id.
+    async fn set_store_hours(
+        &self,
+        id: StoreId,
+        hours: Option<ActiveHours>,
+    ) -> Result<Option<Store>, StorageError>;
+
+    /// Creates an operator with the next user id (operators and clients share one id space).
+    ///
+    /// MUST return [`StorageError::NotFound`] if the store does not exist.
+    async fn create_operator(&self, operator: NewOperator) -> Result<Operator, StorageError>;
+
+    /// One operator, or `Ok(None)` (also when the id is a client's).
+    async fn operator(&self, id: UserId) -> Result<Option<Operator>, StorageError>;
+
+    /// Creates a client with the next user id.
+    ///
+    /// MUST return [`StorageError::Conflict`] if a client with the same email (compared
+    /// case-insensitively) exists; the caller finds it with [`client_by_email`](Self::client_by_email).
+    async fn create_client(&self, client: NewClient) -> Result<Client, StorageError>;
+
+    /// One client, or `Ok(None)` (also when the id is an operator's).
+    async fn client(&self, id: UserId) -> Result<Option<Client>, StorageError>;
+
+    /// The client with this email (compared case-insensitively), or `Ok(None)`.
+    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError>;
+
+    /// Applies `changes`; returns the client as it is now, or `Ok(None)` for an unknown id.
+    ///
+    /// MUST return [`StorageError::Conflict`] (and change nothing) if the new email is
+    /// another client's.
+    async fn update_client(
+        &self,
+        id: UserId,
+        changes: ClientChanges,
+    ) -> Result<Option<Client>, StorageError>;
+
+    /// Records that the client unsubscribed at `at`, unless it already had (the first
+    /// instant is kept). Returns the client as it is now, or `Ok(None)` for an unknown id.
+    async fn unsubscribe_client(
+        &self,
+        id: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Client>, StorageError>;
+}

@@ -1,0 +1,75 @@
+//! The ports: what the core needs from the outside world, as traits adapters implement. One
+//! trait per concern, each method with its contract:
+//!
+//! - [`Directory`]: stores, operators and clients;
+//! - [`Conversations`]: conversations and their messages;
+//! - [`DispatchQueue`]: claiming due messages with a lease and recording what became of them;
+//! - [`Admin`]: importing data sets, the deployment's secrets, health;
+//! - [`Storage`]: all of the above in one value, implemented for every type that implements
+//!   them (a new concern is a new port here and one more bound on [`Storage`]);
+//! - [`Mailer`]: delivers one email; its errors say whether a retry can help;
+//! - [`Links`]: the signed reply and unsubscribe addresses of an email;
+//! - [`Clock`]: the current instant, so every time rule is testable without sleeping.
+//!
+//! The server holds them as `Arc<dyn Storage>`, `Arc<dyn Mailer>` and `Arc<dyn Clock>`; the
+//! dispatcher takes only the queue (`Arc<dyn DispatchQueue>`, from [`Storage::into_queue`]).
+//! The core implements none of them for real: adapters do (`cartloop-sqlx`, `cartloop-mail`,
+//! the runtime), and `testing` has in-memory doubles and the conformance suite every
+//! storage passes.
+//!
+//! # Layout
+//! One file per port: `directory`, `conversations`, `queue` (with the [`Backlog`] and the
+//! wake-up callback), `admin`, `mailer` (with [`Email`] and [`MailError`]), `links`,
+//! `clock`; `error`: [`StorageError`], which every storage port returns.
+
+mod admin;
+mod clock;
+mod conversations;
+mod directory;
+mod error;
+mod links;
+mod mailer;
+mod queue;
+
+pub use admin::{Admin, ImportSummary};
+pub use clock::Clock;
+pub use conversations::{
+    ActivityKey, ConversationFilter, ConversationSummary, Conversations, Inserted, Page, Snapshot,
+    Transition,
+};
+pub use directory::Directory;
+pub use error::{Cause, StorageError};
+pub use links::Links;
+pub use mailer::{Email, MailError, MailErrorKind, Mailer};
+pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback};
+
+use std::sync::Arc;
+
+/// The storage ports' traits, imported for their methods only: `use
+/// cartloop_core::ports::prelude::*;` lets a concrete storage (or an `Arc<dyn Storage>`) call
+/// every port's methods.
+pub mod prelude {
+    pub use super::Admin as _;
+    pub use super::Conversations as _;
+    pub use super::Directory as _;
+    pub use super::DispatchQueue as _;
+    pub use super::Storage;
+}
+
+/// Every storage port in one value: what the server and the API take.
+///
+/// Implemented for every type that implements the ports, so a storage implements
+/// [`Directory`], [`Conversations`], [`DispatchQueue`] and [`Admin`] and is a `Storage`.
+/// Every implementation MUST pass the conformance suite `cartloop_core::testing::conformance`
+/// (feature `test-utils`; one line: `cartloop_core::storage_conformance_tests!`).
+pub trait Storage: Directory + Conversations + DispatchQueue + Admin {
+    /// The same storage as its dispatch queue alone, for a
+    /// [`Dispatcher`](crate::dispatch::Dispatcher).
+    fn into_queue(self: Arc<Self>) -> Arc<dyn DispatchQueue>;
+}
+
+impl<T: Directory + Conversations + DispatchQueue + Admin + 'static> Storage for T {
+    fn into_queue(self: Arc<Self>) -> Arc<dyn DispatchQueue> {
+        self
+    }
+}

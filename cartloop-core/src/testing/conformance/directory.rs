@@ -1,0 +1,270 @@
+//! The [`Directory`](crate::ports::Directory) port's contract: stores, operators, clients.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Stores get ids above every stored one (imported included), read back as created, and
+/// keep their own window until it is cleared.
+pub async fn stores(s: &dyn Storage) {
+    let data = demo_data();
+    s.import(&data).await.unwrap();
+    let top = data.stores.iter().map(|x| x.id).max().unwrap();
+    let own = hours("07:30-19:45");
+    let first = s
+        .create_store(NewStore {
+            active_hours: Some(own),
+            ..new_store("Paris Perfume")
+        })
+        .await
+        .unwrap();
+    assert!(first.id > top, "{} must be above imported {top}", first.id);
+    assert_eq!(first.name, "Paris Perfume");
+    assert_eq!(first.time_zone, chrono_tz::Europe::Paris);
+    assert_eq!(first.sender_email, address("shop@paris.example.com"));
+    assert_eq!(first.active_hours, Some(own));
+    assert_eq!(s.store(first.id).await.unwrap(), Some(first.clone()));
+    let second = s.create_store(new_store("Lyon Linen")).await.unwrap();
+    assert!(second.id > first.id);
+    assert_eq!(second.active_hours, None);
+
+    let imported = data.stores.iter().find(|x| x.id == StoreId(1)).cloned();
+    assert_eq!(s.store(StoreId(1)).await.unwrap(), imported);
+    let changed = s
+        .set_store_hours(StoreId(1), Some(own))
+        .await
+        .unwrap()
+        .expect("store 1");
+    assert_eq!(changed.active_hours, Some(own));
+    assert_eq!(s.store(StoreId(1)).await.unwrap(), Some(changed));
+    let context = s.conversation(ConversationId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        context.store.active_hours,
+        Some(own),
+        "conversations see it"
+    );
+    let cleared = s.set_store_hours(StoreId(1), None).await.unwrap().unwrap();
+    assert_eq!(Some(cleared), imported);
+    // Windows that wrap midnight or end at 24:00 are kept as they are.
+    for raw in [
+        "21:00-08:00",
+        "00:00-24:00",
+        "18:00-24:00",
+        "08:15:30-17:00",
+    ] {
+        let window = hours(raw);
+        let store = s.set_store_hours(StoreId(2), Some(window)).await.unwrap();
+        assert_eq!(store.unwrap().active_hours, Some(window), "{raw}");
+        let store = s.store(StoreId(2)).await.unwrap().unwrap();
+        assert_eq!(store.active_hours, Some(window), "{raw}");
+    }
+    let night = s
+        .create_store(NewStore {
+            active_hours: Some(hours("22:00-06:00")),
+            ..new_store("Night Owl")
+        })
+        .await
+        .unwrap();
+    let read = s.store(night.id).await.unwrap().unwrap();
+    assert_eq!(read.active_hours, Some(hours("22:00-06:00")));
+
+    assert_eq!(s.store(StoreId(999_999)).await.unwrap(), None);
+    assert_eq!(
+        s.set_store_hours(StoreId(999_999), Some(own))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Operators get user ids above every user (imported included); an unknown store is
+/// `NotFound`; operators and clients are told apart by id.
+pub async fn operators(s: &dyn Storage) {
+    let data = demo_data();
+    s.import(&data).await.unwrap();
+    let operator = s
+        .create_operator(NewOperator {
+            name: "Fay Lin".into(),
+            store_id: StoreId(2),
+            group: "support".into(),
+        })
+        .await
+        .unwrap();
+    assert!(operator.id > top_user(&data), "{}", operator.id);
+    assert_eq!(
+        (
+            operator.name.as_str(),
+            operator.store_id,
+            operator.group.as_str()
+        ),
+        ("Fay Lin", StoreId(2), "support")
+    );
+    assert_eq!(
+        s.operator(operator.id).await.unwrap(),
+        Some(operator.clone())
+    );
+    assert_eq!(s.client(operator.id).await.unwrap(), None);
+    let imported = data.operators.iter().find(|o| o.id == UserId(21)).cloned();
+    assert_eq!(s.operator(UserId(21)).await.unwrap(), imported);
+    assert_eq!(s.operator(UserId(27)).await.unwrap(), None, "a client's id");
+    assert_eq!(s.operator(UserId(999_999)).await.unwrap(), None);
+    let err = s
+        .create_operator(NewOperator {
+            name: "Nobody".into(),
+            store_id: StoreId(999_999),
+            group: "sales".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound(_)), "{err:?}");
+}
+
+/// Clients: ids in the users' id space, emails unique case-insensitively (on create and on
+/// update, where a conflict changes nothing), zones that can be cleared.
+pub async fn clients(s: &dyn Storage) {
+    let data = demo_data();
+    s.import(&data).await.unwrap();
+    let paris = chrono_tz::Europe::Paris;
+    let ann = s
+        .create_client(NewClient {
+            name: "Ann Lee".into(),
+            email: address("Ann.Lee@Example.com"),
+            time_zone: Some(paris),
+        })
+        .await
+        .unwrap();
+    assert!(ann.id > top_user(&data), "{}", ann.id);
+    assert_eq!(
+        (ann.name.as_str(), ann.email.as_str(), ann.time_zone),
+        ("Ann Lee", "Ann.Lee@Example.com", Some(paris))
+    );
+    assert_eq!(ann.unsubscribed_at, None);
+    assert_eq!(s.client(ann.id).await.unwrap(), Some(ann.clone()));
+    assert_eq!(s.operator(ann.id).await.unwrap(), None);
+    let operator = s
+        .create_operator(NewOperator {
+            name: "Gus Hale".into(),
+            store_id: StoreId(1),
+            group: "sales".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        operator.id > ann.id,
+        "operators and clients share one id space"
+    );
+
+    for taken in ["ann.lee@example.COM", "JOHN.CARTER@example.com"] {
+        let err = s
+            .create_client(NewClient {
+                name: "Copy".into(),
+                email: address(taken),
+                time_zone: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Conflict(_)), "{taken}: {err:?}");
+    }
+    let found = s.client_by_email(&address("ANN.LEE@example.com")).await;
+    assert_eq!(found.unwrap(), Some(ann.clone()));
+    let found = s.client_by_email(&address("John.Carter@Example.Com")).await;
+    assert_eq!(found.unwrap().map(|c| c.id), Some(UserId(27)));
+    let found = s.client_by_email(&address("nobody@example.com")).await;
+    assert_eq!(found.unwrap(), None);
+
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let changes = ClientChanges {
+        name: Some("Ann Leigh".into()),
+        email: Some(address("ann@example.org")),
+        time_zone: Some(Some(tokyo)),
+    };
+    let updated = s.update_client(ann.id, changes).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.email.as_str(),
+            updated.time_zone
+        ),
+        ("Ann Leigh", "ann@example.org", Some(tokyo))
+    );
+    assert_eq!(s.client(ann.id).await.unwrap(), Some(updated.clone()));
+    let clear_zone = ClientChanges {
+        time_zone: Some(None),
+        ..ClientChanges::default()
+    };
+    let cleared = s.update_client(ann.id, clear_zone).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            cleared.name.as_str(),
+            cleared.email.as_str(),
+            cleared.time_zone
+        ),
+        ("Ann Leigh", "ann@example.org", None),
+        "only the zone changes"
+    );
+
+    let conflicting = ClientChanges {
+        name: Some("Someone Else".into()),
+        email: Some(address("John.Carter@example.com")),
+        time_zone: Some(Some(paris)),
+    };
+    let err = s.update_client(ann.id, conflicting).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        s.client(ann.id).await.unwrap(),
+        Some(cleared),
+        "a conflict changes nothing"
+    );
+    let own_email = ClientChanges {
+        email: Some(address("ANN@example.org")),
+        ..ClientChanges::default()
+    };
+    let recased = s.update_client(ann.id, own_email).await.unwrap().unwrap();
+    assert_eq!(
+        recased.email.as_str(),
+        "ANN@example.org",
+        "its own email is no conflict"
+    );
+    let freed = s
+        .create_client(NewClient {
+            name: "Another Ann".into(),
+            email: address("ann.lee@example.com"),
+            time_zone: None,
+        })
+        .await;
+    assert!(freed.is_ok(), "the old email is free again: {freed:?}");
+
+    let nothing = ClientChanges::default();
+    assert_eq!(
+        s.update_client(UserId(999_999), nothing.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.update_client(UserId(21), nothing).await.unwrap(),
+        None,
+        "an operator's id"
+    );
+    assert_eq!(s.client(UserId(999_999)).await.unwrap(), None);
+}
+
+/// Unsubscribing keeps the first instant.
+pub async fn unsubscribe_keeps_the_first_instant(s: &dyn Storage) {
+    s.import(&demo_data()).await.unwrap();
+    let first = t0();
+    let client = s.unsubscribe_client(UserId(27), first).await.unwrap();
+    assert_eq!(client.unwrap().unsubscribed_at, Some(first));
+    let later = t0() + Duration::hours(1);
+    let again = s.unsubscribe_client(UserId(27), later).await.unwrap();
+    assert_eq!(again.unwrap().unsubscribed_at, Some(first));
+    let client = s.client(UserId(27)).await.unwrap().unwrap();
+    assert_eq!(client.unsubscribed_at, Some(first));
+    let context = s.conversation(ConversationId(1)).await.unwrap().unwrap();
+    assert_eq!(context.client.unsubscribed_at, Some(first));
+    let other = s.client(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(other.unsubscribed_at, None);
+    assert_eq!(
+        s.unsubscribe_client(UserId(999_999), first).await.unwrap(),
+        None
+    );
+}
