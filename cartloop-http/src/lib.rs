@@ -17,6 +17,7 @@
 //! - [`tokens`]: signed reply addresses and unsubscribe links ([`tokens::SignedLinks`]).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 //! - [`SystemClock`]: the core's `Clock` on the system time and Tokio's timer.
+//! - `pages`: the operator console's files and the security headers of every page.
 //! - `chats`, `directory`, `email`, `ops`: the handlers; `api`: the JSON shapes.
 //!
 //! Around every request, matched or not: metrics and one log line, a panic guard (JSON
@@ -49,6 +50,7 @@ pub mod metrics;
 mod middleware;
 pub mod openapi;
 mod ops;
+mod pages;
 pub mod tokens;
 
 pub use clock::SystemClock;
@@ -215,27 +217,29 @@ fn routes() -> Routes {
         .add(M::GET, "/unsubscribe/{token}", email::unsubscribe_page)
         .add(M::POST, "/unsubscribe/{token}", email::unsubscribe)
         .add(M::POST, "/inbound/email/", email::inbound_email);
-    // The operator console: one page, no token needed to load it (its API calls need one).
-    for path in ["/", "/console", "/console/"] {
-        routes.router = routes.router.route(path, axum::routing::get(console_page));
+    // The operator console: its page, script and stylesheet, no token needed to load them
+    // (its API calls need one).
+    for path in pages::CONSOLE_PAGE_PATHS {
+        routes.router = routes
+            .router
+            .route(path, axum::routing::get(pages::console_page));
     }
+    routes.router = routes
+        .router
+        .route(
+            pages::CONSOLE_JS_PATH,
+            axum::routing::get(pages::console_js),
+        )
+        .route(
+            pages::CONSOLE_CSS_PATH,
+            axum::routing::get(pages::console_css),
+        );
     for variant in path_variants("/import_data/") {
         routes.router = routes
             .router
             .route(&variant, on(MethodFilter::HEAD, ops::refuse_head));
     }
     routes
-}
-
-/// The operator console page, embedded at compile time.
-async fn console_page() -> impl axum::response::IntoResponse {
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (axum::http::header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("../assets/console/index.html"),
-    )
 }
 
 /// Every route [`router`] serves.
