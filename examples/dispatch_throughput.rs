@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 conversation_id: ConversationId(1),
                 author_id: UserId(24),
                 payload: Payload::parse(
-                    &format!("Hi << username >>, message {n}: your code {{{{ discountCode }}}}"),
+                    &format!("Hi << username >>, message {n}, your code {{{{ discountCode }}}}"),
                     &ValidationPolicy::default(),
                 )?,
                 status: MessageStatus::New,

@@ -22,7 +22,8 @@
 //! - [`compose`]: the email that delivers a message; [`message_id`]: its `Message-ID`.
 //! - [`hourly_cap`]: how many emails a claim may take under the hourly cap.
 //! - `concurrent`: running a pass's sends, heartbeat and wake-ups on one task.
-//! - [`ports`]: the storage ports (one per concern), `Mailer`, `Links` and `Clock`.
+//! - [`ports`]: the storage ports (one per concern), `Mailer`, `Links` and `Clock`;
+//!   [`disk_fault`]: the cause a storage gives when its disk is full or failing.
 //! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
@@ -56,6 +57,7 @@ mod concurrent;
 pub mod conversations;
 pub mod demo;
 pub mod directory;
+pub mod disk_fault;
 pub mod dispatch;
 pub mod domain;
 pub mod email_address;

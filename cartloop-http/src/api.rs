@@ -243,9 +243,16 @@ impl From<&ConversationView> for ConversationResponse {
 /// `GET /healthz` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Health {
-    /// Always `ok`.
+    /// `ok`, or `degraded` while the storage answers reads but refuses writes.
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// The storage: `ok`, `full` (its disk has no space left) or `failing` (its disk
+    /// fails I/O). Writes are answered `503 storage_full` until it is `ok` again.
+    #[schema(example = "ok")]
+    pub storage: &'static str,
+    /// What is wrong, for people, when `status` is `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `GET /import_data/` answer: the demo data set's counts.

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use cartloop_core::chat::{ChatError, PostChatError};
 use cartloop_core::conversations::InvalidCursor;
 use cartloop_core::directory::DirectoryError;
+use cartloop_core::disk_fault::DiskFault;
 use cartloop_core::inbound::InboundError;
 use cartloop_core::ports::StorageError;
 use cartloop_core::validate::ValidationError;
@@ -28,6 +29,16 @@ pub struct ApiError {
     client_id: Option<i64>,
     cause: Option<String>,
 }
+
+/// How long a client is told to wait before retrying a write the full disk refused: an
+/// operator frees space in minutes, not milliseconds, and a shorter wait would only add
+/// load.
+pub const STORAGE_FULL_RETRY_AFTER_SECS: u32 = 30;
+
+/// Set on the response of a request refused because the storage's disk is full or
+/// failing, for the metrics layer to count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StorageFullAnswered;
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +176,19 @@ impl ApiError {
         e
     }
 
+    /// 503 `storage_full` with `Retry-After`: the storage cannot write to its disk (full or
+    /// failing), a passing fault; nothing was stored. `cause` is not logged per request:
+    /// the storage logs the fault, at most once a minute.
+    pub fn storage_full(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_full",
+            "the database's disk is full or failing: nothing was stored; retry later",
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+
     /// 500 `internal`: a bug or an unexpected storage failure. `cause` is logged.
     pub fn internal(cause: impl Into<String>) -> Self {
         let mut e = Self::new(
@@ -219,8 +243,11 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let storage_full = self.code == "storage_full";
         if let Some(cause) = &self.cause {
-            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            if storage_full {
+                tracing::debug!(code = self.code, %cause, "unavailable");
+            } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
                 tracing::warn!(code = self.code, %cause, "unavailable");
             } else {
                 tracing::error!(code = self.code, %cause, "internal error");
@@ -242,6 +269,13 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if storage_full {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORAGE_FULL_RETRY_AFTER_SECS),
+            );
+            response.extensions_mut().insert(StorageFullAnswered);
+        }
         response
     }
 }
@@ -251,6 +285,9 @@ impl From<StorageError> for ApiError {
         // The variants' texts are safe to show; the causes (database messages) are only
         // logged.
         match &e {
+            StorageError::Unavailable(_) if DiskFault::of(&e).is_some() => {
+                Self::storage_full(e.detail())
+            }
             StorageError::Unavailable(_) => Self::unavailable(e.detail()),
             StorageError::NotFound(_) => Self::not_found("not_found", e.to_string()),
             StorageError::Conflict(_) => Self::conflict("conflict", e.to_string()),
@@ -380,6 +417,24 @@ mod tests {
             assert!(status.is_server_error());
             assert!(!value.to_string().contains("password"), "{value}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_503_storage_full_with_retry_after() {
+        use cartloop_core::disk_fault::DiskFaultKind;
+        let e = DiskFault::new(DiskFaultKind::Full, "database or disk is full").into_error();
+        let response = ApiError::from(e).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        assert!(response.extensions().get::<StorageFullAnswered>().is_some());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["error"]["code"], "storage_full");
+        assert!(!value.to_string().contains("database or disk"), "{value}");
+        // Another unavailable storage stays a plain 503.
+        let (status, value) = body(StorageError::unavailable("pool timed out").into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(value["error"]["code"], "unavailable");
     }
 
     #[tokio::test]

@@ -16,6 +16,8 @@
 //! | `cartloop_emails_failed_total` | counter | |
 //! | `cartloop_emails_suppressed_total` | counter | |
 //! | `cartloop_dispatch_storage_errors_total` | counter | |
+//! | `cartloop_storage_disk_faults_total` | counter | |
+//! | `cartloop_storage_degraded` | gauge, read at scrape time | |
 //! | `cartloop_dispatch_lag_seconds` | histogram (`sentAt − sendAt`) | |
 //! | `cartloop_messages_waiting` | gauge, read at scrape time | |
 //! | `cartloop_oldest_due_message_age_seconds` | gauge, read at scrape time | |
@@ -62,6 +64,8 @@ struct Registry {
     emails_failed: AtomicU64,
     emails_suppressed: AtomicU64,
     dispatch_storage_errors: AtomicU64,
+    storage_disk_faults: AtomicU64,
+    storage_degraded: AtomicU64,
     dispatch_lag: Mutex<Histogram<14>>,
 }
 
@@ -128,6 +132,8 @@ impl Default for Registry {
             emails_failed: AtomicU64::new(0),
             emails_suppressed: AtomicU64::new(0),
             dispatch_storage_errors: AtomicU64::new(0),
+            storage_disk_faults: AtomicU64::new(0),
+            storage_degraded: AtomicU64::new(0),
             dispatch_lag: Mutex::new(Histogram::new(&LAG_BUCKETS)),
         }
     }
@@ -167,6 +173,22 @@ impl Metrics {
         self.inner
             .dispatch_storage_errors
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one API request answered `503 storage_full`, or one dispatcher storage call
+    /// that failed, because the database's disk is full or failing.
+    pub fn storage_disk_fault(&self) {
+        self.inner
+            .storage_disk_faults
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the storage is degraded (its disk refuses writes), as `/healthz` and the
+    /// scrape last found it.
+    pub fn storage_degraded(&self, degraded: bool) {
+        self.inner
+            .storage_degraded
+            .store(u64::from(degraded), Ordering::Relaxed);
     }
 
     /// The dispatch lag of a message due at `send_at` and sent at `sent_at`: zero if it
@@ -234,6 +256,11 @@ impl Metrics {
                 "Storage failures met by the dispatcher.",
                 &self.inner.dispatch_storage_errors,
             ),
+            (
+                "cartloop_storage_disk_faults_total",
+                "Requests answered 503 storage_full and dispatcher storage failures, because the database's disk is full or failing.",
+                &self.inner.storage_disk_faults,
+            ),
         ];
         for (name, help, value) in counters {
             header(&mut out, name, help, "counter");
@@ -247,6 +274,14 @@ impl Metrics {
             "histogram",
         );
         lag.render(&mut out, "cartloop_dispatch_lag_seconds", "");
+        header(
+            &mut out,
+            "cartloop_storage_degraded",
+            "1 while the database's disk refuses writes (full or failing), else 0.",
+            "gauge",
+        );
+        let degraded = self.inner.storage_degraded.load(Ordering::Relaxed);
+        let _ = writeln!(out, "cartloop_storage_degraded {degraded}");
         if let Some((backlog, now)) = backlog {
             header(
                 &mut out,
@@ -414,6 +449,24 @@ mod tests {
         assert!(text.contains("cartloop_oldest_due_message_age_seconds 90\n"));
         let text = Metrics::new().render(Some((Backlog::default(), now)));
         assert!(text.contains("cartloop_oldest_due_message_age_seconds 0\n"));
+    }
+
+    #[test]
+    fn disk_faults_are_counted_and_the_degraded_gauge_follows() {
+        let metrics = Metrics::new();
+        assert!(metrics
+            .render(None)
+            .contains("cartloop_storage_degraded 0\n"));
+        metrics.storage_disk_fault();
+        metrics.storage_disk_fault();
+        metrics.storage_degraded(true);
+        let text = metrics.render(None);
+        assert!(text.contains("cartloop_storage_disk_faults_total 2\n"));
+        assert!(text.contains("cartloop_storage_degraded 1\n"));
+        metrics.storage_degraded(false);
+        assert!(metrics
+            .render(None)
+            .contains("cartloop_storage_degraded 0\n"));
     }
 
     #[test]

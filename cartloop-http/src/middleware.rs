@@ -34,6 +34,13 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let status = response.status().as_u16();
     let route = route.unwrap_or(UNMATCHED);
     state.metrics.http_request(route, &method, status, elapsed);
+    if response
+        .extensions()
+        .get::<crate::error::StorageFullAnswered>()
+        .is_some()
+    {
+        state.metrics.storage_disk_fault();
+    }
     tracing::info!(
         %method,
         route,

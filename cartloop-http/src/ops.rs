@@ -9,21 +9,55 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cartloop_core::demo::demo_data;
+use cartloop_core::disk_fault::{DiskFault, DiskFaultKind};
 
-/// Liveness: answers 200 when the storage answers. Needs no token.
+/// Liveness: answers 200 when the storage answers, `degraded` while it answers reads but
+/// its disk refuses writes (full or failing: a passing fault that restarting would not
+/// fix, so the answer is still 200). Needs no token.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "Up", body = Health),
+        (status = 200, description = "Up (`status` `ok`), or up with writes refused (`degraded`)", body = Health),
         (status = 503, description = "`unavailable`: the storage does not answer", body = ErrorBody),
     )
 )]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state.storage.ping().await?;
-    Ok(Json(Health { status: "ok" }))
+    let health = storage_health(&state).await?;
+    Ok(Json(health))
+}
+
+/// The storage's health as `ping` finds it, also kept in the `cartloop_storage_degraded`
+/// gauge.
+async fn storage_health(state: &AppState) -> Result<Health, ApiError> {
+    let error = match state.storage.ping().await {
+        Ok(()) => {
+            state.metrics.storage_degraded(false);
+            return Ok(Health {
+                status: "ok",
+                storage: "ok",
+                message: None,
+            });
+        }
+        Err(e) => e,
+    };
+    let Some(fault) = DiskFault::of(&error) else {
+        return Err(error.into());
+    };
+    state.metrics.storage_degraded(true);
+    Ok(Health {
+        status: "degraded",
+        storage: match fault.kind() {
+            DiskFaultKind::Full => "full",
+            DiskFaultKind::Io => "failing",
+        },
+        message: Some(format!(
+            "{fault}: writes are refused (503 storage_full) until it takes them again; \
+             reads work"
+        )),
+    })
 }
 
 /// Loads the demo data set, idempotently: a second call inserts nothing.
@@ -91,6 +125,8 @@ pub(crate) async fn refuse_head() -> Response {
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    // Sets the degraded gauge; an unreachable storage shows in the backlog's absence.
+    let _ = storage_health(&state).await;
     let now = state.clock.now();
     let backlog = match state.storage.backlog(now).await {
         Ok(backlog) => Some((backlog, now)),

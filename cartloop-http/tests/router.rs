@@ -408,7 +408,10 @@ async fn unknown_routes_and_methods_are_json() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error(&body, "method_not_allowed");
     let (status, body) = app.send("GET", "/healthz", None).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "ok", "storage": "ok"}))
+    );
 }
 
 #[tokio::test]

@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// development and demos, where no SMTP server is needed.
 ///
 /// The file for message 7 is `message-7.eml`. It is written atomically — to a hidden
-/// temporary file in the same directory, flushed to disk, then renamed — so a reader never
-/// sees half a file, and sending the same message again replaces its file instead of adding
-/// a second one. The content is the message of [`build_message`](crate::build_message):
-/// exactly the bytes the SMTP mailer sends after `DATA` (before dot-stuffing).
+/// temporary file in the same directory, flushed to disk, renamed, and the directory
+/// flushed too — so a reader never sees half a file, a send reported done survives a power
+/// loss, and sending the same message again replaces its file instead of adding a second
+/// one. The content is the message of [`build_message`](crate::build_message): exactly the
+/// bytes the SMTP mailer sends after `DATA` (before dot-stuffing).
 ///
 /// Errors: an email [`build_message`](crate::build_message) refuses (an invalid address or
-/// `Message-ID`) is [`MailErrorKind::Permanent`]; any I/O error (disk full, permissions)
-/// is [`MailErrorKind::Transient`].
+/// `Message-ID`) is [`MailErrorKind::Permanent`]; any I/O error (a full disk, a read-only
+/// or missing directory, permissions) is [`MailErrorKind::Transient`]: the dispatcher
+/// retries it with backoff, by age, and a failed write leaves no file behind.
 ///
 /// [`MailErrorKind::Permanent`]: cartloop_core::ports::MailErrorKind::Permanent
 /// [`MailErrorKind::Transient`]: cartloop_core::ports::MailErrorKind::Transient
@@ -60,12 +62,14 @@ pub struct OutboxMailer {
 
 impl OutboxMailer {
     /// An outbox writing into `dir`, which is created (with its parents) if missing.
+    /// Temporary files a killed process left there (older than a minute) are removed.
     ///
     /// # Errors
     /// The directory cannot be created.
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        remove_stale_temporaries(&dir);
         Ok(Self { dir })
     }
 
@@ -90,7 +94,14 @@ impl Mailer for OutboxMailer {
         tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &content))
             .await
             .map_err(|e| MailError::transient(format!("outbox writer task failed: {e}")))?
-            .map_err(|e| MailError::transient(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| {
+                let why = if e.kind() == io::ErrorKind::StorageFull {
+                    "the outbox's disk is full: "
+                } else {
+                    ""
+                };
+                MailError::transient(format!("{why}cannot write {}: {e}", path.display()))
+            })?;
         tracing::debug!(path = %path.display(), "email written to the outbox");
         Ok(())
     }
@@ -119,17 +130,45 @@ fn write_atomically(dir: &Path, target: &Path, content: &[u8]) -> io::Result<()>
         let _ = std::fs::remove_file(&temp);
     }
     result?;
-    sync_dir(dir);
-    Ok(())
+    // Until the directory is on disk, a power loss may undo the rename: the send is not
+    // done (it is retried, and the retry replaces the file).
+    sync_dir(dir)
 }
 
-/// Makes the rename durable where the platform allows it; best effort, since the file's
-/// content is already on disk.
-fn sync_dir(dir: &Path) {
+/// Makes the rename durable where the platform allows it (some filesystems cannot sync a
+/// directory and say so: there is nothing more to do on those).
+fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
+    match std::fs::File::open(dir)?.sync_all() {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) => {}
+        other => other?,
     }
     #[cfg(not(unix))]
     let _ = dir;
+    Ok(())
+}
+
+/// Removes the temporary files of writes that never finished (a process killed mid-write),
+/// once they are old enough that no live write can still own them.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if name.starts_with(".message-") && name.ends_with(".tmp") && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

@@ -137,3 +137,114 @@ fn new_fails_when_the_directory_cannot_be_created() {
     std::fs::write(&file, b"x").unwrap();
     assert!(OutboxMailer::new(file.join("outbox")).is_err());
 }
+
+/// A tmpfs of `size` on a new temporary directory, unmounted when dropped; `None` (the
+/// reason printed) where this process may not mount. Under `CI=true` as root it must work.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Self { dir }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let root = std::fs::read_to_string("/proc/self/status")
+                    .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+                assert!(
+                    !(root && std::env::var("CI").as_deref() == Ok("true")),
+                    "CI as root must be able to mount a tmpfs: {why}"
+                );
+                eprintln!("skipped: cannot mount a small tmpfs here ({why})");
+                None
+            }
+        }
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full outbox disk, then a read-only one, fail sends transiently and leave no file, not
+/// even a partial one; once there is room again the same outbox writes.
+#[tokio::test]
+async fn a_full_or_read_only_outbox_is_transient_and_leaves_no_partial_file() {
+    let Some(fs) = SmallFilesystem::mount("256k") else {
+        return;
+    };
+    let outbox = OutboxMailer::new(fs.dir.path().join("outbox")).unwrap();
+    let filler = fs.dir.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        for chunk in [4096, 64, 1] {
+            while file.write_all(&vec![0u8; chunk]).is_ok() {}
+        }
+    }
+    let mut big = email(1);
+    big.body = "x".repeat(20_000);
+    let error = outbox.send(&big).await.unwrap_err();
+    assert_eq!(error.kind, MailErrorKind::Transient, "{error}");
+    assert!(error.message.contains("disk is full"), "{error}");
+    assert!(files(outbox.dir()).is_empty(), "{:?}", files(outbox.dir()));
+
+    std::fs::remove_file(&filler).unwrap();
+    outbox.send(&big).await.unwrap();
+    assert_eq!(files(outbox.dir()), ["message-1.eml"]);
+
+    fs.remount("ro");
+    let error = outbox.send(&email(2)).await.unwrap_err();
+    fs.remount("rw");
+    assert_eq!(error.kind, MailErrorKind::Transient, "{error}");
+    assert_eq!(files(outbox.dir()), ["message-1.eml"]);
+    outbox.send(&email(2)).await.unwrap();
+    assert_eq!(files(outbox.dir()), ["message-1.eml", "message-2.eml"]);
+}
+
+/// The temporary file of a write a killed process never finished is removed when an
+/// outbox opens the directory again, once it is old enough; a fresh one is left alone.
+#[test]
+fn stale_temporary_files_are_removed_when_the_outbox_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join(".message-3.eml.4242-0.tmp");
+    let fresh = dir.path().join(".message-4.eml.4242-1.tmp");
+    std::fs::write(&stale, b"half an em").unwrap();
+    std::fs::write(&fresh, b"half an em").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+    OutboxMailer::new(dir.path()).unwrap();
+    assert_eq!(
+        files(dir.path()),
+        [".message-4.eml.4242-1.tmp", "notes.txt"]
+    );
+}

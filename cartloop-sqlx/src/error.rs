@@ -1,19 +1,23 @@
 //! How sqlx errors become [`StorageError`]s: what a caller can act on, with the sqlx error
 //! kept as the cause (for logs) and never in the text an API caller sees.
 
+use cartloop_core::disk_fault::{DiskFault, DiskFaultKind};
 use cartloop_core::ports::StorageError;
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::migrate::MigrateError;
 
-/// Classifies a sqlx error: no connection (pool exhausted or closed, I/O, TLS, a database
-/// that is starting up, shutting down or overloaded, a busy SQLite file, a deadlock or
-/// serialization failure) is [`StorageError::Unavailable`], worth retrying; anything else is
-/// [`StorageError::Other`].
+/// Classifies a sqlx error: a disk that is full or fails is [`StorageError::Unavailable`]
+/// with a [`DiskFault`] cause; no connection (pool exhausted or closed, I/O, TLS, a
+/// database that is starting up, shutting down or overloaded, a busy SQLite file, a
+/// deadlock or serialization failure) is [`StorageError::Unavailable`], worth retrying;
+/// anything else is [`StorageError::Other`].
 ///
 /// Unique and foreign-key violations the caller expects are named by the caller instead
 /// (see [`conflict`] and [`violation`]): only it knows which entity is meant.
 pub(crate) fn storage_error(error: sqlx::Error) -> StorageError {
-    if is_unavailable(&error) {
+    if let Some(kind) = disk_fault(&error) {
+        DiskFault::new(kind, error).into_error()
+    } else if is_unavailable(&error) {
         StorageError::Unavailable(Box::new(error))
     } else {
         StorageError::Other(Box::new(error))
@@ -23,11 +27,13 @@ pub(crate) fn storage_error(error: sqlx::Error) -> StorageError {
 /// A failed migration: [`StorageError::Unavailable`] when the database could not be
 /// reached, [`StorageError::Other`] otherwise.
 pub(crate) fn migrate_error(error: MigrateError) -> StorageError {
-    let unavailable = match &error {
-        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => is_unavailable(e),
-        _ => false,
+    let cause = match &error {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => Some(e),
+        _ => None,
     };
-    if unavailable {
+    if let Some(kind) = cause.and_then(disk_fault) {
+        DiskFault::new(kind, error).into_error()
+    } else if cause.is_some_and(is_unavailable) {
         StorageError::Unavailable(Box::new(error))
     } else {
         StorageError::Other(Box::new(error))
@@ -66,6 +72,66 @@ pub(crate) fn not_found(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Erro
         Some(ErrorKind::ForeignKeyViolation) => StorageError::NotFound(what()),
         _ => storage_error(error),
     }
+}
+
+/// What each write of a failed group commit gets instead of the database's error, which
+/// only one of them could own: whether the group met a disk fault.
+#[derive(Debug)]
+pub(crate) struct GroupFailed {
+    pub(crate) disk: Option<DiskFaultKind>,
+}
+
+impl std::fmt::Display for GroupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.disk {
+            Some(DiskFaultKind::Full) => f.write_str("the group commit failed: the disk is full"),
+            Some(DiskFaultKind::Io) => f.write_str("the group commit failed: a disk I/O error"),
+            None => f.write_str("the group commit failed"),
+        }
+    }
+}
+
+impl std::error::Error for GroupFailed {}
+
+/// The disk fault a sqlx error reports: SQLite's `SQLITE_FULL` and the `SQLITE_IOERR`
+/// family, PostgreSQL's `disk_full` (53100) and `io_error` (58030), or a failed group
+/// commit that met one.
+pub(crate) fn disk_fault(error: &sqlx::Error) -> Option<DiskFaultKind> {
+    match error {
+        sqlx::Error::Database(db) => database_disk_fault(db.as_ref()),
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<GroupFailed>())
+            .and_then(|group| group.disk),
+        _ => None,
+    }
+}
+
+fn database_disk_fault(db: &dyn DatabaseError) -> Option<DiskFaultKind> {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return match pg.code() {
+            "53100" => Some(DiskFaultKind::Full),
+            "58030" => Some(DiskFaultKind::Io),
+            _ => None,
+        };
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        // The primary result code is the low byte of the extended one (SQLITE_IOERR_WRITE
+        // is 778 = 10 | 3 << 8).
+        let primary = sqlite
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff);
+        return match primary {
+            Some(13) => Some(DiskFaultKind::Full),
+            Some(10) => Some(DiskFaultKind::Io),
+            _ => None,
+        };
+    }
+    let _ = db;
+    None
 }
 
 fn is_unavailable(error: &sqlx::Error) -> bool {

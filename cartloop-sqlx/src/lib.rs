@@ -63,6 +63,8 @@ mod dialect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod fault;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_insert;
@@ -74,6 +76,8 @@ mod rows;
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod storage;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod tx;
 
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -124,11 +124,19 @@ impl Dialect for Sqlite {
         // as long as one of its connections. A file connection does not die behind our
         // back, so it is not pinged each time it is taken from the pool (a round trip to its
         // thread on every request).
+        //
+        // A connection whose sqlx transaction did not end cleanly (SQLite rolled it back
+        // itself after a full disk, so sqlx's ROLLBACK failed) is closed instead of being
+        // returned: sqlx would refuse every later transaction on it. The storage's own
+        // transactions never get there (`Tx`); this covers an embedder's, on `pool()`.
         let pool = PoolOptions::<Self>::new()
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .test_before_acquire(false);
+            .test_before_acquire(false)
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            });
         Ok((pool, options))
     }
 

@@ -1,11 +1,15 @@
 //! [`SqlStorage`]: the one [`Storage`] implementation, generic over its [`Dialect`].
 
 use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, GroupRead, OwnedParam, Param};
-use crate::error::{conflict, migrate_error, not_found, storage_error, violation};
+use crate::error::{
+    conflict, disk_fault, migrate_error, not_found, storage_error, violation, GroupFailed,
+};
+use crate::fault::FaultWatch;
 use crate::group::Queue;
 use crate::group_read::ReadKind;
 use crate::rows;
 use crate::sql::{self, LAST_CHAT, MESSAGE};
+use crate::tx::Tx;
 use crate::ACQUIRE_TIMEOUT;
 use async_trait::async_trait;
 use cartloop_core::active_hours::ActiveHours;
@@ -45,6 +49,8 @@ pub struct SqlStorage<D: Dialect> {
     /// Reads waiting for a grouped read, where the dialect has a group statement for them.
     reads: Arc<[Mutex<Queue<D>>; 2]>,
     due: Arc<DueWatch>,
+    /// Whether the disk took the last writes (see `ping`).
+    fault: Arc<FaultWatch>,
 }
 
 impl<D: Dialect> Clone for SqlStorage<D> {
@@ -56,6 +62,7 @@ impl<D: Dialect> Clone for SqlStorage<D> {
             inserts: self.inserts.clone(),
             reads: self.reads.clone(),
             due: self.due.clone(),
+            fault: self.fault.clone(),
         }
     }
 }
@@ -101,10 +108,15 @@ fn script(sql: &str, size: usize, params: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// The same failure for every write of a group whose transaction failed: the database's
-/// own error goes to the log, each caller gets an I/O error (unavailable: try again).
+/// own error goes to the log, each caller gets an I/O error (unavailable: try again) that
+/// says whether the disk was at fault. A disk fault is logged by the storage's
+/// [`FaultWatch`] instead, at most once a minute: it fails every group while it lasts.
 fn group_failed(error: &sqlx::Error) -> sqlx::Error {
-    tracing::warn!(%error, "group commit failed; none of its writes was stored");
-    sqlx::Error::Io(std::io::Error::other("the group commit failed"))
+    let disk = disk_fault(error);
+    if disk.is_none() {
+        tracing::warn!(%error, "group commit failed; none of its writes was stored");
+    }
+    sqlx::Error::Io(std::io::Error::other(GroupFailed { disk }))
 }
 
 impl<D: Dialect> std::fmt::Debug for SqlStorage<D> {
@@ -230,6 +242,7 @@ impl<D: Dialect> SqlStorage<D> {
             inserts: Arc::default(),
             reads: Arc::default(),
             due: Arc::new(DueWatch::default()),
+            fault: Arc::default(),
         }
     }
 
@@ -286,7 +299,16 @@ impl<D: Dialect> SqlStorage<D> {
 
     /// Runs a statement that reads.
     async fn read(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<DbRow<D>>, StorageError> {
-        fetch::<D>(&mut *self.connection().await?, sql, params).await
+        let rows = fetch::<D>(&mut *self.connection().await?, sql, params).await;
+        self.noted(rows)
+    }
+
+    /// `result`, after telling the fault watch about a disk fault in it.
+    fn noted<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(e) = &result {
+            self.fault.note(e);
+        }
+        result
     }
 
     /// Runs a statement that reads at most one row.
@@ -324,7 +346,25 @@ impl<D: Dialect> SqlStorage<D> {
     /// write that finds no commit in progress runs at once, alone: no timer. A statement
     /// that breaks a constraint fails alone (SQLite rolls back that statement only); any
     /// other failure fails the whole group, and nothing of it is stored.
+    ///
+    /// A write that stored a row tells the fault watch that the disk takes writes; one that
+    /// met a disk fault, that it does not.
     async fn write(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<DbRow<D>>, sqlx::Error> {
+        let result = self.write_unwatched(sql, params).await;
+        match &result {
+            Ok(rows) if !rows.is_empty() => self.fault.stored(),
+            Ok(_) => {}
+            Err(e) => self.fault.note_sqlx(e),
+        }
+        result
+    }
+
+    /// [`write`](Self::write), without telling the fault watch.
+    async fn write_unwatched(
         &self,
         sql: &'static str,
         params: &[Param<'_>],
@@ -367,8 +407,23 @@ impl<D: Dialect> SqlStorage<D> {
 
     /// Runs `group` in one transaction and answers each write after the commit.
     async fn commit_group(&self, group: Vec<GroupedWrite<D>>) {
-        let mut conn = match self.pool.acquire().await {
-            Ok(conn) => conn,
+        if group.len() == 1 {
+            // Alone: autocommit, no transaction statements around it.
+            for write in group {
+                let answer = match self.pool.acquire().await {
+                    Ok(mut conn) => {
+                        let params: Vec<Param<'_>> =
+                            write.params.iter().map(OwnedParam::as_param).collect();
+                        D::fetch(&mut conn, write.sql, &params).await
+                    }
+                    Err(e) => Err(group_failed(&e)),
+                };
+                let _ = write.done.send(answer);
+            }
+            return;
+        }
+        let mut tx = match Tx::<D>::begin(&self.pool, D::BEGIN_WRITE).await {
+            Ok(tx) => tx,
             Err(e) => {
                 for write in group {
                     let _ = write.done.send(Err(group_failed(&e)));
@@ -376,19 +431,8 @@ impl<D: Dialect> SqlStorage<D> {
                 return;
             }
         };
-        if group.len() == 1 {
-            // Alone: autocommit, no transaction statements around it.
-            for write in group {
-                let params: Vec<Param<'_>> =
-                    write.params.iter().map(OwnedParam::as_param).collect();
-                let _ = write
-                    .done
-                    .send(D::fetch(&mut conn, write.sql, &params).await);
-            }
-            return;
-        }
         let mut answers = Vec::with_capacity(group.len());
-        let mut failure = D::fetch(&mut conn, D::BEGIN_WRITE, &[]).await.err();
+        let mut failure = None;
         let mut start = 0;
         while failure.is_none() && start < group.len() {
             // Consecutive writes of one statement go to the database as one script of 2, 4,
@@ -403,7 +447,7 @@ impl<D: Dialect> SqlStorage<D> {
                 .iter()
                 .flat_map(|write| write.params.iter().map(OwnedParam::as_param))
                 .collect();
-            let (done, error) = D::fetch_each(&mut conn, &script, &params).await;
+            let (done, error) = D::fetch_each(tx.conn(), &script, &params).await;
             let completed = done.len();
             answers.extend(done.into_iter().map(Ok));
             match error {
@@ -421,9 +465,13 @@ impl<D: Dialect> SqlStorage<D> {
                 }
             }
         }
-        if failure.is_none() {
-            failure = D::fetch(&mut conn, "COMMIT", &[]).await.err();
-        }
+        let failure = match failure {
+            None => tx.commit().await.err(),
+            Some(e) => {
+                tx.rollback().await;
+                Some(e)
+            }
+        };
         match failure {
             None => {
                 for (write, answer) in group.into_iter().zip(answers) {
@@ -431,7 +479,6 @@ impl<D: Dialect> SqlStorage<D> {
                 }
             }
             Some(e) => {
-                let _ = D::fetch(&mut conn, "ROLLBACK", &[]).await;
                 for write in group {
                     let _ = write.done.send(Err(group_failed(&e)));
                 }
@@ -450,11 +497,9 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// Opens a transaction that writes, in this process's turn (held by the caller).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, D::Db>, StorageError> {
-        self.pool
-            .begin_with(D::BEGIN_WRITE)
-            .await
-            .map_err(storage_error)
+    async fn begin_write(&self) -> Result<Tx<D>, StorageError> {
+        let tx = Tx::begin(&self.pool, D::BEGIN_WRITE).await;
+        self.noted(tx.map_err(storage_error))
     }
 
     /// A committed write made a message due: wake this process's watchers and tell the
@@ -539,37 +584,44 @@ impl<D: Dialect> SqlStorage<D> {
     ) -> Result<(Vec<DbRow<D>>, HashMap<i64, DateTime<Utc>>), StorageError> {
         let _turn = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        let allowed = match limit.hourly_cap {
-            None => limit.batch,
-            Some(_) => {
-                // Capped claims count and claim in turn, so that together they stay under
-                // the cap.
-                if let Some(lock) = D::CAP_LOCK {
-                    fetch::<D>(&mut tx, lock, &[]).await?;
+        let claimed = async {
+            let allowed = match limit.hourly_cap {
+                None => limit.batch,
+                Some(_) => {
+                    // Capped claims count and claim in turn, so that together they stay
+                    // under the cap.
+                    if let Some(lock) = D::CAP_LOCK {
+                        fetch::<D>(tx.conn(), lock, &[]).await?;
+                    }
+                    let hour_ago = now - chrono::Duration::hours(1);
+                    let params = [hour_ago.into(), now.into()];
+                    let rows = fetch::<D>(tx.conn(), sql::CAP_USED, &params).await?;
+                    let row = rows
+                        .first()
+                        .ok_or_else(|| StorageError::other("no count"))?;
+                    limit.allowed(count::<D>(row, "used")?)
                 }
-                let hour_ago = now - chrono::Duration::hours(1);
-                let params = [hour_ago.into(), now.into()];
-                let rows = fetch::<D>(&mut tx, sql::CAP_USED, &params).await?;
-                let row = rows
-                    .first()
-                    .ok_or_else(|| StorageError::other("no count"))?;
-                limit.allowed(count::<D>(row, "used")?)
+            };
+            let mut due_at = HashMap::new();
+            if allowed == 0 {
+                return Ok((Vec::new(), due_at));
             }
-        };
-        let mut due_at = HashMap::new();
-        if allowed == 0 {
-            return Ok((Vec::new(), due_at));
-        }
-        let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
-        if let Some(sql) = D::CLAIM_DUE_AT {
-            for row in fetch::<D>(&mut tx, sql, &params[..2]).await? {
-                let id = rows::int::<D>(&row, "due_id")?;
-                due_at.insert(id, rows::time::<D>(&row, "due_at")?);
+            let params = [now.into(), i64::from(allowed).into(), lease_until.into()];
+            if let Some(sql) = D::CLAIM_DUE_AT {
+                for row in fetch::<D>(tx.conn(), sql, &params[..2]).await? {
+                    let id = rows::int::<D>(&row, "due_id")?;
+                    due_at.insert(id, rows::time::<D>(&row, "due_at")?);
+                }
             }
+            let rows = fetch::<D>(tx.conn(), D::CLAIM, &params).await?;
+            Ok((rows, due_at))
         }
-        let rows = fetch::<D>(&mut tx, D::CLAIM, &params).await?;
-        tx.commit().await.map_err(storage_error)?;
-        Ok((rows, due_at))
+        .await;
+        let claimed = self.noted(tx.finish(claimed).await)?;
+        if !claimed.0.is_empty() {
+            self.fault.stored();
+        }
+        Ok(claimed)
     }
 
     /// Inserts `data`'s rows that are not there yet; returns how many it inserted.
@@ -734,11 +786,15 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
         let rows = match D::SNAPSHOT_LOCK {
             None => self.read(sql::SNAPSHOT, &[]).await?,
             Some(lock) => {
-                let mut tx = self.pool.begin().await.map_err(storage_error)?;
-                fetch::<D>(&mut tx, lock, &[]).await?;
-                let rows = fetch::<D>(&mut tx, sql::SNAPSHOT, &[]).await?;
-                tx.commit().await.map_err(storage_error)?;
-                rows
+                let mut tx = Tx::<D>::begin(&self.pool, "BEGIN")
+                    .await
+                    .map_err(storage_error)?;
+                let rows = async {
+                    fetch::<D>(tx.conn(), lock, &[]).await?;
+                    fetch::<D>(tx.conn(), sql::SNAPSHOT, &[]).await
+                }
+                .await;
+                self.noted(tx.finish(rows).await)?
             }
         };
         let row = rows
@@ -857,7 +913,15 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
             new.idempotency_key.as_deref().into(),
         ];
         let inserted = match D::GROUP_INSERT {
-            Some(group_sql) => self.insert_grouped(group_sql, &params).await,
+            Some(group_sql) => {
+                let inserted = self.insert_grouped(group_sql, &params).await;
+                match &inserted {
+                    Ok(Some(_)) => self.fault.stored(),
+                    Ok(None) => {}
+                    Err(e) => self.fault.note_sqlx(e),
+                }
+                inserted
+            }
             None => {
                 (self.write(sql::INSERT_MESSAGE, &params).await).map(|rows| rows.into_iter().next())
             }
@@ -1120,10 +1184,8 @@ impl<D: Dialect> DispatchQueue for SqlStorage<D> {
                 i64::from(token.attempt).into(),
                 until.into(),
             ];
-            if !fetch::<D>(&mut conn, sql::RENEW_LEASE, &params)
-                .await?
-                .is_empty()
-            {
+            let rows = self.noted(fetch::<D>(&mut conn, sql::RENEW_LEASE, &params).await)?;
+            if !rows.is_empty() {
                 renewed.insert(token.message_id);
             }
         }
@@ -1201,14 +1263,21 @@ impl<D: Dialect> Admin for SqlStorage<D> {
     async fn import(&self, data: &Dataset) -> Result<ImportSummary, StorageError> {
         let _turn = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        if let Some(lock) = D::IMPORT_LOCK {
-            fetch::<D>(&mut tx, lock, &[]).await?;
+        let inserted = async {
+            if let Some(lock) = D::IMPORT_LOCK {
+                fetch::<D>(tx.conn(), lock, &[]).await?;
+            }
+            let inserted = Self::import_rows(tx.conn(), data).await?;
+            if let Some(bump) = D::AFTER_IMPORT {
+                fetch::<D>(tx.conn(), bump, &[]).await?;
+            }
+            Ok(inserted)
         }
-        let inserted = Self::import_rows(&mut tx, data).await?;
-        if let Some(bump) = D::AFTER_IMPORT {
-            fetch::<D>(&mut tx, bump, &[]).await?;
+        .await;
+        let inserted = self.noted(tx.finish(inserted).await)?;
+        if inserted > 0 {
+            self.fault.stored();
         }
-        tx.commit().await.map_err(storage_error)?;
         Ok(ImportSummary { inserted })
     }
 
@@ -1224,8 +1293,16 @@ impl<D: Dialect> Admin for SqlStorage<D> {
             .ok_or_else(|| StorageError::other(format!("secret {name:?} is NULL")))
     }
 
+    /// Reads; then, while the last writes met a full or failing disk and none has stored
+    /// anything since, [`StorageError::Unavailable`] with a
+    /// [`DiskFault`](cartloop_core::disk_fault::DiskFault) cause: the storage answers
+    /// reads but refuses writes.
     async fn ping(&self) -> Result<(), StorageError> {
-        self.read(sql::PING, &[]).await.map(drop)
+        self.read(sql::PING, &[]).await?;
+        match self.fault.degraded() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
     }
 }
 

@@ -313,3 +313,51 @@ async fn writers_that_give_up_leave_no_transaction_open() {
         .await
         .unwrap();
 }
+
+/// Claims and imports whose callers give up mid-transaction (a dispatcher stopped, a
+/// request timed out) leave no connection inside their transaction: the next writer is
+/// not locked out and every pooled connection opens a transaction again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_imports_dropped_mid_way_leave_no_transaction_open() {
+    let (a, _, _dir) = two_on_one_file().await;
+    a.import(&cartloop_core::demo::demo_data()).await.unwrap();
+    let now = chrono::Utc::now();
+    for n in 0..200 {
+        a.insert_message(scenarios::operator_message(&format!("m{n}"), now))
+            .await
+            .unwrap();
+    }
+    let data = cartloop_core::demo::demo_data();
+    for round in 0..200u64 {
+        let (a, data) = (a.clone(), data.clone());
+        let give_up = Duration::from_micros(20 * (round % 15));
+        let _ = tokio::time::timeout(give_up, async move {
+            if round % 2 == 0 {
+                let _ = a
+                    .claim_due(
+                        now + chrono::Duration::seconds(1),
+                        Duration::from_secs(30),
+                        cartloop_core::ports::ClaimLimit::batch(3),
+                    )
+                    .await;
+            } else {
+                let _ = a.import(&data).await;
+            }
+        })
+        .await;
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        a.claim_due(
+            now + chrono::Duration::seconds(1),
+            Duration::from_secs(30),
+            cartloop_core::ports::ClaimLimit::batch(1),
+        )
+        .await
+        .unwrap();
+        a.insert_message(scenarios::operator_message("after", now))
+            .await
+            .unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

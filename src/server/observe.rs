@@ -1,6 +1,11 @@
 //! What the dispatcher reports, logged (one line per email, with the cause of every
 //! failure) and counted in `/metrics`.
+//!
+//! A storage whose disk is full or failing fails every pass while it lasts; the storage
+//! itself logs that at most once a minute, so those failures are counted here but logged
+//! at debug level only.
 
+use cartloop_core::disk_fault::DiskFault;
 use cartloop_core::dispatch::{Event, Outcome};
 use cartloop_http::metrics::Metrics;
 
@@ -39,6 +44,23 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
         }
         Event::LostClaim { message, outcome } => {
             tracing::warn!(chat = %message.id, ?outcome, "result not recorded: the claim no longer holds");
+        }
+        Event::StorageRetry {
+            message,
+            action,
+            error,
+        } if DiskFault::of(error).is_some() => {
+            metrics.storage_disk_fault();
+            tracing::debug!(chat = %message, action, error = %error.detail(), "storage failed; retrying");
+        }
+        Event::StorageFailed {
+            message,
+            action,
+            error,
+        } if DiskFault::of(error).is_some() => {
+            metrics.dispatch_storage_error();
+            metrics.storage_disk_fault();
+            tracing::debug!(chat = ?message, action, error = %error.detail(), "storage failed: its disk is full or failing");
         }
         Event::StorageRetry {
             message,
