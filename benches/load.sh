@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test of the bundled server with wrk (Debian: apt-get install wrk): the figures of
-# issue 9's table, one line per figure.
+# the throughput targets of BENCHMARKS.md, one line per figure.
 #
 #   bash benches/load.sh                  # SQLite and PostgreSQL
 #   bash benches/load.sh sqlite           # one backend

@@ -1,4 +1,4 @@
-//! Flat cost at scale (issue 9): the storage operations a request or a dispatch pass makes,
+//! Flat cost at scale: the storage operations a request or a dispatch pass makes,
 //! on a fresh database (the demo data) and again with 1,000,000 messages stored over 10,000
 //! conversations, on SQLite and on PostgreSQL. Each figure at a million should stay within
 //! 20% of the fresh one.

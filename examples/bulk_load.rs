@@ -1,5 +1,5 @@
-//! Fills a cartloop database with many messages fast, for benches at scale (issue 9: "flat
-//! cost at a million messages"): the demo data, then `conversations` more conversations of
+//! Fills a cartloop database with many messages fast, for benches at scale (the cost of a
+//! request must stay flat at a million messages): the demo data, then `conversations` more conversations of
 //! store 1 (a client each, operator 24), then `messages` sent messages spread over them,
 //! inserted by the database itself in a few statements, not one request each.
 //!

@@ -54,7 +54,7 @@ fn main() {
         Utc.with_ymd_and_hms(2026, 11, 25, 14, 0, 0).unwrap()
     );
 
-    // An overnight window (SPEC §4): 21:00-08:00.
+    // An overnight window: 21:00-08:00.
     let night: ActiveHours = "21:00-08:00".parse().expect("a valid window");
     println!(
         "night window from 12:00Z in Berlin: {}",

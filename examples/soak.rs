@@ -1,4 +1,4 @@
-//! A soak under faults (issue 10), run by hand: real server binaries on one PostgreSQL
+//! A soak under faults, run by hand: real server binaries on one PostgreSQL
 //! database, sending through a real SMTP server, while their database connections and SMTP
 //! connections are cut at random moments. Not part of `cargo test`. See `RELIABILITY.md`.
 //!

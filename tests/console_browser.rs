@@ -1,4 +1,4 @@
-//! The operator console (issue 12) in a real browser: headless Chromium, driven over
+//! The operator console in a real browser: headless Chromium, driven over
 //! WebDriver by `chromedriver`, against the real server started in-process on SQLite and
 //! an outbox.
 //!
@@ -69,7 +69,7 @@ async fn the_console_asks_for_the_api_token_once() {
     app.stop().await;
 }
 
-/// The scenario of issue 12's "Done when", on a fresh database.
+/// A new operator's first session, on a fresh database.
 async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<()> {
     set_viewport(client, 1280, 800).await?;
     client.goto(&app.url("/")).await?;

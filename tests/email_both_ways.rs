@@ -1,4 +1,4 @@
-//! SPEC §8 end to end, on SQLite and on PostgreSQL, with a real SMTP server: an operator's
+//! Email both ways end to end, on SQLite and on PostgreSQL, with a real SMTP server: an operator's
 //! message is emailed to a demo client; the client's reply, built from that very email as
 //! Gmail, Outlook and Apple Mail quote it (`tests/replies/`), lands in the conversation as
 //! its new text only; forged and altered tokens are refused; the email's one-click
@@ -111,7 +111,7 @@ struct Original {
 }
 
 impl Original {
-    /// Reads the email to a client in `zone`, asserting it carries SPEC §8's headers.
+    /// Reads the email to a client in `zone`, asserting it carries the reply and unsubscribe headers.
     fn of(mail: &ReceivedMail, zone: Tz) -> Self {
         let email = mail.parse();
         let header = |name: &str| {

@@ -192,7 +192,9 @@ async fn an_smtp_outage_fails_nothing() {
         tokio::time::sleep(outage()).await;
         for chat in &chats {
             let (_, body) = server.get(&format!("/chat/{chat}/")).await;
-            assert_eq!(body["status"], "new", "{body}");
+            // Waiting for its next try, or in the middle of one: never failed, never sent.
+            let status = body["status"].as_str().unwrap_or_default();
+            assert!(["new", "sending"].contains(&status), "{body}");
             assert!(body["attempts"].as_u64().unwrap() >= 3, "{body}");
             assert!(
                 body["lastError"].as_str().unwrap().contains("451"),

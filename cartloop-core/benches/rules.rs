@@ -1,14 +1,19 @@
-//! Criterion benches of the core rules: payload validation, rendering and the send-instant
-//! rule. They build with `cartloop-core` alone, so they run without the adapters:
+//! Criterion benches of the core rules: payload validation, rendering, the send-instant
+//! rule and the delivery decision. They build with `cartloop-core` alone, so they run without the adapters:
 //!
 //! ```sh
 //! cargo bench -p cartloop-core --bench rules
 //! ```
 
 use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::calendar::Calendar;
+use cartloop_core::closures::Closures;
+use cartloop_core::delivery_policy::{decide, DeliveryInput, WaitingFor};
+use cartloop_core::frequency_cap::FrequencyCap;
+use cartloop_core::reply_grace::ReplyGrace;
 use cartloop_core::template::RenderValues;
 use cartloop_core::validate::{Payload, ValidationPolicy};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -88,5 +93,75 @@ fn scheduling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validation, rendering, scheduling);
+/// A message written at `now` to a client in Berlin, the store's cap 3 a day.
+fn facts<'a>(
+    now: DateTime<Utc>,
+    recent_sends: &'a [DateTime<Utc>],
+    calendar: &'a Calendar,
+    closures: &'a Closures,
+) -> DeliveryInput<'a> {
+    DeliveryInput {
+        now,
+        created_at: now,
+        send_at: None,
+        time_zone: chrono_tz::Europe::Berlin,
+        calendar,
+        closures,
+        frequency_cap: Some(FrequencyCap::new(3, "24h").unwrap()),
+        reply_grace: ReplyGrace::default(),
+        recent_sends,
+        last_received: None,
+    }
+}
+
+/// One decision for a typical store: a week of two windows a day, a short Saturday and a
+/// closed Sunday, two closures (Christmas and the new year), a cap of 3 a day, in Berlin.
+fn delivery(c: &mut Criterion) {
+    let calendar: Calendar =
+        r#"{"mon":["09:00-12:00","13:00-20:00"],"tue":["09:00-12:00","13:00-20:00"],
+        "wed":["09:00-12:00","13:00-20:00"],"thu":["09:00-12:00","13:00-20:00"],
+        "fri":["09:00-12:00","13:00-20:00"],"sat":["10:00-16:00"],"sun":[]}"#
+            .parse()
+            .unwrap();
+    let closures: Closures =
+        r#"[{"date":"2026-12-25"},{"from":"2026-12-31T18:00","to":"2027-01-02T09:00"}]"#
+            .parse()
+            .unwrap();
+    let utc = |m, d, h, min| Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap();
+    let two_sends = [utc(11, 24, 9, 0), utc(11, 25, 8, 0)];
+    let three_sends = [utc(11, 28, 9, 0), utc(11, 28, 9, 10), utc(11, 28, 9, 20)];
+    let input = |now, sends| facts(now, sends, &calendar, &closures);
+    // Wednesday 25 November 10:00 local: due.
+    let due = input(utc(11, 25, 9, 0), &two_sends);
+    // Wednesday 21:00: the next morning.
+    let evening = input(utc(11, 25, 20, 0), &two_sends);
+    // Saturday 28th 11:00, cap full: Sunday closed, so Monday 09:00.
+    let weekend_capped = input(utc(11, 28, 10, 0), &three_sends);
+    // Christmas Day: Saturday 26th 10:00.
+    let christmas = input(utc(12, 25, 9, 0), &two_sends);
+    // A reply at 21:00, the client wrote at 20:55.
+    let reply = DeliveryInput {
+        last_received: Some(utc(11, 25, 19, 55)),
+        ..evening
+    };
+    assert_eq!(decide(&due).waiting_for, None);
+    assert_eq!(decide(&evening).waiting_for, Some(WaitingFor::ActiveHours));
+    assert_eq!(decide(&weekend_capped).at, utc(11, 30, 8, 0));
+    assert_eq!(decide(&christmas).waiting_for, Some(WaitingFor::Closure));
+    assert_eq!(decide(&reply).waiting_for, None);
+    let mut group = c.benchmark_group("delivery_policy");
+    group.throughput(Throughput::Elements(1));
+    for (name, facts) in [
+        ("due_week_2_closures_cap", &due),
+        ("evening_week_2_closures_cap", &evening),
+        ("weekend_capped_week_2_closures_cap", &weekend_capped),
+        ("christmas_week_2_closures_cap", &christmas),
+        ("reply_week_2_closures_cap", &reply),
+    ] {
+        group.bench_function(name, |b| b.iter(|| decide(black_box(facts))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation, rendering, scheduling, delivery);
 criterion_main!(benches);

@@ -216,7 +216,8 @@ fn local_seconds(t: DateTime<Utc>, offset: i32) -> u32 {
     local.rem_euclid(i64::from(DAY)) as u32
 }
 
-fn offset_seconds(tz: Tz, t: DateTime<Utc>) -> i32 {
+/// The UTC offset of zone `tz` at instant `t`, in seconds.
+pub(crate) fn offset_seconds(tz: Tz, t: DateTime<Utc>) -> i32 {
     tz.offset_from_utc_datetime(&t.naive_utc())
         .fix()
         .local_minus_utc()
@@ -224,7 +225,12 @@ fn offset_seconds(tz: Tz, t: DateTime<Utc>) -> i32 {
 
 /// An instant in `(from, to]` where the offset first differs from `offset`, to the second.
 /// Time-zone transitions fall on whole seconds.
-fn next_transition(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>, offset: i32) -> DateTime<Utc> {
+pub(crate) fn next_transition(
+    tz: Tz,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    offset: i32,
+) -> DateTime<Utc> {
     let mut lo = from.timestamp();
     let mut hi = to.timestamp() + i64::from(to.nanosecond() > 0);
     while hi - lo > 1 {

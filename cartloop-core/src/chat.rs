@@ -150,7 +150,7 @@ pub async fn draft_chat(
     })
 }
 
-/// Validates and stores a message (SPEC §3–4): see [`draft_chat`] for the checks. Nothing is
+/// Validates and stores a message: see [`draft_chat`] for the checks. Nothing is
 /// stored when an error is returned.
 ///
 /// # Errors

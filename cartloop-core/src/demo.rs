@@ -1,4 +1,4 @@
-//! The demo data set (SPEC §5), as data, so every storage imports exactly the same rows.
+//! The demo data set, as data, so every storage imports exactly the same rows.
 //!
 //! Ids start at 1. Operators and clients share one id space: 21–25 are operators, 1–20 and
 //! 26–28 clients. Conversation 1 is the original task's sample conversation (operator 24,

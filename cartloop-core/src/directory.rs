@@ -1,4 +1,4 @@
-//! Stores, operators, clients and conversations (SPEC §7): creating and changing them, every
+//! Stores, operators, clients and conversations: creating and changing them, every
 //! field checked before anything is stored.
 
 use crate::active_hours::ActiveHours;
@@ -307,7 +307,7 @@ pub async fn set_conversation_status(
     }
 }
 
-/// Records that a client unsubscribed (SPEC §8); the first instant is kept.
+/// Records that a client unsubscribed; the first instant is kept.
 ///
 /// # Errors
 /// [`DirectoryError::NotFound`]; storage failures.

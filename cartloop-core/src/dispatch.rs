@@ -1,4 +1,4 @@
-//! The dispatch rules (SPEC §4): claim due messages with a lease, re-check the window,
+//! The dispatch rules: claim due messages with a lease, re-check the window,
 //! render, send, and record the result of each message as soon as it is known.
 //!
 //! [`Dispatcher::run`] is the loop a server runs (one per worker): a pass, then sleep until
@@ -67,7 +67,7 @@ pub struct DispatchConfig {
     /// Longest retry delay.
     pub backoff_max: Duration,
     /// A message is given up (`failed`) once its next try would come this long after its
-    /// `send_at` (SPEC §6 `MAX_MESSAGE_AGE`). Every message is tried at least once.
+    /// `send_at` (the server's `MAX_MESSAGE_AGE`). Every message is tried at least once.
     pub max_message_age: Duration,
     /// At most this many emails per rolling hour (`None`: no cap). The storage enforces it
     /// while claiming, so it holds across the tasks, processes and servers that share one
@@ -288,7 +288,7 @@ impl Dispatcher {
         }
     }
 
-    /// Gives every email the `Reply-To` and unsubscribe headers of SPEC §8.
+    /// Gives every email the `Reply-To` and unsubscribe headers (a signed reply address, one-click unsubscribe).
     pub fn with_links(mut self, links: Arc<dyn Links>) -> Self {
         self.links = Some(links);
         self

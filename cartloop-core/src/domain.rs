@@ -1,4 +1,4 @@
-//! The entities of SPEC §2: stores, operators, clients, conversations and messages.
+//! The entities: stores, operators, clients, conversations and messages.
 
 use crate::active_hours::ActiveHours;
 use crate::email_address::EmailAddress;
@@ -49,7 +49,7 @@ pub struct Client {
     pub email: EmailAddress,
     /// The client's IANA time zone, if known.
     pub time_zone: Option<Tz>,
-    /// When the client unsubscribed (SPEC §8); `None` while subscribed. An unsubscribed
+    /// When the client unsubscribed; `None` while subscribed. An unsubscribed
     /// client gets no more email: new operator messages are refused and waiting ones are
     /// `suppressed` at send time.
     pub unsubscribed_at: Option<DateTime<Utc>>,

@@ -1,4 +1,4 @@
-//! A client's reply by email (SPEC §8): matched to its conversation and stored as a
+//! A client's reply by email: matched to its conversation and stored as a
 //! `received` chat. Parsing the raw email (MIME, quotes, signatures) is the mail adapter's
 //! work (`cartloop_mail::inbound`); this module holds the rules.
 
@@ -89,7 +89,7 @@ pub async fn match_conversation(
 }
 
 /// Stores a client's reply in its conversation as a `received` chat written by the
-/// conversation's client. Replies are not held to the payload rules (SPEC §8), but control
+/// conversation's client. Replies are not held to the payload rules, but control
 /// and invisible characters are dropped (a NUL cannot even be stored by PostgreSQL) and the
 /// text is cut at [`MAX_REPLY_CHARS`]. A reply to a resolved conversation is stored too, and
 /// reopens it: the client's words are never dropped, and the operator sees them in the open

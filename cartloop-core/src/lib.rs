@@ -14,6 +14,15 @@
 //! - [`template`]: templates parsed once into segments and rendered per conversation.
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
 //! - [`rules`]: what a deployment sets once (validation, the default window).
+//! - [`delivery_policy`]: when a message may go, one decision over the rules below, and
+//!   which of them holds it now:
+//!   - [`calendar`]: the week's windows per day (or one window every day), across DST.
+//!   - [`closures`]: local days and stretches when a store sends nothing.
+//!   - [`frequency_cap`]: at most N emails to one client in any rolling span.
+//!   - [`reply_grace`]: whether a message answers a client who is writing right now.
+//!   - [`send_at`]: a requested send instant, no more than a minute back or 90 days ahead.
+//!   - `duration_text`: spans written `90m`, `24h`, `7d`.
+//!   - [`json`]: settings read from JSON with typed errors naming the part at fault.
 //! - [`directory`]: creating and changing stores, operators, clients and conversations.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`conversations`]: the conversations list, paged stably while chats arrive.
@@ -51,22 +60,30 @@
 
 pub mod access;
 pub mod active_hours;
+pub mod calendar;
 pub mod chat;
+pub mod closures;
 pub mod compose;
 mod concurrent;
 pub mod conversations;
+pub mod delivery_policy;
 pub mod demo;
 pub mod directory;
 pub mod disk_fault;
 pub mod dispatch;
 pub mod domain;
+mod duration_text;
 pub mod email_address;
+pub mod frequency_cap;
 pub mod hourly_cap;
 pub mod ids;
 pub mod inbound;
+pub mod json;
 pub mod message_id;
 pub mod ports;
+pub mod reply_grace;
 pub mod rules;
+pub mod send_at;
 pub mod template;
 pub mod text;
 pub mod validate;

@@ -5,7 +5,7 @@
 use crate::active_hours::ActiveHours;
 use crate::validate::ValidationPolicy;
 
-/// The deployment's rules. The defaults are SPEC §3–4's.
+/// The deployment's rules. The defaults: the original API's payload rules and a 09:00-20:00 window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Length and characters of payloads.

@@ -1,4 +1,4 @@
-//! Payload validation (SPEC §3): length, character set and placeholders, checked before
+//! Payload validation: length, character set and placeholders, checked before
 //! anything is stored.
 //!
 //! Positions in errors are 0-based character indexes into the payload as written.
@@ -93,7 +93,8 @@ impl Default for Charset {
     }
 }
 
-/// What a payload must satisfy. The defaults are SPEC §3's.
+/// What a payload must satisfy. The defaults: 1 to 299 characters of the original API's
+/// set, plus `.`, `,` and newline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationPolicy {
     /// Longest payload, and longest rendered text, in characters.
@@ -297,7 +298,7 @@ impl Payload {
     }
 
     /// Text that is never rendered, kept as it is: a client's reply received by email
-    /// (SPEC §8), which is not held to the payload rules.
+    ///, which is not held to the payload rules.
     pub fn text(raw: &str) -> Self {
         Self {
             template: Template::literal(raw),

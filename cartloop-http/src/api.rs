@@ -1,4 +1,4 @@
-//! The JSON shapes of SPEC §5 and §7: camelCase, timestamps RFC 3339 in UTC.
+//! The API's JSON shapes: camelCase, timestamps RFC 3339 in UTC.
 //!
 //! Request bodies must be JSON objects (see [`Object`]); the §7 bodies refuse unknown
 //! fields, so that a misspelt field (`timezone`) is an error rather than silently ignored.
@@ -175,7 +175,7 @@ impl ChatResponse {
     }
 }
 
-/// A conversation with a page of its chats, oldest first (SPEC §5).
+/// A conversation with a page of its chats, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConversationResponse {
@@ -401,7 +401,7 @@ impl From<Store> for StoreCreated {
     }
 }
 
-/// A store as `GET` and `PATCH /store/{id}/` answer it (SPEC §7).
+/// A store as `GET` and `PATCH /store/{id}/` answer it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StoreResponse {

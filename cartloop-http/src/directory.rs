@@ -1,4 +1,4 @@
-//! The operator API's directory (SPEC §7): stores, operators, clients and conversations.
+//! The operator API's directory: stores, operators, clients and conversations.
 //!
 //! Fields the core takes as parsed values (zones, emails, windows) are parsed here, each
 //! refusal a 422 naming the field; the core checks the rest.

@@ -1,4 +1,4 @@
-//! Email both ways (SPEC §8): one-click unsubscribe and clients' replies.
+//! Email both ways: one-click unsubscribe and clients' replies.
 //!
 //! - `GET /unsubscribe/{token}` shows a page with a confirm button and changes nothing
 //!   (link scanners follow GETs); `POST` unsubscribes. No bearer token: the signed token is

@@ -1,12 +1,14 @@
 //! # cartloop-http
 //!
-//! cartloop's HTTP API (SPEC §5, §7, §8) as an axum router over the core's ports. Serving
+//! cartloop's HTTP API — conversations and chats, the operator API, email both ways — as
+//! an axum router over the core's ports. Serving
 //! is the caller's business: build the router with [`router`] and hand it to `axum::serve`,
 //! or drive it in tests with `tower::ServiceExt::oneshot`.
 //!
 //! # Layout
-//! - [`router`], [`AppState`] and [`route_table`]: the routes, each with and without its
-//!   trailing slash.
+//! - `routes`: the one list of routes, each added by its OpenAPI annotation; from it come
+//!   [`router`] (every path with and without its trailing slash), [`route_table`] and
+//!   [`openapi_document`]. [`AppState`]: what the handlers share.
 //! - [`error`]: [`ApiError`], the one error type; every error is
 //!   `{"error":{"code","message",...}}`.
 //! - [`extract`]: extractors whose rejections are `ApiError`s.
@@ -15,9 +17,11 @@
 //! - [`credentials`]: API keys, session tokens, password hashing (Argon2id) and webhook
 //!   secrets: making them, and checking what a request presents.
 //! - [`tokens`]: signed reply addresses and unsubscribe links ([`tokens::SignedLinks`]).
-//! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
-//! - [`SystemClock`]: the core's `Clock` on the system time and Tokio's timer.
-//! - `pages`: the operator console's files and the security headers of every page.
+//! - `openapi`: what the OpenAPI 3.1 document says of the whole API (description, tags,
+//!   errors, security); `console`: the operator console's page, script and stylesheet;
+//!   `pages`: the security headers of every page (console and unsubscribe).
+//! - [`SystemClock`] (`clock`): the core's `Clock` on the system time and Tokio's timer.
+//! - `middleware`: what runs around every request (below).
 //! - `chats`, `directory`, `email`, `ops`: the handlers; `api`: the JSON shapes.
 //!
 //! Around every request, matched or not: metrics and one log line, a panic guard (JSON
@@ -41,6 +45,7 @@
 mod api;
 mod chats;
 mod clock;
+mod console;
 pub mod credentials;
 mod directory;
 mod email;
@@ -48,18 +53,17 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod middleware;
-pub mod openapi;
+mod openapi;
 mod ops;
 mod pages;
+mod routes;
 pub mod tokens;
 
 pub use clock::SystemClock;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::RouteInfo;
 
-use axum::handler::Handler;
-use axum::http::Method;
-use axum::routing::{on, MethodFilter};
 use axum::{middleware as mw, Router};
 use cartloop_core::inbound::InboundEmail;
 use cartloop_core::ports::{Clock, Links, Storage};
@@ -97,7 +101,7 @@ pub struct AppState {
     /// Longest a request may take: a body still arriving then is answered 408, anything
     /// else 503.
     pub request_timeout: Duration,
-    /// Signs and checks reply addresses and unsubscribe links (SPEC §8); `None`: every
+    /// Signs and checks reply addresses and unsubscribe links; `None`: every
     /// unsubscribe token is refused and replies are matched by their references only.
     pub links: Option<Arc<dyn Links>>,
     /// Parses the raw emails of `POST /inbound/email/`; `None`: that route answers 501.
@@ -135,113 +139,6 @@ impl AppState {
     }
 }
 
-/// One route the router serves: a path template (its trailing-slash form; the router
-/// serves it without the slash too) and a method. `HEAD` of a `GET` route is answered as
-/// axum does, and not listed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RouteInfo {
-    /// E.g. `/conversation/{id}/`.
-    pub path: &'static str,
-    /// E.g. `GET`.
-    pub method: Method,
-}
-
-/// Builds the router and, route by route, the table of what it serves.
-struct Routes {
-    router: Router<AppState>,
-    table: Vec<RouteInfo>,
-}
-
-impl Routes {
-    fn new() -> Self {
-        Self {
-            router: Router::new(),
-            table: Vec::new(),
-        }
-    }
-
-    /// Serves `method path` (with and without its trailing slash) with `handler`.
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
-        for variant in path_variants(path) {
-            self.router = self.router.route(&variant, on(filter, handler.clone()));
-        }
-        self.table.push(RouteInfo { path, method });
-        self
-    }
-}
-
-/// `path` and the same path with its trailing slash toggled.
-fn path_variants(path: &str) -> [String; 2] {
-    let other = match path.strip_suffix('/') {
-        Some(bare) => bare.to_owned(),
-        None => format!("{path}/"),
-    };
-    [path.to_owned(), other]
-}
-
-fn routes() -> Routes {
-    use Method as M;
-    let mut routes = Routes::new()
-        // §5
-        .add(M::GET, "/healthz", ops::healthz)
-        .add(M::GET, "/conversation/{id}/", chats::get_conversation)
-        .add(M::POST, "/chat/", chats::post_chat_handler)
-        .add(M::GET, "/import_data/", ops::import_data)
-        .add(M::POST, "/import_data/", ops::import_data_post)
-        // §7
-        .add(M::POST, "/stores/", directory::create_store)
-        .add(M::GET, "/store/{id}/", directory::get_store)
-        .add(M::PATCH, "/store/{id}/", directory::patch_store)
-        .add(M::POST, "/operators/", directory::create_operator)
-        .add(M::POST, "/clients/", directory::create_client)
-        .add(M::PATCH, "/client/{id}/", directory::patch_client)
-        .add(M::POST, "/conversations/", directory::create_conversation)
-        .add(M::GET, "/conversations/", directory::list_conversations)
-        .add(
-            M::PATCH,
-            "/conversation/{id}/",
-            directory::patch_conversation,
-        )
-        .add(M::GET, "/chat/{id}/", chats::get_chat)
-        .add(M::DELETE, "/chat/{id}/", chats::cancel)
-        .add(M::POST, "/chat/{id}/retry/", chats::retry)
-        .add(M::POST, "/chat/preview/", chats::preview)
-        .add(M::GET, "/openapi.json", ops::openapi_json)
-        .add(M::GET, "/metrics", ops::metrics)
-        // §8
-        .add(M::GET, "/unsubscribe/{token}", email::unsubscribe_page)
-        .add(M::POST, "/unsubscribe/{token}", email::unsubscribe)
-        .add(M::POST, "/inbound/email/", email::inbound_email);
-    // The operator console: its page, script and stylesheet, no token needed to load them
-    // (its API calls need one).
-    for path in pages::CONSOLE_PAGE_PATHS {
-        routes.router = routes
-            .router
-            .route(path, axum::routing::get(pages::console_page));
-    }
-    routes.router = routes
-        .router
-        .route(
-            pages::CONSOLE_JS_PATH,
-            axum::routing::get(pages::console_js),
-        )
-        .route(
-            pages::CONSOLE_CSS_PATH,
-            axum::routing::get(pages::console_css),
-        );
-    for variant in path_variants("/import_data/") {
-        routes.router = routes
-            .router
-            .route(&variant, on(MethodFilter::HEAD, ops::refuse_head));
-    }
-    routes
-}
-
 /// Every route [`router`] serves.
 ///
 /// ```
@@ -249,7 +146,13 @@ fn routes() -> Routes {
 /// assert!(routes.iter().any(|r| r.path == "/chat/" && r.method == "POST"));
 /// ```
 pub fn route_table() -> Vec<RouteInfo> {
-    routes().table
+    routes::routes().table
+}
+
+/// The OpenAPI 3.1 document of every route [`router`] serves (what `GET /openapi.json`
+/// answers).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document_with(routes::paths())
 }
 
 /// `GET /metrics` alone, without the API token: for a separate metrics address that only
@@ -276,7 +179,7 @@ pub fn metrics_router(state: AppState) -> Router {
 /// The API's router: every route of [`route_table`], and the layers the crate docs
 /// describe.
 pub fn router(state: AppState) -> Router {
-    routes()
+    routes::routes()
         .router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

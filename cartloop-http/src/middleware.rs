@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Routes that need no bearer token: the health check, and the unsubscribe links, whose
-/// signed token is the credential (SPEC §5, §8).
+/// signed token is the credential.
 const PUBLIC: [&str; 2] = ["/healthz", "/unsubscribe/{token}"];
 
 /// Counts and logs every request, by route template.
@@ -61,7 +61,7 @@ fn canonical(matched: &str) -> &'static str {
         crate::route_table()
             .into_iter()
             .flat_map(|route| {
-                crate::path_variants(route.path)
+                crate::routes::path_variants(route.path)
                     .into_iter()
                     .map(move |variant| (variant, route.path))
             })
@@ -89,7 +89,7 @@ pub(crate) async fn authorize(
         return next.run(request).await;
     };
     let public = request.extensions().get::<MatchedPath>().is_some_and(|m| {
-        PUBLIC.contains(&canonical(m.as_str())) || crate::pages::is_console_file(m.as_str())
+        PUBLIC.contains(&canonical(m.as_str())) || crate::console::is_console_file(m.as_str())
     });
     if public {
         return next.run(request).await;

@@ -1,11 +1,8 @@
-//! The OpenAPI 3.1 document of the API, generated from the handlers' annotations
-//! (`utoipa`). `GET /openapi.json` serves it; a test checks that it lists every route the
-//! router serves.
+//! The OpenAPI 3.1 document's parts that hold for the whole API: its description, tags,
+//! the shared error shape and the security scheme. The paths come from the route list
+//! (`routes.rs`), which `GET /openapi.json` serves with these.
 
 use crate::error::ErrorBody;
-use crate::{chats, directory, email, ops};
-use axum::body::Bytes;
-use std::sync::OnceLock;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -17,38 +14,13 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "cartloop",
         description = "Conversational-commerce messaging: operators write templated messages \
-                       to a store's clients, emailed only during the client's active hours \
-                       (SPEC §5, §7, §8). JSON in camelCase, timestamps RFC 3339 in UTC; \
+                       to a store's clients, emailed only during the client's active hours; \
+                       clients reply by email and unsubscribe with one click. JSON in \
+                       camelCase, timestamps RFC 3339 in UTC; \
                        every path also works without its trailing slash. Every error is \
                        `{\"error\":{\"code\",\"message\"}}`."
     ),
-    paths(
-        ops::healthz,
-        ops::metrics,
-        ops::openapi_json,
-        ops::import_data,
-        ops::import_data_post,
-        chats::get_conversation,
-        chats::post_chat_handler,
-        chats::preview,
-        chats::get_chat,
-        chats::cancel,
-        chats::retry,
-        directory::create_store,
-        directory::get_store,
-        directory::patch_store,
-        directory::create_operator,
-        directory::create_client,
-        directory::patch_client,
-        directory::create_conversation,
-        directory::list_conversations,
-        directory::patch_conversation,
-        email::unsubscribe_page,
-        email::unsubscribe,
-        email::inbound_email,
-    ),
     components(schemas(ErrorBody)),
-    modifiers(&Conventions),
     security(("bearer" = [])),
     tags(
         (name = "conversations", description = "Conversations and their chats"),
@@ -108,20 +80,11 @@ impl Modify for Conventions {
     }
 }
 
-/// The document.
-pub fn document() -> Document {
-    ApiDoc::openapi()
-}
-
-/// The document as JSON, built once (clones share the bytes).
-pub(crate) fn document_json() -> Bytes {
-    static JSON: OnceLock<Bytes> = OnceLock::new();
-    JSON.get_or_init(|| {
-        Bytes::from(
-            document()
-                .to_json()
-                .expect("the OpenAPI document serializes"),
-        )
-    })
-    .clone()
+/// The document with these `paths` (the routes', see `routes.rs`), and what holds for
+/// every operation.
+pub(crate) fn document_with(paths: utoipa::openapi::path::Paths) -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.paths = paths;
+    Conventions.modify(&mut doc);
+    doc
 }

@@ -146,24 +146,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// This API's OpenAPI 3.1 document, generated from the code.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "service",
-    responses((status = 200, description = "OpenAPI 3.1 document", body = serde_json::Value, content_type = "application/json"))
-)]
-pub(crate) async fn openapi_json() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        crate::openapi::document_json(),
-    )
-        .into_response()
-}
-
 /// The answer for a path no route matches.
 pub(crate) async fn not_found(request: Request) -> ApiError {
     ApiError::not_found(

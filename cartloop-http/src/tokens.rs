@@ -1,4 +1,4 @@
-//! Signed tokens for replies and unsubscribe links (SPEC §8), and [`SignedLinks`], the
+//! Signed tokens for replies and unsubscribe links, and [`SignedLinks`], the
 //! server's [`Links`].
 //!
 //! A token names what it is for, which row, and carries an HMAC-SHA256 of both under the

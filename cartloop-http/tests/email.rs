@@ -1,4 +1,4 @@
-//! SPEC §8 over HTTP: one-click unsubscribe and clients' replies by email.
+//! Email both ways over HTTP: one-click unsubscribe and clients' replies by email.
 //!
 //! The server parses raw emails with `cartloop_mail::inbound::parse_reply`; these tests
 //! plug in a small stand-in that reads a few headers and takes the rest as the text, since

@@ -1,4 +1,4 @@
-//! SPEC §7, the operator API: directory, the conversations list, and reading, cancelling,
+//! The operator API: directory, the conversations list, and reading, cancelling,
 //! retrying and previewing chats. Driven with `oneshot` over the in-memory storage with the
 //! demo data at 2026-11-25 15:00Z.
 
@@ -171,7 +171,7 @@ async fn a_store_window_is_set_cleared_and_used() {
     let (_, body) = app.send("GET", "/store/3/", None).await;
     assert_eq!(body["activeHours"], Value::Null);
 
-    // SPEC §4: 24:00 as an end, and windows that wrap midnight.
+    // 24:00 as an end, and windows that wrap midnight.
     for hours in ["00:00-24:00", "21:00-08:00"] {
         let (status, body) = patch(&app, "/store/3/", json!({"activeHours": hours})).await;
         assert_eq!(

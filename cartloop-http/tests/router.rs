@@ -1,4 +1,4 @@
-//! SPEC §5's routes, status codes and JSON shapes, and what holds for every route: auth,
+//! The original API's routes, status codes and JSON shapes, and what holds for every route: auth,
 //! time limits, unknown routes, metrics and the OpenAPI document. Driven with `oneshot`.
 
 mod common;

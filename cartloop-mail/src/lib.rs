@@ -3,7 +3,7 @@
 //! The mailers of cartloop: implementations of the core's
 //! [`Mailer`](cartloop_core::ports::Mailer) port, which delivers one
 //! [`Email`](cartloop_core::ports::Email) and classifies its failures so that the
-//! dispatcher knows whether to retry; and the reading of a client's reply (SPEC §8).
+//! dispatcher knows whether to retry; and the reading of a client's reply.
 //!
 //! - [`SmtpMailer`] (feature `smtp`, on by default): SMTP over lettre and rustls, with a
 //!   bounded pool of reused connections and a timeout on every network step. Built from a

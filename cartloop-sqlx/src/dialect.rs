@@ -1,4 +1,5 @@
-//! The seam between the one storage implementation ([`SqlStorage`]) and its two dialects.
+//! The seam between the one storage implementation ([`SqlStorage`](crate::SqlStorage)) and
+//! its two dialects.
 //!
 //! Three layers, so that the generic code needs no sqlx trait bounds of its own:
 //! - [`Codec`], per dialect: which sqlx database it runs on and how it stores an instant
@@ -8,14 +9,15 @@
 //! - [`Dialect`], per dialect: what really differs (connecting, the claim statement, write
 //!   locks, id sequences, cross-server wake-ups).
 
+use crate::due::DueWatch;
 use crate::error::{decode_error, storage_error};
-use crate::storage::SqlStorage;
 use cartloop_core::domain::Message;
 use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::future::Future;
+use std::sync::Arc;
 
 /// A value bound to a statement's `$n` parameter, in the order of the numbers.
 #[derive(Debug, Clone, Copy)]
@@ -423,14 +425,14 @@ pub trait Dialect: Driver {
 
     /// Called after a committed write made a message due: tells the other processes sharing
     /// the database, where the dialect can (PostgreSQL's `NOTIFY`).
-    fn announce_due(storage: &SqlStorage<Self>);
+    fn announce_due(pool: &sqlx::Pool<Self::Db>, due: &Arc<DueWatch>);
 
     /// Called by [`watch_due`](cartloop_core::ports::DispatchQueue::watch_due): starts listening
     /// to the other processes' announcements, where the dialect can.
     ///
     /// # Errors
     /// [`StorageError::Other`] outside a Tokio runtime, where a listener is needed.
-    fn listen_due(storage: &SqlStorage<Self>) -> Result<(), StorageError>;
+    fn listen_due(pool: &sqlx::Pool<Self::Db>, due: &Arc<DueWatch>) -> Result<(), StorageError>;
 }
 
 /// Runs `sql` on `conn`, with errors as [`StorageError`]s.

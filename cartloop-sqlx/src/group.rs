@@ -19,8 +19,7 @@
 
 use crate::dialect::{DbRow, Dialect, OwnedParam, Param};
 use crate::rows;
-use crate::storage::SqlStorage;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 /// What a caller gets back: the statement's row, if it returned one.
@@ -42,7 +41,7 @@ pub(crate) struct Grouped {
 }
 
 /// The statements of one kind waiting for a runner, and how many runners there are.
-pub(crate) struct Queue<D: Dialect> {
+struct Queue<D: Dialect> {
     waiting: Vec<Pending<D>>,
     runners: usize,
 }
@@ -62,12 +61,22 @@ struct Pending<D: Dialect> {
     done: oneshot::Sender<Answer<D>>,
 }
 
-impl<D: Dialect> SqlStorage<D> {
-    /// Runs `grouped`'s statement with `params`, together with those of the same `queue`
-    /// that arrive meanwhile; answers once its group has run.
-    pub(crate) async fn run_grouped(
-        &self,
-        queue: fn(&Self) -> &Mutex<Queue<D>>,
+/// One kind of grouped statement's queue. The executor holds one per kind, behind an `Arc`
+/// the runner tasks share.
+pub(crate) struct GroupQueue<D: Dialect>(Mutex<Queue<D>>);
+
+impl<D: Dialect> Default for GroupQueue<D> {
+    fn default() -> Self {
+        Self(Mutex::new(Queue::default()))
+    }
+}
+
+impl<D: Dialect> GroupQueue<D> {
+    /// Runs `grouped`'s statement with `params` on `pool`, together with those of this
+    /// queue that arrive meanwhile; answers once its group has run.
+    pub(crate) async fn run(
+        self: &Arc<Self>,
+        pool: &sqlx::Pool<D::Db>,
         grouped: Grouped,
         params: &[Param<'_>],
     ) -> Answer<D> {
@@ -77,7 +86,7 @@ impl<D: Dialect> SqlStorage<D> {
             done,
         };
         let start = {
-            let mut waiting = lock(queue(self));
+            let mut waiting = lock(&self.0);
             waiting.waiting.push(pending);
             let start = waiting.runners < grouped.runners;
             if start {
@@ -86,8 +95,8 @@ impl<D: Dialect> SqlStorage<D> {
             start
         };
         if start {
-            let storage = self.clone();
-            tokio::spawn(async move { storage.run_queue(queue, grouped).await });
+            let (queue, pool) = (self.clone(), pool.clone());
+            tokio::spawn(async move { queue.run_queue(&pool, grouped).await });
         }
         answer.await.unwrap_or_else(|_| {
             Err(sqlx::Error::Io(std::io::Error::other(format!(
@@ -98,10 +107,10 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// Runs what is queued, group after group, until nothing is.
-    async fn run_queue(&self, queue: fn(&Self) -> &Mutex<Queue<D>>, grouped: Grouped) {
+    async fn run_queue(&self, pool: &sqlx::Pool<D::Db>, grouped: Grouped) {
         loop {
             let group = {
-                let mut waiting = lock(queue(self));
+                let mut waiting = lock(&self.0);
                 if waiting.waiting.is_empty() {
                     waiting.runners -= 1;
                     return;
@@ -109,87 +118,87 @@ impl<D: Dialect> SqlStorage<D> {
                 std::mem::take(&mut waiting.waiting)
             };
             if group.len() == 1 {
-                self.run_each(grouped, group).await;
+                run_each(pool, grouped, group).await;
             } else {
-                self.run_group(grouped, group).await;
+                run_group(pool, grouped, group).await;
             }
         }
     }
+}
 
-    /// One statement for the whole group.
-    async fn run_group(&self, grouped: Grouped, group: Vec<Pending<D>>) {
-        let objects: Vec<serde_json::Map<String, serde_json::Value>> = group
-            .iter()
-            .enumerate()
-            .map(|(ord, pending)| {
-                let mut object = serde_json::Map::with_capacity(grouped.names.len() + 1);
-                object.insert("ord".to_owned(), ord.into());
-                for (name, param) in grouped.names.iter().zip(&pending.params) {
-                    object.insert((*name).to_owned(), json_value(&param.as_param()));
-                }
-                object
-            })
-            .collect();
-        let json = serde_json::to_string(&objects).expect("JSON values serialize");
-        let result = match self.pool().acquire().await {
-            Ok(mut conn) => D::fetch(&mut conn, grouped.group, &[json.as_str().into()]).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(returned) => {
-                let mut answers: Vec<Option<DbRow<D>>> = group.iter().map(|_| None).collect();
-                let mut unmatched = 0;
-                for row in returned {
-                    match rows::int::<D>(&row, "ord") {
-                        Ok(ord) if (0..answers.len() as i64).contains(&ord) => {
-                            answers[ord as usize] = Some(row);
-                        }
-                        _ => unmatched += 1,
+/// One statement for the whole group.
+async fn run_group<D: Dialect>(pool: &sqlx::Pool<D::Db>, grouped: Grouped, group: Vec<Pending<D>>) {
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = group
+        .iter()
+        .enumerate()
+        .map(|(ord, pending)| {
+            let mut object = serde_json::Map::with_capacity(grouped.names.len() + 1);
+            object.insert("ord".to_owned(), ord.into());
+            for (name, param) in grouped.names.iter().zip(&pending.params) {
+                object.insert((*name).to_owned(), json_value(&param.as_param()));
+            }
+            object
+        })
+        .collect();
+    let json = serde_json::to_string(&objects).expect("JSON values serialize");
+    let result = match pool.acquire().await {
+        Ok(mut conn) => D::fetch(&mut conn, grouped.group, &[json.as_str().into()]).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(returned) => {
+            let mut answers: Vec<Option<DbRow<D>>> = group.iter().map(|_| None).collect();
+            let mut unmatched = 0;
+            for row in returned {
+                match rows::int::<D>(&row, "ord") {
+                    Ok(ord) if (0..answers.len() as i64).contains(&ord) => {
+                        answers[ord as usize] = Some(row);
                     }
-                }
-                if unmatched > 0 {
-                    tracing::error!(
-                        rows = unmatched,
-                        "a group {} returned rows it did not ask for",
-                        grouped.what
-                    );
-                }
-                for (pending, answer) in group.into_iter().zip(answers) {
-                    let _ = pending.done.send(Ok(answer));
+                    _ => unmatched += 1,
                 }
             }
-            // The database refused the statement, so it changed nothing: each alone, so
-            // that only the guilty one fails.
-            Err(sqlx::Error::Database(e)) => {
-                tracing::debug!(error = %e, "a group {} was refused; one by one", grouped.what);
-                self.run_each(grouped, group).await;
+            if unmatched > 0 {
+                tracing::error!(
+                    rows = unmatched,
+                    "a group {} returned rows it did not ask for",
+                    grouped.what
+                );
             }
-            Err(e) => {
-                tracing::warn!(error = %e, statements = group.len(), "a group {} failed", grouped.what);
-                fail(group, &format!("the group {} failed: {e}", grouped.what));
+            for (pending, answer) in group.into_iter().zip(answers) {
+                let _ = pending.done.send(Ok(answer));
             }
+        }
+        // The database refused the statement, so it changed nothing: each alone, so
+        // that only the guilty one fails.
+        Err(sqlx::Error::Database(e)) => {
+            tracing::debug!(error = %e, "a group {} was refused; one by one", grouped.what);
+            run_each(pool, grouped, group).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, statements = group.len(), "a group {} failed", grouped.what);
+            fail(group, &format!("the group {} failed: {e}", grouped.what));
         }
     }
+}
 
-    /// The single statement for each of `group`, one after another.
-    async fn run_each(&self, grouped: Grouped, group: Vec<Pending<D>>) {
-        let mut conn = match self.pool().acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                fail(
-                    group,
-                    &format!("no connection for the {}: {e}", grouped.what),
-                );
-                return;
-            }
-        };
-        for pending in group {
-            let params: Vec<Param<'_>> = pending.params.iter().map(OwnedParam::as_param).collect();
-            let answer = D::fetch(&mut conn, grouped.single, &params)
-                .await
-                .map(|rows| rows.into_iter().next());
-            let _ = pending.done.send(answer);
+/// The single statement for each of `group`, one after another.
+async fn run_each<D: Dialect>(pool: &sqlx::Pool<D::Db>, grouped: Grouped, group: Vec<Pending<D>>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            fail(
+                group,
+                &format!("no connection for the {}: {e}", grouped.what),
+            );
+            return;
         }
+    };
+    for pending in group {
+        let params: Vec<Param<'_>> = pending.params.iter().map(OwnedParam::as_param).collect();
+        let answer = D::fetch(&mut conn, grouped.single, &params)
+            .await
+            .map(|rows| rows.into_iter().next());
+        let _ = pending.done.send(answer);
     }
 }
 

@@ -15,14 +15,13 @@
 //! again: the commit may have happened, and a second insert could store a message twice.
 
 use crate::dialect::{Dialect, Param};
-use crate::group::{Answer, Grouped};
+use crate::group::{Answer, GroupQueue, Grouped};
 use crate::sql;
-use crate::storage::SqlStorage;
+use std::sync::Arc;
 
-/// At most this many groups are inserted at once. Measured with `benches/load.sh` (64
-/// connections, PostgreSQL on the same two cores): 1 runner 7,176 and 6,694 POST/s, 2
-/// runners 6,249 and 6,813, 4 runners 6,084 and 6,234 (two rounds, same run). More
-/// runners make smaller groups: more statements and commits for the same rows.
+/// At most this many groups are inserted at once: one measured fastest (BENCHMARKS.md,
+/// "Design choices measured"). More runners make smaller groups: more statements and
+/// commits for the same rows.
 const RUNNERS: usize = 1;
 
 /// The names the group statement gives the columns of [`sql::INSERT_MESSAGE`]'s parameters.
@@ -36,22 +35,21 @@ const COLUMNS: &[&str] = &[
     "idempotency_key",
 ];
 
-impl<D: Dialect> SqlStorage<D> {
-    /// Inserts the message of `params` ([`sql::INSERT_MESSAGE`]'s parameters) with the
-    /// others that arrive meanwhile, by `group_sql`; answers once it is committed: its row,
-    /// or none when its idempotency key was taken.
-    pub(crate) async fn insert_grouped(
-        &self,
-        group_sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Answer<D> {
-        let grouped = Grouped {
-            single: sql::INSERT_MESSAGE,
-            group: group_sql,
-            names: COLUMNS,
-            runners: RUNNERS,
-            what: "insert",
-        };
-        self.run_grouped(Self::insert_queue, grouped, params).await
-    }
+/// Inserts the message of `params` ([`sql::INSERT_MESSAGE`]'s parameters) with the others
+/// that arrive meanwhile in `queue`, by `group_sql`; answers once it is committed: its row,
+/// or none when its idempotency key was taken.
+pub(crate) async fn insert<D: Dialect>(
+    queue: &Arc<GroupQueue<D>>,
+    pool: &sqlx::Pool<D::Db>,
+    group_sql: &'static str,
+    params: &[Param<'_>],
+) -> Answer<D> {
+    let grouped = Grouped {
+        single: sql::INSERT_MESSAGE,
+        group: group_sql,
+        names: COLUMNS,
+        runners: RUNNERS,
+        what: "insert",
+    };
+    queue.run(pool, grouped, params).await
 }

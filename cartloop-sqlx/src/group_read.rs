@@ -5,16 +5,15 @@
 //!
 //! Each POST reads its conversation, each GET a conversation's page. On PostgreSQL a
 //! statement costs the server process far more than the rows it reads (measured with
-//! `pgbench`: one conversation 24,000 statements/s; 20 conversations in one statement 13,500
-//! statements/s, 270,000 conversations/s), so reads that arrive together are run together.
+//! `pgbench`: BENCHMARKS.md), so reads that arrive together are run together.
 //!
 //! Nothing is cached, and no read sees older data than it would alone: a group's statement
 //! starts after each of its reads was asked for, so it sees every write committed before
 //! any of them was asked for (several servers sharing the database included).
 
 use crate::dialect::{Dialect, GroupRead, Param};
-use crate::group::{Answer, Grouped};
-use crate::storage::SqlStorage;
+use crate::group::{Answer, GroupQueue, Grouped};
+use std::sync::Arc;
 
 /// The kinds of reads that are grouped: each has a queue of its own.
 #[derive(Debug, Clone, Copy)]
@@ -26,11 +25,17 @@ pub(crate) enum ReadKind {
 }
 
 impl ReadKind {
-    /// At most this many groups of the kind are read at once. Measured with
-    /// `benches/load.sh` (64 connections, PostgreSQL on the same two cores; see
-    /// `BENCHMARKS.md`): with one runner, POST 10,520/s and GET 3 chats 29,696/s, against
-    /// 9,003/8,658 and 21,051/25,800 with two; but GET 50 chats 6,552/s against
-    /// 7,156/8,145. A group of large pages is a long statement in one PostgreSQL process:
+    /// The kind's place among the executor's read queues.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Conversation => 0,
+            Self::ConversationPage => 1,
+        }
+    }
+
+    /// At most this many groups of the kind are read at once, as measured best
+    /// (BENCHMARKS.md, "Design choices measured"): small reads are faster with one runner,
+    /// pages of 50 chats with two. A group of large pages is a long statement in one PostgreSQL process:
     /// two let PostgreSQL use both cores; small reads are faster in fewer, larger groups.
     const fn runners(self) -> usize {
         match self {
@@ -40,27 +45,22 @@ impl ReadKind {
     }
 }
 
-impl<D: Dialect> SqlStorage<D> {
-    /// Runs `single` (a read of at most one row) with `params`, together with the reads of
-    /// the same `kind` that arrive meanwhile, by `group`.
-    pub(crate) async fn read_grouped(
-        &self,
-        kind: ReadKind,
-        group: GroupRead,
-        single: &'static str,
-        params: &[Param<'_>],
-    ) -> Answer<D> {
-        let grouped = Grouped {
-            single,
-            group: group.sql,
-            names: group.names,
-            runners: kind.runners(),
-            what: "read",
-        };
-        let queue = match kind {
-            ReadKind::Conversation => Self::conversation_read_queue,
-            ReadKind::ConversationPage => Self::page_read_queue,
-        };
-        self.run_grouped(queue, grouped, params).await
-    }
+/// Runs `single` (a read of at most one row) with `params`, together with the reads of the
+/// same kind that arrive meanwhile in `queue` (the kind's own), by `group`.
+pub(crate) async fn read<D: Dialect>(
+    queue: &Arc<GroupQueue<D>>,
+    pool: &sqlx::Pool<D::Db>,
+    kind: ReadKind,
+    group: GroupRead,
+    single: &'static str,
+    params: &[Param<'_>],
+) -> Answer<D> {
+    let grouped = Grouped {
+        single,
+        group: group.sql,
+        names: group.names,
+        runners: kind.runners(),
+        what: "read",
+    };
+    queue.run(pool, grouped, params).await
 }

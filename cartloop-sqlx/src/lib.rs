@@ -30,9 +30,17 @@
 //!   (one id space); conversations reference it by `(id, role)`, so an operator id cannot
 //!   stand where a client's belongs. Released migrations are never edited: a schema change
 //!   is a new migration, and existing databases upgrade in place when they connect.
-//! - `storage.rs`: [`SqlStorage`], the one [`Storage`] implementation: every query and
-//!   every row mapping exists once. [`SqliteStorage`] is `SqlStorage<Sqlite>` and
-//!   [`PgStorage`] is `SqlStorage<Postgres>`.
+//! - `storage/`: [`SqlStorage`], the one [`Storage`] implementation, a leaf that says what
+//!   to run for each port (one file per port: `directory`, `conversations`, `queue`,
+//!   `admin`); every query and every row mapping exists once. [`SqliteStorage`] is
+//!   `SqlStorage<Sqlite>` and [`PgStorage`] is `SqlStorage<Postgres>`.
+//! - `executor.rs`: how statements reach the database — the pool, this process's turn to
+//!   write, the group commit (SQLite: writes that arrive during a commit go in the next
+//!   one), the queues of `group.rs` (statements that arrive together run as one, joined
+//!   back by their place) for grouped inserts (`group_insert.rs`) and grouped reads
+//!   (`group_read.rs`), the fault watch (`fault.rs`: the disk full or failing) and the
+//!   due-watch (`due.rs`: who is told of due messages, and the listener tasks); `tx.rs`:
+//!   transactions that never go back to the pool open.
 //! - `dialect.rs`: the seam. Each dialect says how it stores instants (INTEGER
 //!   microseconds on SQLite, `TIMESTAMPTZ` on PostgreSQL) and what really differs:
 //!   - `sqlite.rs`: writes take turns on an in-process lock, claims run in `BEGIN
@@ -61,7 +69,11 @@ use std::sync::Arc;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod dialect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod due;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod executor;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod fault;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

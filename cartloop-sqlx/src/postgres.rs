@@ -8,14 +8,15 @@
 //! write commits, a background task sends `NOTIFY cartloop_due` (one for all the writes
 //! since its last one), and every server's listener task calls its watchers on each
 //! notification. The notification is not sent inside the writing transaction: PostgreSQL
-//! serializes the commits of notifying transactions, WAL flush included, which measured
-//! 261 inserts/s against 6,100 without (64 clients).
+//! serializes the commits of notifying transactions, WAL flush included, which cut inserts
+//! to a small fraction (BENCHMARKS.md, "Design choices measured").
 
 use crate::dialect::{Codec, Dialect, GroupRead, PoolOptions};
+use crate::due::DueWatch;
 use crate::error::decode_error;
 use crate::rows::{self, MessageParts};
 use crate::sql::{self, expired_leases, message_columns, new_due};
-use crate::storage::{DueWatch, SqlStorage};
+use crate::storage::SqlStorage;
 use crate::ACQUIRE_TIMEOUT;
 use cartloop_core::domain::Message;
 use cartloop_core::ports::StorageError;
@@ -229,24 +230,23 @@ impl Dialect for Postgres {
         Ok((pool, options))
     }
 
-    fn announce_due(storage: &SqlStorage<Self>) {
-        let due = storage.due_watch();
+    fn announce_due(pool: &PgPool, due: &Arc<DueWatch>) {
         due.unannounced.notify_one();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pool, unannounced) = (storage.pool().clone(), due.unannounced.clone());
+        let (pool, unannounced) = (pool.clone(), due.unannounced.clone());
         due.start_task("announce", |_| {
             runtime.spawn(announce(pool, unannounced)).abort_handle()
         });
     }
 
-    fn listen_due(storage: &SqlStorage<Self>) -> Result<(), StorageError> {
+    fn listen_due(pool: &PgPool, due: &Arc<DueWatch>) -> Result<(), StorageError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(StorageError::other)?;
-        let options = (*storage.pool().connect_options())
+        let options = (*pool.connect_options())
             .clone()
             .application_name(LISTENER_NAME);
-        storage.due_watch().start_task("listen", |due| {
+        due.start_task("listen", |due| {
             runtime.spawn(listen(options, due)).abort_handle()
         });
         Ok(())

@@ -254,9 +254,9 @@ pub(crate) const SQLITE_CONVERSATION_PAGE: &str = concat!(
 /// The page is of `c.id`, not of `$id`: planned with the id's value, PostgreSQL takes its
 /// statistics for that conversation, and for one with many old messages (common in the
 /// statistics, all below many newer messages of others) it walks the primary key back from
-/// the newest message, filtering: 1,000,000 rows read, 266 ms for a page (`EXPLAIN
-/// ANALYZE`, `benches/load.sh` with `SCALE=1`). Of `c.id` the page is planned for any
-/// conversation, on the `(conversation_id, id)` index: 0.16 ms.
+/// the newest message, filtering through every newer row (`EXPLAIN ANALYZE` at a million
+/// messages: BENCHMARKS.md). Of `c.id` the page is planned for any conversation, on the
+/// `(conversation_id, id)` index.
 #[cfg(feature = "postgres")]
 macro_rules! pg_conversation_page {
     ($id:literal, $before:literal, $limit:literal) => {
@@ -501,8 +501,8 @@ pub(crate) const RETRY_MESSAGE: &str = concat!(
 ///
 /// Claims read these and the expired leases (`expired_leases!`) apart, each in the order
 /// of its partial index, and merge them: that reads at most `2 * $2` rows however large
-/// the backlog, where one query over both would sort the whole backlog (0.7 s for a million
-/// due messages on PostgreSQL, against 1 ms). PostgreSQL appends a row lock.
+/// the backlog, where one query over both would sort the whole backlog (BENCHMARKS.md has
+/// the figures at a million due messages). PostgreSQL appends a row lock.
 macro_rules! new_due {
     () => {
         "SELECT id AS due_id, COALESCE(next_attempt_at, send_at) AS due_at FROM messages \

@@ -8,6 +8,7 @@
 //! process.
 
 use crate::dialect::{Codec, DbRow, Dialect, Driver, GroupRead, PoolOptions};
+use crate::due::DueWatch;
 use crate::rows;
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
@@ -16,6 +17,7 @@ use cartloop_core::ports::StorageError;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The SQLite schema, embedded in the binary.
@@ -83,9 +85,9 @@ impl Dialect for Sqlite {
     const IMPORT_LOCK: Option<&'static str> = None;
     // Writes take turns and are group committed already (`SqlStorage::write`).
     const GROUP_INSERT: Option<&'static str> = None;
-    // Measured with `benches/load.sh`: grouping the conversation reads made POST slower
-    // (9,200 and 9,448/s alone, 8,580 and 8,440/s grouped): reads on SQLite need no round
-    // trip, and the pool's connections run them side by side.
+    // Grouping the conversation reads made POST slower (measured: BENCHMARKS.md, "Design
+    // choices measured"): reads on SQLite need no round trip, and the pool's connections
+    // run them side by side.
     const GROUP_CONVERSATION: Option<GroupRead> = None;
     const GROUP_CONVERSATION_PAGE: Option<GroupRead> = None;
     // An INTEGER PRIMARY KEY left out takes one above the largest, and AUTOINCREMENT
@@ -140,9 +142,9 @@ impl Dialect for Sqlite {
         Ok((pool, options))
     }
 
-    fn announce_due(_storage: &SqlStorage<Self>) {}
+    fn announce_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) {}
 
-    fn listen_due(_storage: &SqlStorage<Self>) -> Result<(), StorageError> {
+    fn listen_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) -> Result<(), StorageError> {
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! The accept loop: HTTP/1.1 connections served by hyper, with the limits a public server
-//! needs against idle and slow clients (issue: slowloris).
+//! needs against idle and slow clients (slowloris).
 //!
 //! - A new connection's first request headers must arrive within
 //!   [`ConnectionLimits::header_read_timeout`], and a keep-alive connection is closed once it

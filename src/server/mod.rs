@@ -96,7 +96,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Validation and the default delivery window (default: SPEC §3–4).
+    /// Validation and the default delivery window (default: 1 to 299 characters of the original set, 09:00-20:00).
     pub fn rules(mut self, rules: Rules) -> Self {
         self.rules = rules;
         self

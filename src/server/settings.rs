@@ -1,5 +1,5 @@
 //! The bundled server's settings: each an environment variable and a flag of the same
-//! meaning (SPEC §6), parsed with clap. Embedders with a CLI of their own can
+//! meaning, parsed with clap. Embedders with a CLI of their own can
 //! `#[command(flatten)]` them.
 
 use super::{open_mailer, redact, ConnectionLimits, Server, ServerBuilder, ServerError};

@@ -1,4 +1,4 @@
-//! A client's reply by email, read (SPEC §8): the raw RFC 822 bytes a mail server pipes to
+//! A client's reply by email, read: the raw RFC 822 bytes a mail server pipes to
 //! `POST /inbound/email/` become the core's [`InboundEmail`], which
 //! [`cartloop_core::inbound::receive_reply`] matches to its conversation and stores.
 //!

@@ -1,4 +1,8 @@
 //! [`SmtpMailer`]: delivery over SMTP with lettre, pooled connections and rustls.
+//!
+//! `url`: the `SMTP_URL` forms; `pool`: the pooled connections; `transaction`: one
+//! mail transaction on an open connection; `prepared`: an email ready for it, its bytes
+//! and envelope; `classify`: what a failure means (transient, permanent, ambiguous).
 
 mod classify;
 mod pool;

@@ -47,7 +47,7 @@ pub(crate) async fn deliver(
     step(Step::Data, timeout, conn.command(Data)).await?;
     // Not `conn.message(..)`: it writes the message and the final "." in two writes, and
     // lettre's socket has Nagle's algorithm on, so the second write waits for the server's
-    // delayed ACK — about 40 ms per email on Linux (178 emails/s instead of thousands).
+    // delayed ACK, tens of milliseconds per email on Linux (BENCHMARKS.md).
     // One write: every exchange is then a single request and its reply.
     step(Step::EndOfData, timeout, conn.command(&mail.data)).await?;
     Ok(())

@@ -1,5 +1,5 @@
 //! Test helpers (feature `test-utils`): [`SmtpSink`], a real SMTP server that records what
-//! it receives, and [`ParsedEmail`] to read what it received.
+//! it receives (`sink`), and [`ParsedEmail`] (`email`) to read what it received.
 //!
 //! Other crates' tests use them too, e.g. to point the server binary at an SMTP server:
 //!
