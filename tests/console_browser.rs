@@ -7,6 +7,11 @@
 //! (`CI=true`), where a missing browser is a failure.
 //!
 //! `CARTLOOP_SCREENSHOTS=1` also writes the README's screenshots to `docs/screenshots/`.
+//!
+//! Every document the browser opens counts the Content-Security-Policy's refusals (a
+//! listener installed before any of the page's own code runs): each scenario ends with
+//! none, so an inline script or style added to the console fails here, and with a probe
+//! showing that the policy does refuse an inline script.
 
 #![cfg(all(feature = "server", feature = "sqlite"))]
 
@@ -41,7 +46,10 @@ async fn an_operator_reads_previews_sends_and_cancels_in_the_browser() {
     let window = closed_window();
     let app = App::start(window.hours, None).await;
     let client = browser.open().await;
-    let outcome = chat_with_john(&client, &app, &window).await;
+    let mut outcome = chat_with_john(&client, &app, &window).await;
+    if outcome.is_ok() {
+        outcome = the_pages_keep_to_their_policy(&client, &app).await;
+    }
     finish(client, outcome).await;
     app.stop().await;
 }
@@ -53,7 +61,10 @@ async fn the_console_asks_for_the_api_token_once() {
     };
     let app = App::start(closed_window().hours, Some("console-test-token")).await;
     let client = browser.open().await;
-    let outcome = sign_in(&client, &app).await;
+    let mut outcome = sign_in(&client, &app).await;
+    if outcome.is_ok() {
+        outcome = no_csp_violations(&client, "after signing in").await;
+    }
     finish(client, outcome).await;
     app.stop().await;
 }
@@ -285,6 +296,108 @@ async fn sign_in(client: &Client, app: &App) -> Result<()> {
     Ok(())
 }
 
+/// The console (after a whole scenario) and an unsubscribe page ran without a refusal of
+/// their policy; and the policy is enforced: an inline script is refused.
+async fn the_pages_keep_to_their_policy(client: &Client, app: &App) -> Result<()> {
+    no_csp_violations(client, "the console, after the scenario").await?;
+
+    // The page a link that is not valid shows: its one inline style applies (allowed by
+    // its hash), nothing is refused.
+    client.goto(&app.url("/unsubscribe/u27-0000")).await?;
+    wait_for(client, "h1").await?;
+    let width = client
+        .execute("return getComputedStyle(document.body).maxWidth;", vec![])
+        .await?;
+    check(
+        width.as_str() == Some("512px"),
+        format!("the unsubscribe page's style applies: max-width {width}"),
+    )?;
+    no_csp_violations(client, "the unsubscribe page").await?;
+
+    // The probe: an inline script the console's policy must refuse, and the counter sees.
+    client.goto(&app.url("/console/")).await?;
+    wait_for(client, "[data-testid=conversation-1]").await?;
+    no_csp_violations(client, "the console, reloaded").await?;
+    client
+        .execute(
+            "const s = document.createElement('script');\
+             s.textContent = 'window.inlineRan = true;';\
+             document.body.append(s);",
+            vec![],
+        )
+        .await?;
+    let refused = eventually("the inline script refused", || async {
+        let seen = csp_violations(client).await?;
+        Ok((!seen.is_empty()).then_some(seen))
+    })
+    .await?;
+    check(
+        refused.len() == 1 && refused[0].starts_with("script-src"),
+        format!("one refusal of the probe: {refused:?}"),
+    )?;
+    let ran = client
+        .execute("return window.inlineRan === true;", vec![])
+        .await?;
+    check(
+        ran == serde_json::json!(false),
+        "the inline script did not run",
+    )?;
+    Ok(())
+}
+
+/// Installed in every new document before its own scripts: records each refusal of the
+/// policy as `<directive> <blocked> <file>:<line>`.
+const CSP_COUNTER: &str = "window.cspViolations = [];\
+    document.addEventListener('securitypolicyviolation', (e) => {\
+      window.cspViolations.push(`${e.effectiveDirective} ${e.blockedURI || 'inline'} ${e.sourceFile}:${e.lineNumber}`);\
+    });";
+
+/// The refusals the current document recorded.
+async fn csp_violations(client: &Client) -> Result<Vec<String>> {
+    let seen = client
+        .execute("return window.cspViolations;", vec![])
+        .await?;
+    // No array means the counter was not installed: the check would prove nothing.
+    let seen = seen
+        .as_array()
+        .ok_or_else(|| format!("no CSP violation counter on the page: {seen}"))?;
+    Ok(seen
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect())
+}
+
+async fn no_csp_violations(client: &Client, when: &str) -> Result<()> {
+    let seen = csp_violations(client).await?;
+    check(
+        seen.is_empty(),
+        format!("the policy refused something ({when}): {seen:?}"),
+    )
+}
+
+/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    command: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> std::result::Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a session is open");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.command, "params": self.params });
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
 // ------------------------------------------------------------------------------ the server
 
 /// A delivery window that is closed now in John's zone and opens at a whole hour, so the
@@ -445,6 +558,13 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session");
+        client
+            .issue_cmd(Cdp {
+                command: "Page.addScriptToEvaluateOnNewDocument",
+                params: serde_json::json!({ "source": CSP_COUNTER }),
+            })
+            .await
+            .expect("the CSP violation counter is installed");
         Session {
             client,
             _driver: guard,

@@ -14,8 +14,11 @@
 //! - [`extract`]: extractors whose rejections are `ApiError`s.
 //! - [`metrics`]: [`Metrics`], the request figures and `GET /metrics`, served from a
 //!   `prometheus-client` registry the runtime may hand in with figures of its own.
+//! - [`credentials`]: API keys, session tokens, password hashing (Argon2id) and webhook
+//!   secrets: making them, and checking what a request presents.
 //! - `openapi`: what the OpenAPI 3.1 document says of the whole API (description, tags,
-//!   errors, security); `console`: the operator console page.
+//!   errors, security); `console`: the operator console's page, script and stylesheet;
+//!   `pages`: the security headers of every page (console and unsubscribe).
 //! - `middleware`: what runs around every request (below).
 //! - `chats`, `directory`, `email`, `ops`: the handlers; `api`: the JSON shapes.
 //!
@@ -40,6 +43,7 @@
 mod api;
 mod chats;
 mod console;
+pub mod credentials;
 mod directory;
 mod email;
 pub mod error;
@@ -48,6 +52,7 @@ pub mod metrics;
 mod middleware;
 mod openapi;
 mod ops;
+mod pages;
 mod routes;
 
 pub use error::ApiError;

@@ -89,8 +89,7 @@ pub(crate) async fn authorize(
         return next.run(request).await;
     };
     let public = request.extensions().get::<MatchedPath>().is_some_and(|m| {
-        PUBLIC.contains(&canonical(m.as_str()))
-            || ["/", "/console", "/console/"].contains(&m.as_str())
+        PUBLIC.contains(&canonical(m.as_str())) || crate::console::is_console_file(m.as_str())
     });
     if public {
         return next.run(request).await;

@@ -139,10 +139,14 @@ pub(crate) fn routes() -> Routes {
         .add::<email::__path_unsubscribe_page, _, _>(email::unsubscribe_page)
         .add::<email::__path_unsubscribe, _, _>(email::unsubscribe)
         .add::<email::__path_inbound_email, _, _>(email::inbound_email);
-    // The operator console: no token needed to load it (its API calls need one).
+    // The operator console: its page, script and stylesheet, no token needed to load them
+    // (its API calls need one).
     for path in console::PATHS {
         routes = routes.page(path, console::page);
     }
+    routes = routes
+        .page(console::JS_PATH, console::script)
+        .page(console::CSS_PATH, console::stylesheet);
     for variant in path_variants("/import_data/") {
         routes.router = routes
             .router
