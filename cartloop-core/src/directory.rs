@@ -2,17 +2,14 @@
 //! field checked before anything is stored.
 
 use crate::active_hours::ActiveHours;
+use crate::discount_code::MAX_DISCOUNT_CODE_CHARS;
 use crate::domain::{
     Client, ClientChanges, Conversation, ConversationContext, ConversationStatus, NewClient,
     NewConversation, NewOperator, NewStore, Operator, Store,
 };
 use crate::ids::{ConversationId, StoreId, UserId};
+use crate::name::MAX_NAME_CHARS;
 use crate::ports::{Clock, Storage, StorageError};
-
-/// Longest name (store, operator, client, group), in characters.
-pub const MAX_NAME_CHARS: usize = 200;
-/// Longest discount code, in characters.
-pub const MAX_DISCOUNT_CODE_CHARS: usize = 64;
 
 /// Why a directory change was refused.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`ids`], [`domain`], [`email_address`]: the vocabulary — stores, operators, clients,
 //!   conversations, messages and their statuses; addresses checked once where they enter.
+//! - [`name`]: display names (stores, operators, clients, groups), checked once.
+//! - [`discount_code`]: a conversation's discount code, checked once.
 //! - [`validate`]: payload validation (length, characters, placeholders).
 //! - [`template`]: templates parsed once into segments and rendered per conversation.
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
@@ -54,6 +56,7 @@ mod concurrent;
 pub mod conversations;
 pub mod demo;
 pub mod directory;
+pub mod discount_code;
 pub mod dispatch;
 pub mod domain;
 pub mod email_address;
@@ -61,6 +64,7 @@ pub mod hourly_cap;
 pub mod ids;
 pub mod inbound;
 pub mod message_id;
+pub mod name;
 pub mod ports;
 pub mod rules;
 pub mod template;
