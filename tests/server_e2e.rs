@@ -43,9 +43,9 @@ fn pick(inside: bool, now: DateTime<Utc>) -> Pick {
             steady.then(|| Pick {
                 conversation: c.id.0,
                 operator: c.operator_id.0,
-                client_name: client.name.clone(),
+                client_name: client.name.as_str().to_owned(),
                 zone,
-                code: c.discount_code.clone(),
+                code: c.discount_code.as_deref().map(str::to_owned),
             })
         })
         .expect("the demo zones span the day")

@@ -7,11 +7,13 @@
 //! and falls back to the store's. Every client has an open conversation; conversations 24
 //! and 25 are resolved.
 
+use crate::discount_code::DiscountCode;
 use crate::domain::{
     Client, Conversation, ConversationStatus, Dataset, Message, MessageStatus, Operator, Store,
 };
 use crate::email_address::EmailAddress;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use crate::name::Name;
 use crate::validate::Payload;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -222,7 +224,7 @@ pub fn demo_data() -> Dataset {
         .iter()
         .map(|&(id, name, time_zone, sender)| Store {
             id: StoreId(id),
-            name: name.to_owned(),
+            name: self::name(name),
             time_zone,
             sender_email: address(sender),
             active_hours: None,
@@ -232,16 +234,16 @@ pub fn demo_data() -> Dataset {
         .iter()
         .map(|&(id, name, store, group)| Operator {
             id: UserId(id),
-            name: name.to_owned(),
+            name: self::name(name),
             store_id: StoreId(store),
-            group: group.to_owned(),
+            group: self::name(group),
         })
         .collect();
     let clients = CLIENTS
         .iter()
         .map(|&(id, name, local, time_zone)| Client {
             id: UserId(id),
-            name: name.to_owned(),
+            name: self::name(name),
             email: address(&format!("{local}@example.com")),
             time_zone,
             unsubscribed_at: None,
@@ -254,7 +256,7 @@ pub fn demo_data() -> Dataset {
         operator_id: UserId(24),
         client_id: UserId(27),
         status: ConversationStatus::Open,
-        discount_code: Some("PROMO50".to_owned()),
+        discount_code: Some(code("PROMO50")),
     }];
     for (n, &(client, store, operator, code)) in OPEN.iter().enumerate() {
         conversations.push(Conversation {
@@ -263,7 +265,7 @@ pub fn demo_data() -> Dataset {
             operator_id: UserId(operator),
             client_id: UserId(client),
             status: ConversationStatus::Open,
-            discount_code: code.map(str::to_owned),
+            discount_code: code.map(self::code),
         });
     }
     let resolved = |id, client, store, operator, code: Option<&str>| Conversation {
@@ -272,7 +274,7 @@ pub fn demo_data() -> Dataset {
         operator_id: UserId(operator),
         client_id: UserId(client),
         status: ConversationStatus::Resolved,
-        discount_code: code.map(str::to_owned),
+        discount_code: code.map(self::code),
     };
     conversations.push(resolved(24, 1, 2, 22, Some("WINTER10")));
     conversations.push(resolved(25, 8, 3, 25, None));
@@ -449,6 +451,14 @@ fn address(raw: &str) -> EmailAddress {
     EmailAddress::parse(raw).unwrap_or_else(|e| panic!("demo data: {e}"))
 }
 
+fn name(raw: &str) -> Name {
+    Name::parse(raw).unwrap_or_else(|e| panic!("demo data: name {raw:?}: {e}"))
+}
+
+fn code(raw: &str) -> DiscountCode {
+    DiscountCode::parse(raw).unwrap_or_else(|e| panic!("demo data: discount code {raw:?}: {e}"))
+}
+
 /// A demo payload; the demo's payloads are all valid (a test checks each).
 fn valid(raw: &str) -> Payload {
     Payload::parse(raw, &crate::validate::ValidationPolicy::default())
@@ -471,7 +481,7 @@ mod tests {
         let taken = MemoryStorage::new();
         taken
             .create_store(crate::domain::NewStore {
-                name: "My Shop".into(),
+                name: name("My Shop"),
                 time_zone: chrono_tz::Europe::Paris,
                 sender_email: EmailAddress::parse("me@myshop.example.com").unwrap(),
                 active_hours: None,
@@ -486,7 +496,7 @@ mod tests {
         let taken = MemoryStorage::new();
         taken
             .create_client(crate::domain::NewClient {
-                name: "Zed".into(),
+                name: name("Zed"),
                 email: EmailAddress::parse("zed@example.org").unwrap(),
                 time_zone: None,
             })

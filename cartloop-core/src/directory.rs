@@ -1,23 +1,22 @@
-//! Stores, operators, clients and conversations: creating and changing them, every
-//! field checked before anything is stored.
+//! Stores, operators, clients and conversations (SPEC §7): creating and changing them. The
+//! fields arrive parsed ([`Name`](crate::name::Name),
+//! [`DiscountCode`](crate::discount_code::DiscountCode), addresses, zones); the references
+//! are checked here before anything is stored.
 
 use crate::active_hours::ActiveHours;
-use crate::discount_code::DiscountCode;
 use crate::domain::{
     Client, ClientChanges, Conversation, ConversationContext, ConversationStatus, NewClient,
     NewConversation, NewOperator, NewStore, Operator, Store,
 };
 use crate::ids::{ConversationId, StoreId, UserId};
-use crate::name::Name;
 use crate::ports::{Clock, Storage, StorageError};
-
-pub use crate::discount_code::MAX_DISCOUNT_CODE_CHARS;
-pub use crate::name::MAX_NAME_CHARS;
 
 /// Why a directory change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     /// A field's value is not acceptable; `field` is its API name (`name`, `group`, ...).
+    /// Adapters report a value that does not parse into its type with it
+    /// ([`DirectoryError::invalid_field`]).
     #[error("{field}: {message}")]
     InvalidField {
         /// The field.
@@ -66,35 +65,28 @@ pub enum DirectoryError {
     Storage(#[from] StorageError),
 }
 
-/// `raw` as a [`Name`], or the 422 error naming `field`.
-fn name(field: &'static str, raw: &str) -> Result<String, DirectoryError> {
-    Name::parse(raw)
-        .map(Name::into_string)
-        .map_err(|e| DirectoryError::InvalidField {
+impl DirectoryError {
+    /// [`DirectoryError::InvalidField`] naming `field`, saying what `error` says.
+    ///
+    /// ```
+    /// use cartloop_core::directory::DirectoryError;
+    /// use cartloop_core::name::Name;
+    /// let err = Name::parse(" ").map_err(|e| DirectoryError::invalid_field("group", e));
+    /// assert_eq!(err.unwrap_err().to_string(), "group: must not be empty");
+    /// ```
+    pub fn invalid_field(field: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::InvalidField {
             field,
-            message: e.to_string(),
-        })
-}
-
-/// `raw` as a [`DiscountCode`], or the 422 error naming `discountCode`.
-fn discount_code(raw: &str) -> Result<String, DirectoryError> {
-    DiscountCode::parse(raw)
-        .map(DiscountCode::into_string)
-        .map_err(|e| DirectoryError::InvalidField {
-            field: "discountCode",
-            message: e.to_string(),
-        })
+            message: error.to_string(),
+        }
+    }
 }
 
 /// Creates a store.
 ///
 /// # Errors
-/// [`DirectoryError::InvalidField`] for a blank or over-long name; storage failures.
+/// Storage failures.
 pub async fn create_store(storage: &dyn Storage, store: NewStore) -> Result<Store, DirectoryError> {
-    let store = NewStore {
-        name: name("name", &store.name)?,
-        ..store
-    };
     Ok(storage.create_store(store).await?)
 }
 
@@ -119,17 +111,11 @@ pub async fn set_store_hours(
 /// Creates an operator of an existing store.
 ///
 /// # Errors
-/// [`DirectoryError::InvalidField`] (`name`, `group`), [`DirectoryError::UnknownReference`]
-/// (`storeId`); storage failures.
+/// [`DirectoryError::UnknownReference`] (`storeId`); storage failures.
 pub async fn create_operator(
     storage: &dyn Storage,
     operator: NewOperator,
 ) -> Result<Operator, DirectoryError> {
-    let operator = NewOperator {
-        name: name("name", &operator.name)?,
-        group: name("group", &operator.group)?,
-        ..operator
-    };
     if storage.store(operator.store_id).await?.is_none() {
         return Err(unknown_store(operator.store_id));
     }
@@ -143,16 +129,11 @@ pub async fn create_operator(
 /// Creates a client.
 ///
 /// # Errors
-/// [`DirectoryError::InvalidField`] (`name`), [`DirectoryError::ClientExists`] when the
-/// email is taken; storage failures.
+/// [`DirectoryError::ClientExists`] when the email is taken; storage failures.
 pub async fn create_client(
     storage: &dyn Storage,
     client: NewClient,
 ) -> Result<Client, DirectoryError> {
-    let client = NewClient {
-        name: name("name", &client.name)?,
-        ..client
-    };
     match storage.create_client(client.clone()).await {
         Err(StorageError::Conflict(_)) => Err(client_exists(storage, &client.email).await?),
         other => Ok(other?),
@@ -163,21 +144,13 @@ pub async fn create_client(
 /// send time.
 ///
 /// # Errors
-/// [`DirectoryError::NotFound`], [`DirectoryError::InvalidField`] (`name`),
-/// [`DirectoryError::ClientExists`] when the new email is another client's; storage failures.
+/// [`DirectoryError::NotFound`], [`DirectoryError::ClientExists`] when the new email is
+/// another client's; storage failures.
 pub async fn update_client(
     storage: &dyn Storage,
     id: UserId,
     changes: ClientChanges,
 ) -> Result<Client, DirectoryError> {
-    let changes = ClientChanges {
-        name: changes
-            .name
-            .as_deref()
-            .map(|n| name("name", n))
-            .transpose()?,
-        ..changes
-    };
     let email = changes.email.clone();
     match storage.update_client(id, changes).await {
         Ok(Some(client)) => Ok(client),
@@ -213,17 +186,11 @@ async fn client_exists(
 ///
 /// # Errors
 /// [`DirectoryError::UnknownReference`] (`storeId`, `operatorId`, `clientId`, checked in
-/// that order), [`DirectoryError::OperatorNotInStore`], [`DirectoryError::InvalidField`]
-/// (`discountCode`); storage failures.
+/// that order), [`DirectoryError::OperatorNotInStore`]; storage failures.
 pub async fn create_conversation(
     storage: &dyn Storage,
     conversation: NewConversation,
 ) -> Result<ConversationContext, DirectoryError> {
-    let discount_code = conversation
-        .discount_code
-        .as_deref()
-        .map(discount_code)
-        .transpose()?;
     if storage.store(conversation.store_id).await?.is_none() {
         return Err(unknown_store(conversation.store_id));
     }
@@ -248,12 +215,7 @@ pub async fn create_conversation(
             store: conversation.store_id,
         });
     }
-    let created: Conversation = storage
-        .create_conversation(NewConversation {
-            discount_code,
-            ..conversation
-        })
-        .await?;
+    let created: Conversation = storage.create_conversation(conversation).await?;
     storage.conversation(created.id).await?.ok_or_else(|| {
         DirectoryError::Storage(StorageError::other("created conversation vanished"))
     })
@@ -278,7 +240,7 @@ pub async fn set_conversation_status(
     }
 }
 
-/// Records that a client unsubscribed; the first instant is kept.
+/// Records that a client unsubscribed (SPEC §8); the first instant is kept.
 ///
 /// # Errors
 /// [`DirectoryError::NotFound`]; storage failures.
@@ -308,7 +270,9 @@ fn unknown_store(id: StoreId) -> DirectoryError {
 mod tests {
     use super::*;
     use crate::demo::demo_data;
+    use crate::discount_code::DiscountCode;
     use crate::email_address::EmailAddress;
+    use crate::name::Name;
     use crate::ports::prelude::*;
     use crate::testing::{ManualClock, MemoryStorage};
     use chrono::{TimeZone, Utc};
@@ -323,18 +287,22 @@ mod tests {
         EmailAddress::parse(raw).unwrap()
     }
 
-    fn new_store(name: &str) -> NewStore {
+    fn name(raw: &str) -> Name {
+        Name::parse(raw).unwrap()
+    }
+
+    fn new_store(raw_name: &str) -> NewStore {
         NewStore {
-            name: name.to_owned(),
+            name: name(raw_name),
             time_zone: chrono_tz::Europe::Paris,
             sender_email: address("shop@paris.example.com"),
             active_hours: None,
         }
     }
 
-    fn new_client(name: &str, email: &str) -> NewClient {
+    fn new_client(raw_name: &str, email: &str) -> NewClient {
         NewClient {
-            name: name.to_owned(),
+            name: name(raw_name),
             email: address(email),
             time_zone: None,
         }
@@ -342,40 +310,21 @@ mod tests {
 
     fn field_of(err: DirectoryError) -> &'static str {
         match err {
-            DirectoryError::InvalidField { field, .. } => field,
             DirectoryError::UnknownReference { field, .. } => field,
             other => panic!("not a field error: {other:?}"),
         }
     }
 
-    #[test]
-    fn bad_names_and_codes_name_their_field() {
-        for bad in ["", "   ", "Ann\u{7}Lee"] {
-            assert_eq!(
-                field_of(name("group", bad).unwrap_err()),
-                "group",
-                "{bad:?}"
-            );
-        }
-        assert_eq!(name("name", "  Ann Lee ").unwrap(), "Ann Lee");
-        assert_eq!(
-            field_of(discount_code("PROMO 50").unwrap_err()),
-            "discountCode"
-        );
-    }
-
     #[tokio::test]
-    async fn stores_are_created_with_checked_names() {
+    async fn stores_are_created() {
         let storage = storage().await;
-        let store = create_store(&storage, new_store("  Paris Perfume "))
+        let store = create_store(&storage, new_store("Paris Perfume"))
             .await
             .unwrap();
         assert_eq!(store.name, "Paris Perfume");
         assert_eq!(storage.store(store.id).await.unwrap(), Some(store.clone()));
-        let err = create_store(&storage, new_store(" ")).await.unwrap_err();
-        assert_eq!(field_of(err), "name");
         let next = create_store(&storage, new_store("Lyon")).await.unwrap();
-        assert_eq!(next.id.0, store.id.0 + 1, "the refused store took no id");
+        assert_eq!(next.id.0, store.id.0 + 1);
     }
 
     #[tokio::test]
@@ -404,14 +353,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn operators_need_an_existing_store_and_valid_names() {
+    async fn operators_need_an_existing_store() {
         let storage = storage().await;
         let operator = create_operator(
             &storage,
             NewOperator {
-                name: " Fay Lin ".into(),
+                name: name("Fay Lin"),
                 store_id: StoreId(2),
-                group: " support ".into(),
+                group: name("support"),
             },
         )
         .await
@@ -423,9 +372,9 @@ mod tests {
         let err = create_operator(
             &storage,
             NewOperator {
-                name: "Gus".into(),
+                name: name("Gus"),
                 store_id: StoreId(999),
-                group: "sales".into(),
+                group: name("sales"),
             },
         )
         .await
@@ -441,23 +390,12 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = create_operator(
-            &storage,
-            NewOperator {
-                name: "Gus".into(),
-                store_id: StoreId(1),
-                group: "".into(),
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(field_of(err), "group");
     }
 
     #[tokio::test]
     async fn a_known_email_names_the_existing_client() {
         let storage = storage().await;
-        let ann = create_client(&storage, new_client(" Ann ", "ann@example.com"))
+        let ann = create_client(&storage, new_client("Ann", "ann@example.com"))
             .await
             .unwrap();
         assert_eq!(ann.name, "Ann");
@@ -470,17 +408,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let err = create_client(&storage, new_client("", "new@example.com"))
-            .await
-            .unwrap_err();
-        assert_eq!(field_of(err), "name");
-        assert_eq!(
-            storage
-                .client_by_email(&address("new@example.com"))
-                .await
-                .unwrap(),
-            None
-        );
     }
 
     #[tokio::test]
@@ -491,7 +418,7 @@ mod tests {
             &storage,
             UserId(27),
             ClientChanges {
-                name: Some(" Johnny ".into()),
+                name: Some(name("Johnny")),
                 email: Some(address("johnny@example.com")),
                 time_zone: Some(Some(tokyo)),
             },
@@ -524,7 +451,7 @@ mod tests {
             &storage,
             UserId(27),
             ClientChanges {
-                name: Some("Other".into()),
+                name: Some(name("Other")),
                 email: Some(address("Olivia.Smith@example.com")),
                 time_zone: None,
             },
@@ -547,17 +474,6 @@ mod tests {
                 id: 999
             }
         ));
-        let err = update_client(
-            &storage,
-            UserId(27),
-            ClientChanges {
-                name: Some("\u{1b}[31m".into()),
-                ..ClientChanges::default()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(field_of(err), "name");
     }
 
     fn conversation(store: i64, operator: i64, client: i64) -> NewConversation {
@@ -575,7 +491,7 @@ mod tests {
         let created = create_conversation(
             &storage,
             NewConversation {
-                discount_code: Some(" NEW10 ".into()),
+                discount_code: Some(DiscountCode::parse("NEW10").unwrap()),
                 ..conversation(1, 24, 27)
             },
         )
@@ -616,16 +532,6 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = create_conversation(
-            &storage,
-            NewConversation {
-                discount_code: Some("50% OFF".into()),
-                ..conversation(1, 24, 27)
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(field_of(err), "discountCode");
         let next = create_conversation(&storage, conversation(1, 24, 27))
             .await
             .unwrap();

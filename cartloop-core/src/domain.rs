@@ -1,8 +1,10 @@
 //! The entities: stores, operators, clients, conversations and messages.
 
 use crate::active_hours::ActiveHours;
+use crate::discount_code::DiscountCode;
 use crate::email_address::EmailAddress;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use crate::name::Name;
 use crate::validate::Payload;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -16,7 +18,7 @@ pub struct Store {
     /// The store's id.
     pub id: StoreId,
     /// Display name, used in the email's From and Subject.
-    pub name: String,
+    pub name: Name,
     /// The store's IANA time zone; the active-hours fallback for clients without one.
     pub time_zone: Tz,
     /// The address emails to this store's clients are sent from.
@@ -31,11 +33,11 @@ pub struct Operator {
     /// The operator's user id.
     pub id: UserId,
     /// Display name (the `operator` placeholder).
-    pub name: String,
+    pub name: Name,
     /// The store the operator works for.
     pub store_id: StoreId,
     /// The operator's group, e.g. `sales` or `support`.
-    pub group: String,
+    pub group: Name,
 }
 
 /// A shopper.
@@ -44,7 +46,7 @@ pub struct Client {
     /// The client's user id.
     pub id: UserId,
     /// Display name (the `username` placeholder).
-    pub name: String,
+    pub name: Name,
     /// Where the client's emails go.
     pub email: EmailAddress,
     /// The client's IANA time zone, if known.
@@ -79,7 +81,7 @@ pub struct Conversation {
     /// Open or resolved.
     pub status: ConversationStatus,
     /// The `discountCode` placeholder's value, if the conversation has one.
-    pub discount_code: Option<String>,
+    pub discount_code: Option<DiscountCode>,
 }
 
 /// A conversation with everything needed to validate, render and address its messages.
@@ -306,7 +308,7 @@ pub struct NewMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewStore {
     /// Display name.
-    pub name: String,
+    pub name: Name,
     /// IANA time zone.
     pub time_zone: Tz,
     /// Sender address.
@@ -319,18 +321,18 @@ pub struct NewStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOperator {
     /// Display name.
-    pub name: String,
+    pub name: Name,
     /// The store, which must exist.
     pub store_id: StoreId,
     /// The group, e.g. `sales`.
-    pub group: String,
+    pub group: Name,
 }
 
 /// A client to create (`POST /clients/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClient {
     /// Display name.
-    pub name: String,
+    pub name: Name,
     /// Address; unique among clients (compared case-insensitively).
     pub email: EmailAddress,
     /// IANA zone, if known.
@@ -341,7 +343,7 @@ pub struct NewClient {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientChanges {
     /// New name.
-    pub name: Option<String>,
+    pub name: Option<Name>,
     /// New address (unique among clients).
     pub email: Option<EmailAddress>,
     /// New zone: `Some(None)` clears it (the store's zone applies).
@@ -358,7 +360,7 @@ pub struct NewConversation {
     /// The client.
     pub client_id: UserId,
     /// The `discountCode` placeholder's value.
-    pub discount_code: Option<String>,
+    pub discount_code: Option<DiscountCode>,
 }
 
 /// Rows loaded as they are, ids included, by [`crate::ports::Admin::import`]: e.g. the demo

@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`ids`], [`domain`], [`email_address`]: the vocabulary — stores, operators, clients,
 //!   conversations, messages and their statuses; addresses checked once where they enter.
+//! - [`name`]: display names (stores, operators, clients, groups), checked once.
+//! - [`discount_code`]: a conversation's discount code, checked once.
 //! - [`validate`]: payload validation (length, characters, placeholders).
 //! - [`template`]: templates parsed once into segments and rendered per conversation.
 //! - [`active_hours`]: the delivery window and the send-instant rule, across DST.
@@ -23,8 +25,7 @@
 //!   - [`send_at`]: a requested send instant, no more than a minute back or 90 days ahead.
 //!   - `duration_text`: spans written `90m`, `24h`, `7d`.
 //!   - [`json`]: settings read from JSON with typed errors naming the part at fault.
-//! - [`directory`]: creating and changing stores, operators, clients and conversations;
-//!   [`name`], [`discount_code`]: what a display name and a discount code may be.
+//! - [`directory`]: creating and changing stores, operators, clients and conversations.
 //! - [`chat`]: writing a message (`POST /chat/`) and reading a conversation.
 //! - [`conversations`]: the conversations list, paged stably while chats arrive.
 //! - [`inbound`]: a client's reply by email, matched to its conversation.

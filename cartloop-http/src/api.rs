@@ -215,7 +215,7 @@ impl ConversationResponse {
             store_id: c.conversation.store_id.0,
             operator_id: c.conversation.operator_id.0,
             client_id: c.conversation.client_id.0,
-            operator_group: c.operator.group.clone(),
+            operator_group: c.operator.group.as_str().to_owned(),
             status: c.conversation.status.into(),
             client_time_zone: c.client_time_zone().name(),
             chats: messages
@@ -393,7 +393,7 @@ impl From<Store> for StoreCreated {
     fn from(store: Store) -> Self {
         Self {
             store_id: store.id.0,
-            name: store.name,
+            name: store.name.into_string(),
             time_zone: store.time_zone.name(),
             sender_email: store.sender_email.into_string(),
             active_hours: store.active_hours.map(|h| h.to_string()),
@@ -416,7 +416,7 @@ impl From<Store> for StoreResponse {
     fn from(store: Store) -> Self {
         Self {
             store_id: store.id.0,
-            name: store.name,
+            name: store.name.into_string(),
             time_zone: store.time_zone.name(),
             active_hours: store.active_hours.map(|h| h.to_string()),
         }
@@ -450,9 +450,9 @@ impl From<Operator> for OperatorResponse {
     fn from(operator: Operator) -> Self {
         Self {
             operator_id: operator.id.0,
-            name: operator.name,
+            name: operator.name.into_string(),
             store_id: operator.store_id.0,
-            group: operator.group,
+            group: operator.group.into_string(),
         }
     }
 }
@@ -506,7 +506,7 @@ impl From<Client> for ClientResponse {
     fn from(client: Client) -> Self {
         Self {
             client_id: client.id.0,
-            name: client.name,
+            name: client.name.into_string(),
             email: client.email.into_string(),
             time_zone: client.time_zone.map(|tz| tz.name()),
             unsubscribed: client.unsubscribed_at.is_some(),
@@ -585,7 +585,7 @@ impl From<ConversationSummary> for ConversationRow {
             store_id: c.store_id.0,
             operator_id: c.operator_id.0,
             client_id: c.client_id.0,
-            client_name: row.client_name,
+            client_name: row.client_name.into_string(),
             status: c.status.into(),
             client_time_zone: row.client_time_zone.name(),
             last_chat: row.last_chat.map(|m| LastChat {

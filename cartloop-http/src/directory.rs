@@ -1,7 +1,7 @@
 //! The operator API's directory: stores, operators, clients and conversations.
 //!
-//! Fields the core takes as parsed values (zones, emails, windows) are parsed here, each
-//! refusal a 422 naming the field; the core checks the rest.
+//! Fields the core takes as parsed values (names, discount codes, zones, emails, windows)
+//! are parsed here, each refusal a 422 naming the field; the core checks the references.
 
 use crate::api::{
     ClientResponse, ConversationResponse, ConversationRow, ConversationsPage, CreateClientBody,
@@ -18,12 +18,14 @@ use axum::Json;
 use cartloop_core::active_hours::ActiveHours;
 use cartloop_core::chat::conversation_view;
 use cartloop_core::conversations::{self, Cursor};
-use cartloop_core::directory;
+use cartloop_core::directory::{self, DirectoryError};
+use cartloop_core::discount_code::DiscountCode;
 use cartloop_core::domain::{
     ClientChanges, ConversationStatus, NewClient, NewConversation, NewOperator, NewStore,
 };
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, StoreId, UserId};
+use cartloop_core::name::Name;
 use cartloop_core::ports::{ConversationFilter, Page};
 use chrono_tz::Tz;
 
@@ -38,6 +40,14 @@ fn time_zone(field: &'static str, raw: &str) -> Result<Tz, ApiError> {
         )
         .with_field(field)
     })
+}
+
+fn name(field: &'static str, raw: &str) -> Result<Name, ApiError> {
+    Name::parse(raw).map_err(|e| DirectoryError::invalid_field(field, e).into())
+}
+
+fn discount_code(raw: &str) -> Result<DiscountCode, ApiError> {
+    DiscountCode::parse(raw).map_err(|e| DirectoryError::invalid_field("discountCode", e).into())
 }
 
 fn email(field: &'static str, raw: &str) -> Result<EmailAddress, ApiError> {
@@ -80,11 +90,13 @@ pub(crate) async fn create_store(
     State(state): State<AppState>,
     JsonBody(Object(body)): JsonBody<Object<CreateStoreBody>>,
 ) -> Result<(StatusCode, Json<StoreCreated>), ApiError> {
+    // Fields are parsed in the order written; the names last, as when the core checked
+    // them, so a body wrong in several fields is still refused for the same one.
     let store = NewStore {
-        name: body.name,
         time_zone: time_zone("timeZone", &body.time_zone)?,
         sender_email: email("senderEmail", &body.sender_email)?,
         active_hours: body.active_hours.as_deref().map(active_hours).transpose()?,
+        name: name("name", &body.name)?,
     };
     let store = directory::create_store(state.storage.as_ref(), store).await?;
     tracing::info!(store = %store.id, "store created");
@@ -146,7 +158,7 @@ pub(crate) async fn patch_store(
                     tracing::info!(store = id, active_hours = ?hours.map(|h| h.to_string()), "store window changed");
                     Some(store)
                 }
-                Err(directory::DirectoryError::NotFound { .. }) => None,
+                Err(DirectoryError::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -171,9 +183,9 @@ pub(crate) async fn create_operator(
     JsonBody(Object(body)): JsonBody<Object<CreateOperatorBody>>,
 ) -> Result<(StatusCode, Json<OperatorResponse>), ApiError> {
     let operator = NewOperator {
-        name: body.name,
+        name: name("name", &body.name)?,
         store_id: StoreId(body.store_id),
-        group: body.group,
+        group: name("group", &body.group)?,
     };
     let operator = directory::create_operator(state.storage.as_ref(), operator).await?;
     tracing::info!(operator = %operator.id, store = %operator.store_id, "operator created");
@@ -198,14 +210,15 @@ pub(crate) async fn create_client(
     State(state): State<AppState>,
     JsonBody(Object(body)): JsonBody<Object<CreateClientBody>>,
 ) -> Result<(StatusCode, Json<ClientResponse>), ApiError> {
+    // The name last (see `create_store`).
     let client = NewClient {
-        name: body.name,
         email: email("email", &body.email)?,
         time_zone: body
             .time_zone
             .as_deref()
             .map(|tz| time_zone("timeZone", tz))
             .transpose()?,
+        name: name("name", &body.name)?,
     };
     let client = directory::create_client(state.storage.as_ref(), client).await?;
     tracing::info!(client = %client.id, "client created");
@@ -234,8 +247,9 @@ pub(crate) async fn patch_client(
     PathId(id): PathId,
     JsonBody(Object(body)): JsonBody<Object<PatchClientBody>>,
 ) -> Result<Json<ClientResponse>, ApiError> {
+    // The name's null first and its text last (see `create_store`).
+    let new_name = body.name.map(|n| not_null("name", n)).transpose()?;
     let changes = ClientChanges {
-        name: body.name.map(|n| not_null("name", n)).transpose()?,
         email: body
             .email
             .map(|e| not_null("email", e).and_then(|e| email("email", &e)))
@@ -248,6 +262,7 @@ pub(crate) async fn patch_client(
                     .transpose()
             })
             .transpose()?,
+        name: new_name.map(|n| name("name", &n)).transpose()?,
     };
     let client = directory::update_client(state.storage.as_ref(), UserId(id), changes).await?;
     tracing::info!(client = id, "client changed");
@@ -274,7 +289,11 @@ pub(crate) async fn create_conversation(
         store_id: StoreId(body.store_id),
         operator_id: UserId(body.operator_id),
         client_id: UserId(body.client_id),
-        discount_code: body.discount_code,
+        discount_code: body
+            .discount_code
+            .as_deref()
+            .map(discount_code)
+            .transpose()?,
     };
     let context = directory::create_conversation(state.storage.as_ref(), conversation).await?;
     tracing::info!(conversation = %context.conversation.id, "conversation created");

@@ -244,6 +244,70 @@ async fn create_an_operator() {
     assert_error(&body, "invalid_request");
 }
 
+/// Refused names and discount codes: the message of each, and, for a body wrong in several
+/// fields, the field named (the names are checked after the other fields).
+#[tokio::test]
+async fn name_and_code_refusals_say_what_is_wrong() {
+    let app = app().await;
+    let store = |name: Value, zone: &str| json!({"name": name, "timeZone": zone, "senderEmail": "hi@nova.example.com"});
+    let invisible = "must not contain the control or invisible character";
+    for (uri, body, field, message) in [
+        (
+            "/stores/",
+            store(json!(" "), "Europe/Paris"),
+            "name",
+            "name: must not be empty".to_owned(),
+        ),
+        (
+            "/stores/",
+            store(json!("x".repeat(201)), "Europe/Paris"),
+            "name",
+            "name: must be at most 200 characters".to_owned(),
+        ),
+        (
+            "/operators/",
+            json!({"name": "Gil", "storeId": 99, "group": "sa\u{202e}les"}),
+            "group",
+            format!("group: {invisible} \\u{{202e}}"),
+        ),
+        (
+            "/clients/",
+            json!({"name": "Ann\u{7}", "email": "c@example.com"}),
+            "name",
+            format!("name: {invisible} \\u{{7}}"),
+        ),
+        (
+            "/conversations/",
+            json!({"storeId": 99, "operatorId": 24, "clientId": 27, "discountCode": "50% off"}),
+            "discountCode",
+            "discountCode: must be 1 to 64 ASCII letters, digits, '-' or '_'".to_owned(),
+        ),
+    ] {
+        let (status, value) = post(&app, uri, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {value}");
+        assert_field_error(&value, "invalid_field", field);
+        assert_eq!(value["error"]["message"], message, "{value}");
+    }
+    let (_, value) = post(&app, "/stores/", store(json!(""), "Mars/Olympus")).await;
+    assert_field_error(&value, "invalid_time_zone", "timeZone");
+    let (_, value) = post(&app, "/clients/", json!({"name": "", "email": "nope"})).await;
+    assert_field_error(&value, "invalid_email", "email");
+    let (_, value) = patch(
+        &app,
+        "/client/27/",
+        json!({"name": "", "timeZone": "Nowhere"}),
+    )
+    .await;
+    assert_field_error(&value, "invalid_time_zone", "timeZone");
+    let (_, value) = patch(
+        &app,
+        "/client/27/",
+        json!({"name": null, "timeZone": "Nowhere"}),
+    )
+    .await;
+    assert_field_error(&value, "invalid_field", "name");
+}
+
 #[tokio::test]
 async fn create_a_client() {
     let app = app().await;

@@ -4,11 +4,13 @@
 use crate::dialect::{DbRow, Driver};
 use crate::sql::MessageColumns;
 use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::discount_code::DiscountCode;
 use cartloop_core::domain::{
     Client, Conversation, ConversationContext, Message, MessageStatus, Operator, Store,
 };
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
+use cartloop_core::name::Name;
 use cartloop_core::ports::StorageError;
 use cartloop_core::validate::Payload;
 use chrono::{DateTime, Utc};
@@ -166,7 +168,7 @@ pub(crate) fn store<D: Driver>(row: &DbRow<D>) -> Result<Store, StorageError> {
     let owner = || format!("store {id}");
     Ok(Store {
         id,
-        name: text::<D>(row, "store_name")?.to_owned(),
+        name: name(text::<D>(row, "store_name")?, "name", owner)?,
         time_zone: zone(text::<D>(row, "store_time_zone")?, owner)?,
         sender_email: email(text::<D>(row, "store_sender_email")?, owner)?,
         active_hours: D::str(row, "store_active_hours")?
@@ -180,11 +182,13 @@ pub(crate) fn store<D: Driver>(row: &DbRow<D>) -> Result<Store, StorageError> {
 
 /// A row of `operator_columns!`.
 pub(crate) fn operator<D: Driver>(row: &DbRow<D>) -> Result<Operator, StorageError> {
+    let id = UserId(int::<D>(row, "operator_id")?);
+    let owner = || format!("operator {id}");
     Ok(Operator {
-        id: UserId(int::<D>(row, "operator_id")?),
-        name: text::<D>(row, "operator_name")?.to_owned(),
+        id,
+        name: name(text::<D>(row, "operator_name")?, "name", owner)?,
         store_id: StoreId(int::<D>(row, "operator_store_id")?),
-        group: text::<D>(row, "operator_group")?.to_owned(),
+        group: name(text::<D>(row, "operator_group")?, "group", owner)?,
     })
 }
 
@@ -194,7 +198,7 @@ pub(crate) fn client<D: Driver>(row: &DbRow<D>) -> Result<Client, StorageError> 
     let owner = || format!("client {id}");
     Ok(Client {
         id,
-        name: text::<D>(row, "client_name")?.to_owned(),
+        name: name(text::<D>(row, "client_name")?, "name", owner)?,
         email: email(text::<D>(row, "client_email")?, owner)?,
         time_zone: D::str(row, "client_time_zone")?
             .map(|name| zone(name, owner))
@@ -218,7 +222,9 @@ pub(crate) fn context<D: Driver>(row: &DbRow<D>) -> Result<ConversationContext, 
             status: text::<D>(row, "c_status")?
                 .parse()
                 .map_err(|e| bad(format!("conversation {id}"), "status", e))?,
-            discount_code: D::str(row, "c_discount_code")?.map(str::to_owned),
+            discount_code: D::str(row, "c_discount_code")?
+                .map(|raw| discount_code(raw, || format!("conversation {id}")))
+                .transpose()?,
         },
         store,
         operator,
@@ -230,6 +236,23 @@ pub(crate) fn context<D: Driver>(row: &DbRow<D>) -> Result<ConversationContext, 
 fn zone<O: Display>(name: &str, owner: impl FnOnce() -> O) -> Result<Tz, StorageError> {
     name.parse::<Tz>()
         .map_err(|_| bad(owner(), "time zone", format!("unknown zone {name:?}")))
+}
+
+/// Parses a stored name (`what`: `name`, `group`) of `owner`.
+fn name<O: Display>(
+    raw: &str,
+    what: &str,
+    owner: impl FnOnce() -> O,
+) -> Result<Name, StorageError> {
+    Name::parse(raw).map_err(|e| bad(owner(), what, e))
+}
+
+/// Parses a stored discount code of `owner`.
+fn discount_code<O: Display>(
+    raw: &str,
+    owner: impl FnOnce() -> O,
+) -> Result<DiscountCode, StorageError> {
+    DiscountCode::parse(raw).map_err(|e| bad(owner(), "discount code", e))
 }
 
 /// Parses a stored email address of `owner`.
@@ -252,6 +275,29 @@ mod tests {
         assert_eq!(
             zone("Asia/Kathmandu", || "store 1").unwrap(),
             chrono_tz::Asia::Kathmandu
+        );
+    }
+
+    #[test]
+    fn bad_name_or_code_is_an_error_not_a_panic() {
+        let err = name(" ", "group", || "operator 21").unwrap_err();
+        assert!(matches!(err, StorageError::Other(_)), "{err:?}");
+        assert_eq!(
+            err.detail(),
+            "storage error: operator 21: stored group unreadable: must not be empty"
+        );
+        assert_eq!(name("Dana", "name", || "operator 21").unwrap(), "Dana");
+        let err = discount_code("50% OFF", || "conversation 1").unwrap_err();
+        assert!(matches!(err, StorageError::Other(_)), "{err:?}");
+        assert!(
+            err.detail()
+                .contains("conversation 1: stored discount code unreadable"),
+            "{}",
+            err.detail()
+        );
+        assert_eq!(
+            discount_code("PROMO50", || "conversation 1").unwrap(),
+            "PROMO50"
         );
     }
 

@@ -5,6 +5,7 @@ use crate::domain::{
     Conversation, ConversationContext, ConversationStatus, Message, NewConversation, NewMessage,
 };
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+use crate::name::Name;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -79,7 +80,7 @@ pub struct ConversationSummary {
     /// The conversation.
     pub conversation: Conversation,
     /// Its client's name.
-    pub client_name: String,
+    pub client_name: Name,
     /// The zone active hours use: the client's, else the store's.
     pub client_time_zone: Tz,
     /// Its newest chat now (which may be newer than the snapshot), if any.

@@ -1,4 +1,5 @@
 use crate::active_hours::ActiveHours;
+use crate::discount_code::DiscountCode;
 use crate::domain::{
     ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
     ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation, NewMessage,
@@ -126,7 +127,7 @@ impl MemoryStorage {
     }
 
     /// Changes a conversation's discount code (for tests of rendering at send time).
-    pub fn set_discount_code(&self, id: ConversationId, code: Option<String>) {
+    pub fn set_discount_code(&self, id: ConversationId, code: Option<DiscountCode>) {
         if let Some(c) = self.lock().conversations.get_mut(&id) {
             c.discount_code = code;
         }

@@ -8,6 +8,7 @@ use cartloop_core::domain::{
 };
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
+use cartloop_core::name::Name;
 use cartloop_core::ports::{
     ClaimLimit, Clock, ConversationFilter, Page, Storage, StorageError, Transition,
 };
@@ -701,7 +702,7 @@ pub async fn upgraded(storage: &dyn Storage) {
 
     let store = storage
         .create_store(NewStore {
-            name: "New".into(),
+            name: Name::parse("New").unwrap(),
             time_zone: chrono_tz::Europe::Paris,
             sender_email: EmailAddress::parse("shop@new.example.com").unwrap(),
             active_hours: Some("08:00-21:00".parse().unwrap()),
@@ -711,7 +712,7 @@ pub async fn upgraded(storage: &dyn Storage) {
     assert!(store.id > StoreId(1), "{}", store.id);
     let client = storage
         .create_client(NewClient {
-            name: "Ann".into(),
+            name: Name::parse("Ann").unwrap(),
             email: EmailAddress::parse("ann@example.com").unwrap(),
             time_zone: None,
         })
@@ -720,7 +721,7 @@ pub async fn upgraded(storage: &dyn Storage) {
     assert!(client.id > UserId(27), "{}", client.id);
     let taken = storage
         .create_client(NewClient {
-            name: "Copy".into(),
+            name: Name::parse("Copy").unwrap(),
             email: EmailAddress::parse("JOHN.CARTER@example.com").unwrap(),
             time_zone: None,
         })

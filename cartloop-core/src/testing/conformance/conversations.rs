@@ -110,15 +110,15 @@ pub async fn conversations(s: &dyn Storage) {
     let store = s.create_store(new_store("Paris Perfume")).await.unwrap();
     let operator = s
         .create_operator(NewOperator {
-            name: "Fay Lin".into(),
+            name: name("Fay Lin"),
             store_id: store.id,
-            group: "sales".into(),
+            group: name("sales"),
         })
         .await
         .unwrap();
     let client = s
         .create_client(NewClient {
-            name: "Ann Lee".into(),
+            name: name("Ann Lee"),
             email: address("ann.lee@example.com"),
             time_zone: None,
         })
@@ -129,7 +129,7 @@ pub async fn conversations(s: &dyn Storage) {
             store_id: store.id,
             operator_id: operator.id,
             client_id: client.id,
-            discount_code: Some("NEW10".into()),
+            discount_code: Some(code("NEW10")),
         })
         .await
         .unwrap();

@@ -83,9 +83,9 @@ pub async fn operators(s: &dyn Storage) {
     s.import(&data).await.unwrap();
     let operator = s
         .create_operator(NewOperator {
-            name: "Fay Lin".into(),
+            name: name("Fay Lin"),
             store_id: StoreId(2),
-            group: "support".into(),
+            group: name("support"),
         })
         .await
         .unwrap();
@@ -109,9 +109,9 @@ pub async fn operators(s: &dyn Storage) {
     assert_eq!(s.operator(UserId(999_999)).await.unwrap(), None);
     let err = s
         .create_operator(NewOperator {
-            name: "Nobody".into(),
+            name: name("Nobody"),
             store_id: StoreId(999_999),
-            group: "sales".into(),
+            group: name("sales"),
         })
         .await
         .unwrap_err();
@@ -126,7 +126,7 @@ pub async fn clients(s: &dyn Storage) {
     let paris = chrono_tz::Europe::Paris;
     let ann = s
         .create_client(NewClient {
-            name: "Ann Lee".into(),
+            name: name("Ann Lee"),
             email: address("Ann.Lee@Example.com"),
             time_zone: Some(paris),
         })
@@ -142,9 +142,9 @@ pub async fn clients(s: &dyn Storage) {
     assert_eq!(s.operator(ann.id).await.unwrap(), None);
     let operator = s
         .create_operator(NewOperator {
-            name: "Gus Hale".into(),
+            name: name("Gus Hale"),
             store_id: StoreId(1),
-            group: "sales".into(),
+            group: name("sales"),
         })
         .await
         .unwrap();
@@ -156,7 +156,7 @@ pub async fn clients(s: &dyn Storage) {
     for taken in ["ann.lee@example.COM", "JOHN.CARTER@example.com"] {
         let err = s
             .create_client(NewClient {
-                name: "Copy".into(),
+                name: name("Copy"),
                 email: address(taken),
                 time_zone: None,
             })
@@ -173,7 +173,7 @@ pub async fn clients(s: &dyn Storage) {
 
     let tokyo = chrono_tz::Asia::Tokyo;
     let changes = ClientChanges {
-        name: Some("Ann Leigh".into()),
+        name: Some(name("Ann Leigh")),
         email: Some(address("ann@example.org")),
         time_zone: Some(Some(tokyo)),
     };
@@ -203,7 +203,7 @@ pub async fn clients(s: &dyn Storage) {
     );
 
     let conflicting = ClientChanges {
-        name: Some("Someone Else".into()),
+        name: Some(name("Someone Else")),
         email: Some(address("John.Carter@example.com")),
         time_zone: Some(Some(paris)),
     };
@@ -226,7 +226,7 @@ pub async fn clients(s: &dyn Storage) {
     );
     let freed = s
         .create_client(NewClient {
-            name: "Another Ann".into(),
+            name: name("Another Ann"),
             email: address("ann.lee@example.com"),
             time_zone: None,
         })

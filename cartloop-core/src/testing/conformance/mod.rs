@@ -24,12 +24,14 @@ pub mod queue;
 
 pub(super) use crate::active_hours::ActiveHours;
 pub(super) use crate::demo::demo_data;
+pub(super) use crate::discount_code::DiscountCode;
 pub(super) use crate::domain::{
     ClientChanges, ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation,
     NewMessage, NewOperator, NewStore,
 };
 pub(super) use crate::email_address::EmailAddress;
 pub(super) use crate::ids::{ConversationId, MessageId, StoreId, UserId};
+pub(super) use crate::name::Name;
 pub(super) use crate::ports::{
     ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, Page, Snapshot,
     Storage, StorageError, Transition,
@@ -92,9 +94,17 @@ pub(super) fn address(raw: &str) -> EmailAddress {
     EmailAddress::parse(raw).expect("valid test address")
 }
 
-pub(super) fn new_store(name: &str) -> NewStore {
+pub(super) fn name(raw: &str) -> Name {
+    Name::parse(raw).expect("valid test name")
+}
+
+pub(super) fn code(raw: &str) -> DiscountCode {
+    DiscountCode::parse(raw).expect("valid test discount code")
+}
+
+pub(super) fn new_store(raw_name: &str) -> NewStore {
     NewStore {
-        name: name.to_owned(),
+        name: name(raw_name),
         time_zone: chrono_tz::Europe::Paris,
         sender_email: address("shop@paris.example.com"),
         active_hours: None,
