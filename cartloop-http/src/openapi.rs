@@ -82,9 +82,18 @@ impl Modify for Conventions {
 
 /// The document with these `paths` (the routes', see `routes.rs`), and what holds for
 /// every operation.
-pub(crate) fn document_with(paths: utoipa::openapi::path::Paths) -> Document {
+pub(crate) fn document_with(
+    (paths, schemas): (
+        utoipa::openapi::path::Paths,
+        Vec<(String, RefOr<utoipa::openapi::schema::Schema>)>,
+    ),
+) -> Document {
     let mut doc = ApiDoc::openapi();
     doc.paths = paths;
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
     Conventions.modify(&mut doc);
     doc
 }

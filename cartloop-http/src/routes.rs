@@ -12,7 +12,10 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
+use utoipa::__dev::SchemaReferences;
 use utoipa::openapi::path::{HttpMethod, Paths, PathsBuilder};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 
 /// One route the router serves: a path template (its trailing-slash form; the router
 /// serves it without the slash too) and a method. `HEAD` of a `GET` route is answered as
@@ -30,6 +33,8 @@ pub(crate) struct Routes {
     pub(crate) router: Router<AppState>,
     pub(crate) table: Vec<RouteInfo>,
     paths: PathsBuilder,
+    /// The schemas the documented operations refer to.
+    schemas: Vec<(String, RefOr<Schema>)>,
 }
 
 /// `path` as a `&'static str`, each distinct path kept once however often the routes are
@@ -67,12 +72,14 @@ impl Routes {
             router: Router::new(),
             table: Vec::new(),
             paths: PathsBuilder::new(),
+            schemas: Vec::new(),
         }
     }
 
     /// Serves `handler` at the path and method of its OpenAPI annotation `P` (with and
-    /// without its trailing slash), and documents it.
-    fn add<P: utoipa::Path, H, T>(mut self, handler: H) -> Self
+    /// without its trailing slash), and documents it with the schemas it refers to (the
+    /// annotation lists them as `utoipa-axum` reads them).
+    fn add<P: utoipa::Path + SchemaReferences, H, T>(mut self, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -87,6 +94,7 @@ impl Routes {
             self.table.push(RouteInfo { path, method });
         }
         self.paths = self.paths.path_from::<P>();
+        P::schemas(&mut self.schemas);
         self
     }
 
@@ -155,9 +163,10 @@ pub(crate) fn routes() -> Routes {
     routes
 }
 
-/// The OpenAPI paths of every route.
-pub(crate) fn paths() -> Paths {
-    routes().paths.build()
+/// The OpenAPI paths of every route, and the schemas they refer to.
+pub(crate) fn paths() -> (Paths, Vec<(String, RefOr<Schema>)>) {
+    let routes = routes();
+    (routes.paths.build(), routes.schemas)
 }
 
 /// The document as JSON, built once (clones share the bytes).

@@ -792,6 +792,18 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(doc["security"], json!([{"bearer": []}]));
     assert_eq!(paths["/healthz"]["get"]["security"], json!([{}]));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every schema an operation refers to is in the document.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut dangling: Vec<&str> = text
+        .split("\"#/components/schemas/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|name| !schemas.contains_key(*name))
+        .collect();
+    dangling.dedup();
+    assert!(dangling.is_empty(), "unresolved schemas: {dangling:?}");
+    assert!(schemas.contains_key("ConversationResponse"), "{schemas:?}");
 }
 
 #[tokio::test]
