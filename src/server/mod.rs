@@ -29,7 +29,7 @@ mod observe;
 mod settings;
 
 pub use listener::ConnectionLimits;
-pub use settings::Settings;
+pub use settings::{Command, Settings};
 
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::ports::{Clock, Links, Mailer, Storage, StorageError};
