@@ -3,7 +3,8 @@
 //!
 //! A storage whose disk is full or failing fails every pass while it lasts; the storage
 //! itself logs that at most once a minute, so those failures are counted here but logged
-//! at debug level only.
+//! at debug level only. A result that could not be recorded is still logged: its email
+//! may go out again once the lease ends.
 
 use cartloop_core::disk_fault::DiskFault;
 use cartloop_core::dispatch::{Event, Outcome};
@@ -54,13 +55,13 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
             tracing::debug!(chat = %message, action, error = %error.detail(), "storage failed; retrying");
         }
         Event::StorageFailed {
-            message,
+            message: None,
             action,
             error,
         } if DiskFault::of(error).is_some() => {
             metrics.dispatch_storage_error();
             metrics.storage_disk_fault();
-            tracing::debug!(chat = ?message, action, error = %error.detail(), "storage failed: its disk is full or failing");
+            tracing::debug!(action, error = %error.detail(), "storage failed: its disk is full or failing");
         }
         Event::StorageRetry {
             message,
@@ -75,6 +76,9 @@ pub(crate) fn event(metrics: &Metrics, event: &Event<'_>) {
             error,
         } => {
             metrics.dispatch_storage_error();
+            if DiskFault::of(error).is_some() {
+                metrics.storage_disk_fault();
+            }
             match message {
                 // A conversation that could not be read is handed back at once (a `Released`
                 // event follows); a result that could not be recorded waits for its lease.
