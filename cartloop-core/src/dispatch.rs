@@ -33,10 +33,13 @@
 //! claim holds (recording is idempotent under the fence), each retry reported to the
 //! observer; a message whose conversation cannot be read is handed back at once. Whatever
 //! could not be recorded is reported with its cause and counted, never dropped silently;
-//! its lease ends and the message is claimed again.
+//! its lease ends and the message is claimed again. A sent email whose record meets a full
+//! or failing disk ([`DiskFault`]) is retried past its lease until the disk takes writes:
+//! no dispatcher can claim it meanwhile, so it is recorded instead of sent again.
 
 use crate::compose;
 use crate::concurrent::{first, run_bounded, while_running, Signal};
+use crate::disk_fault::DiskFault;
 use crate::domain::{ClaimToken, Claimed, ConversationContext, Message};
 use crate::ids::{ConversationId, MessageId};
 use crate::ports::{
@@ -583,8 +586,13 @@ impl Dispatcher {
         let mut delay = Duration::from_millis(100);
         // Bounded twice: by the claim (renewed by the heartbeat) and by one lease's length
         // from the first failure, so a storage that renews but cannot record is not retried
-        // for ever.
+        // for ever. Except for an email already sent while the disk refuses writes: it
+        // refuses every dispatcher's claim too, so none can take this one over, and giving
+        // up would have the email sent again once the disk takes writes. That is retried
+        // until it is recorded (or the claim turns out taken over), the fault changes, or
+        // the dispatcher stops.
         let give_up_at = add(self.clock.now(), self.config.lease);
+        let sent = matches!(outcome, Outcome::Sent(_));
         loop {
             let result = match outcome {
                 Outcome::Sent(at) => self.queue.mark_sent(token, *at).await,
@@ -606,7 +614,8 @@ impl Dispatcher {
             let wait = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             let deadline = (*lock(lease_until)).min(give_up_at);
             let claim_holds = self.clock.now() + wait < deadline;
-            if !error.is_transient() || !claim_holds {
+            let disk_holds = sent && DiskFault::of(&error).is_some() && !self.is_stopping();
+            if !error.is_transient() || !(claim_holds || disk_holds) {
                 self.observe(Event::StorageFailed {
                     message: Some(message.id),
                     action,
@@ -1333,6 +1342,95 @@ mod tests {
                 .any(|f| f.contains("record sent") && f.contains("injected failure")),
             "{failures:?}"
         );
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sending
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_recorded_against_a_full_disk_waits_for_it_instead_of_sending_twice() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        // The disk refuses every write for minutes: the record, the lease renewals, and any
+        // other dispatcher's claim.
+        f.storage.disk_full_next("mark_sent", 100);
+        f.storage.disk_full_next("renew_leases", u32::MAX);
+        let started = f.clock.now();
+        let pass = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        let other = Dispatcher::new(
+            f.storage.clone(),
+            f.mailer.clone(),
+            f.clock.clone(),
+            Arc::new(Rules::default()),
+            DispatchConfig::default(),
+        );
+        let mut other_claims = 0;
+        while !pass.is_finished() {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            f.clock.advance(chrono::Duration::milliseconds(500));
+            // Past the lease, another dispatcher finds the message; its claim meets the disk.
+            if f.clock.now() - started > chrono::Duration::seconds(31) && other_claims == 0 {
+                f.storage.disk_full_next("claim_due", 1);
+                assert!(other.run_once().await.is_err());
+                other_claims += 1;
+            }
+            assert!(
+                f.clock.now() - started < chrono::Duration::hours(1),
+                "never recorded"
+            );
+        }
+        let report = pass.await.unwrap();
+        // The disk takes writes again, a lease later: nothing is claimed, nothing sent twice.
+        f.storage.disk_full_next("mark_sent", 0);
+        f.storage.disk_full_next("renew_leases", 0);
+        f.clock.advance(chrono::Duration::seconds(35));
+        let again = other.run_once().await.unwrap();
+        assert_eq!(f.mailer.messages().len(), 1, "sent twice: {again:?}");
+        assert_eq!(again.claimed, 0);
+        assert_eq!((report.sent, report.storage_errors), (1, 0), "{report:?}");
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+        assert!(f.clock.now() - started > chrono::Duration::seconds(150));
+    }
+
+    #[tokio::test]
+    async fn a_send_recorded_against_a_full_disk_gives_up_when_the_dispatcher_stops() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        f.storage.disk_full_next("mark_sent", u32::MAX);
+        f.storage.disk_full_next("renew_leases", u32::MAX);
+        let pass = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        for _ in 0..200 {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            f.clock.advance(chrono::Duration::milliseconds(500));
+        }
+        assert!(
+            !pass.is_finished(),
+            "gave up within 100 s, past its 30 s lease"
+        );
+        f.dispatcher.stop();
+        for _ in 0..10 {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            f.clock.advance(chrono::Duration::milliseconds(500));
+        }
+        assert!(pass.is_finished(), "a stopping dispatcher still retried");
+        let report = pass.await.unwrap();
+        assert_eq!((report.sent, report.storage_errors), (0, 1), "{report:?}");
         assert_eq!(
             f.storage.message(id).await.unwrap().unwrap().status,
             MessageStatus::Sending
