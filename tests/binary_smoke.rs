@@ -335,3 +335,249 @@ async fn at_the_open_files_limit_the_server_still_answers() {
     drop(idle);
     sigterm_and_wait(child);
 }
+
+/// The open demo conversations of the server at `base`, with their operators.
+async fn open_conversations(client: &reqwest::Client, base: &str) -> Vec<(i64, i64)> {
+    let (_, list) = get(
+        client,
+        format!("{base}/conversations/?status=open&limit=500"),
+    )
+    .await;
+    list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let id = |name: &str| c[name].as_i64().unwrap();
+            (id("conversationId"), id("operatorId"))
+        })
+        .collect()
+}
+
+/// A POST answered 201: the chat id, when it was sent and when its answer came.
+#[derive(Debug, Clone, Copy)]
+struct Created {
+    chat: i64,
+    sent: Instant,
+    answered: Instant,
+}
+
+/// POSTs from `tasks` clients at once to the server at `base`, each to one of the
+/// `conversations` as its operator, until a connection error or `stop`; the POSTs answered
+/// 201.
+fn post_load(
+    base: &str,
+    tasks: usize,
+    conversations: &[(i64, i64)],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinSet<Vec<Created>> {
+    let client = reqwest::Client::new();
+    let mut load = tokio::task::JoinSet::new();
+    for task in 0..tasks {
+        let (client, base, stop) = (client.clone(), base.to_owned(), stop.clone());
+        let (conversation, operator) = conversations[task % conversations.len()];
+        load.spawn(async move {
+            let mut created = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = serde_json::json!({"conversationId": conversation, "chat": {"payload": format!("load {task} {n}"), "userId": operator}});
+                n += 1;
+                let sent = Instant::now();
+                let Ok(response) = client.post(format!("{base}/chat/")).json(&body).send().await
+                else {
+                    break;
+                };
+                match response.status().as_u16() {
+                    201 => {}
+                    // Busy: a passing answer, the message is not stored.
+                    503 => continue,
+                    status => panic!("POST: {status} {:?}", response.text().await),
+                }
+                match response.json::<Value>().await {
+                    Ok(body) => created.push(Created {
+                        chat: body["chatId"].as_i64().unwrap(),
+                        sent,
+                        answered: Instant::now(),
+                    }),
+                    Err(_) => break,
+                }
+            }
+            created
+        });
+    }
+    load
+}
+
+/// Every POST the `load` tasks saw answered 201, once they have all ended.
+async fn created(mut load: tokio::task::JoinSet<Vec<Created>>) -> Vec<Created> {
+    let mut created = Vec::new();
+    while let Some(posts) = load.join_next().await {
+        created.extend(posts.unwrap());
+    }
+    created
+}
+
+/// The ids of the messages in the SQLite database at `path`, and its integrity check.
+async fn stored_messages(path: &Path) -> (std::collections::HashSet<i64>, String) {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let options = SqliteConnectOptions::new().filename(path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM messages")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (ids.into_iter().collect(), check)
+}
+
+/// A server killed with SIGKILL in the middle of heavy writes loses no message it answered
+/// 201: the same binary restarts on the file, and every one of them is there, the database
+/// intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_no_message_it_answered_201() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut envs = sqlite_envs(dir.path());
+    // The dispatcher sends meanwhile: its writes are in flight too.
+    envs.push(("ACTIVE_HOURS", "00:00-24:00".to_owned()));
+    let (mut child, base) = start(&envs);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+    assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
+    let conversations = open_conversations(&client, &base).await;
+    assert!(conversations.len() >= 20);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = post_load(&base, 64, &conversations, stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let created: Vec<i64> = created(load).await.iter().map(|c| c.chat).collect();
+    assert!(created.len() > 200, "only {} POSTs answered", created.len());
+
+    let (child, base) = start(&envs);
+    wait_healthy(&client, &base).await;
+    let (stored, check) = stored_messages(&dir.path().join("cartloop.db")).await;
+    assert_eq!(check, "ok");
+    let lost: Vec<&i64> = created.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered 201 are lost: {lost:?}",
+        lost.len(),
+        created.len()
+    );
+    eprintln!(
+        "{} messages answered 201 before the kill, all there",
+        created.len()
+    );
+    sigterm_and_wait(child);
+}
+
+/// The `backup` command copies the database while the server takes POSTs: restored (the
+/// server stopped, the copy put in place of the file, its `-wal` and `-shm` removed), it
+/// holds every message answered 201 before the backup started and none posted after it
+/// ended, intact, and the server starts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_load_restores_every_message_answered_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut envs = sqlite_envs(dir.path());
+    envs.push(("ACTIVE_HOURS", "00:00-24:00".to_owned()));
+    let (child, base) = start(&envs);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+    assert_eq!(get(&client, format!("{base}/import_data/")).await.0, 200);
+    let conversations = open_conversations(&client, &base).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = post_load(&base, 32, &conversations, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let copy = dir.path().join("cartloop-backup.db");
+    let database_url = envs[0].1.clone();
+    let backup = {
+        let copy = copy.clone();
+        move || {
+            Command::new(server_binary())
+                .env_clear()
+                .env("DATABASE_URL", database_url)
+                .arg("backup")
+                .arg(copy)
+                .output()
+                .unwrap()
+        }
+    };
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(backup.clone()).await.unwrap();
+    let ended = Instant::now();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = created(load).await;
+    // A second backup to the same file is refused: a backup never replaces a file.
+    let again = tokio::task::spawn_blocking(backup).await.unwrap();
+    assert!(!again.status.success());
+    sigterm_and_wait(child);
+
+    let before: Vec<i64> = created
+        .iter()
+        .filter(|c| c.answered < started)
+        .map(|c| c.chat)
+        .collect();
+    let during = created
+        .iter()
+        .filter(|c| c.answered >= started && c.answered < ended)
+        .count();
+    let after: Vec<i64> = created
+        .iter()
+        .filter(|c| c.sent > ended)
+        .map(|c| c.chat)
+        .collect();
+    eprintln!(
+        "{stdout}in {:?}; POSTs answered 201: {} before, {during} during, {} sent after",
+        ended - started,
+        before.len(),
+        after.len()
+    );
+    assert!(before.len() > 100 && !after.is_empty(), "too little load");
+    assert!(during > 0, "no POST answered while the backup ran");
+
+    let db = dir.path().join("cartloop.db");
+    std::fs::rename(&copy, &db).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("cartloop.db{suffix}")));
+    }
+    let (child, base) = start(&envs);
+    wait_healthy(&client, &base).await;
+    let (stored, check) = stored_messages(&db).await;
+    assert_eq!(check, "ok");
+    assert!(
+        stdout.contains(&format!(" {} messages", stored.len())),
+        "{stdout}: {} restored",
+        stored.len()
+    );
+    let lost: Vec<&i64> = before.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered before the backup are missing: {lost:?}",
+        lost.len(),
+        before.len()
+    );
+    assert!(
+        after.iter().all(|id| !stored.contains(id)),
+        "the restored database is not the backup"
+    );
+    let last = before.iter().max().unwrap();
+    let (status, chat) = get(&client, format!("{base}/chat/{last}/")).await;
+    assert_eq!(
+        (status, chat["chatId"].as_i64()),
+        (200, Some(*last)),
+        "{chat}"
+    );
+    sigterm_and_wait(child);
+}

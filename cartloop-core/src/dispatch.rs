@@ -33,10 +33,15 @@
 //! claim holds (recording is idempotent under the fence), each retry reported to the
 //! observer; a message whose conversation cannot be read is handed back at once. Whatever
 //! could not be recorded is reported with its cause and counted, never dropped silently;
-//! its lease ends and the message is claimed again.
+//! its lease ends and the message is claimed again. A sent email whose record meets a full
+//! or failing disk ([`DiskFault`]) is retried past its lease until the disk takes writes:
+//! no dispatcher can claim it meanwhile, and this one (with its clones) claims nothing until
+//! the record is through, so it is recorded instead of sent again. (Another process on the
+//! same database may still claim it first once the disk takes writes.)
 
 use crate::compose;
 use crate::concurrent::{first, run_bounded, while_running, Signal};
+use crate::disk_fault::DiskFault;
 use crate::domain::{ClaimToken, Claimed, ConversationContext, Message};
 use crate::ids::{ConversationId, MessageId};
 use crate::ports::{
@@ -45,7 +50,7 @@ use crate::ports::{
 use crate::rules::Rules;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -240,8 +245,8 @@ type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// Sends due messages through the ports.
 ///
-/// Cloning is cheap; clones share the stop flag and the wake-up signal, so several clones
-/// can [`run`](Self::run) as workers.
+/// Cloning is cheap; clones share the stop flag, the wake-up signal and the records waiting
+/// for a full disk, so several clones can [`run`](Self::run) as workers.
 #[derive(Clone)]
 pub struct Dispatcher {
     queue: Arc<dyn DispatchQueue>,
@@ -253,6 +258,29 @@ pub struct Dispatcher {
     observer: Option<Observer>,
     stopping: Arc<AtomicBool>,
     signal: Arc<Signal>,
+    /// Sent emails whose record waits for a full disk after their claim ran out: while there
+    /// are any, no clone claims, or the first claim once the disk takes writes could take
+    /// one of them over and send it again before its record goes through.
+    waiting_records: Arc<AtomicUsize>,
+}
+
+/// One of the dispatcher's `waiting_records`, for as long as it lives; the last one to go
+/// wakes a worker, since claims were held back.
+struct WaitingRecord<'a>(&'a Dispatcher);
+
+impl<'a> WaitingRecord<'a> {
+    fn new(dispatcher: &'a Dispatcher) -> Self {
+        dispatcher.waiting_records.fetch_add(1, Ordering::SeqCst);
+        Self(dispatcher)
+    }
+}
+
+impl Drop for WaitingRecord<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting_records.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.signal.notify_one();
+        }
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -285,6 +313,7 @@ impl Dispatcher {
             observer: None,
             stopping: Arc::new(AtomicBool::new(false)),
             signal: Arc::new(Signal::default()),
+            waiting_records: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -396,7 +425,7 @@ impl Dispatcher {
     /// observer.
     pub async fn run_once(&self) -> Result<DispatchReport, StorageError> {
         let mut report = DispatchReport::default();
-        if self.is_stopping() {
+        if self.is_stopping() || self.waiting_records.load(Ordering::SeqCst) > 0 {
             return Ok(report);
         }
         let now = self.clock.now();
@@ -583,8 +612,14 @@ impl Dispatcher {
         let mut delay = Duration::from_millis(100);
         // Bounded twice: by the claim (renewed by the heartbeat) and by one lease's length
         // from the first failure, so a storage that renews but cannot record is not retried
-        // for ever.
+        // for ever. Except for an email already sent while the disk refuses writes: it
+        // refuses every dispatcher's claim too, so none can take this one over, and giving
+        // up would have the email sent again once the disk takes writes. That is retried
+        // until it is recorded (or the claim turns out taken over), the fault changes, or
+        // the dispatcher stops; meanwhile this process claims nothing (`waiting_records`).
         let give_up_at = add(self.clock.now(), self.config.lease);
+        let sent = matches!(outcome, Outcome::Sent(_));
+        let mut waiting = None;
         loop {
             let result = match outcome {
                 Outcome::Sent(at) => self.queue.mark_sent(token, *at).await,
@@ -606,13 +641,17 @@ impl Dispatcher {
             let wait = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             let deadline = (*lock(lease_until)).min(give_up_at);
             let claim_holds = self.clock.now() + wait < deadline;
-            if !error.is_transient() || !claim_holds {
+            let disk_holds = sent && DiskFault::of(&error).is_some() && !self.is_stopping();
+            if !error.is_transient() || !(claim_holds || disk_holds) {
                 self.observe(Event::StorageFailed {
                     message: Some(message.id),
                     action,
                     error: &error,
                 });
                 return None;
+            }
+            if !claim_holds && waiting.is_none() {
+                waiting = Some(WaitingRecord::new(self));
             }
             self.observe(Event::StorageRetry {
                 message: message.id,
@@ -1333,6 +1372,85 @@ mod tests {
                 .any(|f| f.contains("record sent") && f.contains("injected failure")),
             "{failures:?}"
         );
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sending
+        );
+    }
+
+    /// Advances the manual clock by `secs` seconds, half a second at a time, letting the
+    /// spawned passes run in between.
+    async fn run_for(f: &Fixture, secs: u32) {
+        for _ in 0..secs * 2 {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            f.clock.advance(chrono::Duration::milliseconds(500));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_recorded_against_a_full_disk_waits_for_it_instead_of_sending_twice() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        // The disk refuses every write for minutes: the record, the lease renewals, and any
+        // other dispatcher's claim.
+        f.storage.disk_full_next("mark_sent", u32::MAX);
+        f.storage.disk_full_next("renew_leases", u32::MAX);
+        let pass = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        run_for(&f, 120).await;
+        assert!(!pass.is_finished(), "gave up the record");
+        let other = Dispatcher::new(
+            f.storage.clone(),
+            f.mailer.clone(),
+            f.clock.clone(),
+            Arc::new(Rules::default()),
+            DispatchConfig::default(),
+        );
+        f.storage.disk_full_next("claim_due", 1);
+        assert!(other.run_once().await.is_err(), "another process's claim");
+        // The disk takes writes again. Another worker of this dispatcher, the lease long
+        // over, passes before the record's next retry: it claims nothing.
+        f.storage.disk_full_next("mark_sent", 0);
+        f.storage.disk_full_next("renew_leases", 0);
+        let worker = f.dispatcher.clone().run_once().await.unwrap();
+        assert_eq!(f.mailer.messages().len(), 1, "sent twice: {worker:?}");
+        assert_eq!(worker.claimed, 0);
+        run_for(&f, 5).await;
+        assert!(pass.is_finished());
+        let report = pass.await.unwrap();
+        assert_eq!((report.sent, report.storage_errors), (1, 0), "{report:?}");
+        assert_eq!(
+            f.storage.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+        assert_eq!(other.run_once().await.unwrap().claimed, 0);
+        assert_eq!(f.mailer.messages().len(), 1, "sent once");
+    }
+
+    #[tokio::test]
+    async fn a_send_recorded_against_a_full_disk_gives_up_when_the_dispatcher_stops() {
+        let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+        let id = post(&f, "hi").await;
+        f.storage.disk_full_next("mark_sent", u32::MAX);
+        f.storage.disk_full_next("renew_leases", u32::MAX);
+        let pass = tokio::spawn({
+            let dispatcher = f.dispatcher.clone();
+            async move { dispatcher.run_once().await.unwrap() }
+        });
+        run_for(&f, 100).await;
+        assert!(
+            !pass.is_finished(),
+            "gave up within 100 s, past its 30 s lease"
+        );
+        f.dispatcher.stop();
+        run_for(&f, 5).await;
+        assert!(pass.is_finished(), "a stopping dispatcher still retried");
+        let report = pass.await.unwrap();
+        assert_eq!((report.sent, report.storage_errors), (0, 1), "{report:?}");
         assert_eq!(
             f.storage.message(id).await.unwrap().unwrap().status,
             MessageStatus::Sending

@@ -48,6 +48,10 @@
 //!   - `postgres.rs`: claims lock rows with `FOR UPDATE SKIP LOCKED` and capped claims take
 //!     turns on an advisory lock; imports move the id sequences; due messages are announced
 //!     with `NOTIFY cartloop_due` and heard by every server's `LISTEN`.
+//! - `backup.rs`: [`backup`], a consistent copy of a SQLite database taken while servers
+//!   use it (`VACUUM INTO`).
+//! - `tx.rs`: the transactions, which never leave a connection inside one; `fault.rs`:
+//!   whether the disk takes writes, for `ping` and the logs.
 //! - `sql.rs`: the SQL both run unchanged; `rows.rs`: rows to domain values (a bad stored
 //!   value is [`StorageError::Other`], never a panic); `error.rs`: sqlx errors to
 //!   [`StorageError`]s a caller can act on (an unreachable or exhausted database is
@@ -91,11 +95,15 @@ mod storage;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod tx;
 
+#[cfg(feature = "sqlite")]
+mod backup;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub use backup::{backup, BackupSummary};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use dialect::Dialect;
 #[cfg(feature = "postgres")]

@@ -37,7 +37,7 @@ mod settings;
 pub use clock::SystemClock;
 pub use links::{SignedLinks, TokenKey};
 pub use listener::ConnectionLimits;
-pub use settings::Settings;
+pub use settings::{Command, Settings};
 
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::ports::{Clock, Links, Mailer, Storage, StorageError};

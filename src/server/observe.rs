@@ -3,7 +3,8 @@
 //!
 //! A storage whose disk is full or failing fails every pass while it lasts; the storage
 //! itself logs that at most once a minute, so those failures are counted here (also in
-//! `cartloop_storage_disk_faults_total`) but logged at debug level only.
+//! `cartloop_storage_disk_faults_total`) but logged at debug level only. A result that
+//! could not be recorded is still logged: its email may go out again once the lease ends.
 //!
 //! The core's dispatcher tells every [`Event`] to an observer and knows nothing of
 //! Prometheus; [`DispatchMetrics`] is the runtime's observer's half that counts. Its
@@ -160,13 +161,13 @@ pub(crate) fn event(metrics: &DispatchMetrics, event: &Event<'_>) {
             tracing::debug!(chat = %message, action, error = %error.detail(), "storage failed; retrying");
         }
         Event::StorageFailed {
-            message,
+            message: None,
             action,
             error,
         } if DiskFault::of(error).is_some() => {
             metrics.storage_errors.inc();
             metrics.storage_disk_fault();
-            tracing::debug!(chat = ?message, action, error = %error.detail(), "storage failed: its disk is full or failing");
+            tracing::debug!(action, error = %error.detail(), "storage failed: its disk is full or failing");
         }
         Event::StorageRetry {
             message,
@@ -181,10 +182,13 @@ pub(crate) fn event(metrics: &DispatchMetrics, event: &Event<'_>) {
             error,
         } => {
             metrics.storage_errors.inc();
+            if DiskFault::of(error).is_some() {
+                metrics.storage_disk_fault();
+            }
             match message {
                 // A conversation that could not be read is handed back at once (a `Released`
                 // event follows); a result that could not be recorded waits for its lease.
-                Some(chat) if *action == "read the conversation" => {
+                Some(chat) if *action == "read the conversations" => {
                     tracing::error!(%chat, action, error = %error.detail(), "storage failed; the claim is handed back")
                 }
                 Some(chat) => {

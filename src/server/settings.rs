@@ -15,6 +15,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(version, about)]
 pub struct Settings {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Listen address.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -94,6 +97,18 @@ pub struct Settings {
     pub secret: Option<String>,
 }
 
+/// What the binary does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Copies the SQLite database of `DATABASE_URL` to a new file, consistent, while
+    /// servers go on using it (PostgreSQL: use pg_dump). Restore: stop the server, put the
+    /// copy in place of the database file, remove the old file's -wal and -shm, start.
+    Backup {
+        /// The new file (it must not exist).
+        path: PathBuf,
+    },
+}
+
 /// A duration such as `5s` or `500ms` within `[min, max]`: a value outside would make the
 /// server spin (too short) or overflow its clocks and stop sending (absurdly long).
 fn between(raw: &str, min: Duration, max: Duration) -> Result<Duration, String> {
@@ -146,6 +161,9 @@ impl Settings {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        if let Some(Command::Backup { path }) = &self.command {
+            return self.backup(path).await;
+        }
         let bind = self.bind.clone();
         let metrics_bind = self.metrics_bind.clone();
         let mut server = self.server().await?;
@@ -198,6 +216,35 @@ impl Settings {
             .request_timeout(self.request_timeout))
     }
 
+    /// The `backup` command: copies the database and prints what it wrote.
+    async fn backup(&self, path: &std::path::Path) -> Result<(), ServerError> {
+        let database = redact(&self.database_url);
+        let failed = |message: String| ServerError::Setting {
+            name: "DATABASE_URL",
+            message,
+        };
+        #[cfg(feature = "sqlite")]
+        {
+            let summary = cartloop_sqlx::backup(&self.database_url, path)
+                .await
+                .map_err(|e| failed(format!("cannot back up {database}: {}", e.detail())))?;
+            println!(
+                "backed up {database} to {}: {} messages, {} bytes, integrity ok",
+                summary.path.display(),
+                summary.messages,
+                summary.bytes
+            );
+            Ok(())
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            let _ = path;
+            Err(failed(format!(
+                "cannot back up {database}: this build has no SQLite support"
+            )))
+        }
+    }
+
     fn rules(&self) -> Rules {
         let mut rules = Rules {
             active_hours: self.active_hours,
@@ -227,6 +274,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
         Settings::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn backup_is_a_command_with_a_path() {
+        let settings = parse(&["backup", "./cartloop-backup.db"]).unwrap();
+        assert!(matches!(
+            settings.command,
+            Some(Command::Backup { path }) if path == std::path::Path::new("./cartloop-backup.db")
+        ));
+        assert!(parse(&["backup"]).is_err());
+        assert!(parse(&[]).unwrap().command.is_none());
     }
 
     #[test]

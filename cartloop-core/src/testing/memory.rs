@@ -1,5 +1,6 @@
 use crate::active_hours::ActiveHours;
 use crate::discount_code::DiscountCode;
+use crate::disk_fault::{DiskFault, DiskFaultKind};
 use crate::domain::{
     ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
     ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation, NewMessage,
@@ -28,8 +29,9 @@ use std::time::Duration;
 pub struct MemoryStorage {
     state: Mutex<State>,
     watchers: Mutex<Vec<DueCallback>>,
-    /// Injected failures: the next calls of a method that fail as `Unavailable`.
-    faults: Mutex<HashMap<&'static str, u32>>,
+    /// Injected failures: how many of the next calls of a method fail as `Unavailable`,
+    /// and whether with a full disk as the cause.
+    faults: Mutex<HashMap<&'static str, (u32, bool)>>,
 }
 
 impl std::fmt::Debug for MemoryStorage {
@@ -106,21 +108,35 @@ impl MemoryStorage {
     /// `"renew_leases"`) fail with [`StorageError::Unavailable`], as a database blip would,
     /// changing nothing. For tests of failure paths.
     pub fn fail_next(&self, method: &'static str, times: u32) {
+        self.inject(method, times, false);
+    }
+
+    /// [`fail_next`](Self::fail_next), the failures caused by a full disk
+    /// ([`DiskFault`](crate::disk_fault::DiskFault)), as a storage whose disk refuses
+    /// writes reports them.
+    pub fn disk_full_next(&self, method: &'static str, times: u32) {
+        self.inject(method, times, true);
+    }
+
+    fn inject(&self, method: &'static str, times: u32, disk_full: bool) {
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(method, times);
+            .insert(method, (times, disk_full));
     }
 
     /// An injected failure for `method`, if one is due.
     fn fault(&self, method: &'static str) -> Result<(), StorageError> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         match faults.get_mut(method) {
-            Some(left) if *left > 0 => {
+            Some((left, disk_full)) if *left > 0 => {
                 *left -= 1;
-                Err(StorageError::unavailable(format!(
-                    "injected failure of {method}"
-                )))
+                let message = format!("injected failure of {method}");
+                Err(if *disk_full {
+                    DiskFault::new(DiskFaultKind::Full, message).into_error()
+                } else {
+                    StorageError::unavailable(message)
+                })
             }
             _ => Ok(()),
         }
