@@ -5,6 +5,9 @@
 //! - [`Conversations`]: conversations and their messages;
 //! - [`DispatchQueue`]: claiming due messages with a lease and recording what became of them;
 //! - [`Admin`]: importing data sets, the deployment's secrets, health;
+//! - [`ApiKeys`]: the API keys handed out, stored as hashes;
+//! - [`Accounts`]: operators' sign-in accounts, sessions and failed sign-ins;
+//! - [`AuditLog`]: who did what;
 //! - [`Storage`]: all of the above in one value, implemented for every type that implements
 //!   them (a new concern is a new port here and one more bound on [`Storage`]);
 //! - [`Mailer`]: delivers one email; its errors say whether a retry can help;
@@ -20,18 +23,22 @@
 //! # Layout
 //! One file per port: `directory`, `conversations`, `queue` (with the [`Backlog`] and the
 //! wake-up callback), `admin`, `mailer` (with [`Email`] and [`MailError`]), `links`,
-//! `clock`; `error`: [`StorageError`], which every storage port returns.
+//! `clock`, `keys`, `sessions` (the [`Accounts`] port), `audit`; `error`: [`StorageError`], which every storage port returns.
 
 mod admin;
+mod audit;
 mod clock;
 mod conversations;
 mod directory;
 mod error;
+mod keys;
 mod links;
 mod mailer;
 mod queue;
+mod sessions;
 
 pub use admin::{Admin, ImportSummary};
+pub use audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditLog, NewAuditEntry};
 pub use clock::Clock;
 pub use conversations::{
     ActivityKey, ConversationFilter, ConversationSummary, Conversations, Inserted, Page, Snapshot,
@@ -39,9 +46,13 @@ pub use conversations::{
 };
 pub use directory::Directory;
 pub use error::{Cause, StorageError};
+pub use keys::{ApiKeyRecord, ApiKeys, NewApiKey, SecretHash};
 pub use links::Links;
 pub use mailer::{Email, MailError, MailErrorKind, Mailer};
 pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback};
+pub use sessions::{
+    AccountChanges, Accounts, NewAccount, OperatorAccount, SessionLimits, SessionRecord, SignIn,
+};
 
 use std::sync::Arc;
 
@@ -49,7 +60,10 @@ use std::sync::Arc;
 /// cartloop_core::ports::prelude::*;` lets a concrete storage (or an `Arc<dyn Storage>`) call
 /// every port's methods.
 pub mod prelude {
+    pub use super::Accounts as _;
     pub use super::Admin as _;
+    pub use super::ApiKeys as _;
+    pub use super::AuditLog as _;
     pub use super::Conversations as _;
     pub use super::Directory as _;
     pub use super::DispatchQueue as _;
@@ -59,16 +73,22 @@ pub mod prelude {
 /// Every storage port in one value: what the server and the API take.
 ///
 /// Implemented for every type that implements the ports, so a storage implements
-/// [`Directory`], [`Conversations`], [`DispatchQueue`] and [`Admin`] and is a `Storage`.
+/// [`Directory`], [`Conversations`], [`DispatchQueue`], [`Admin`], [`ApiKeys`], [`Accounts`]
+/// and [`AuditLog`] and is a `Storage`.
 /// Every implementation MUST pass the conformance suite `cartloop_core::testing::conformance`
 /// (feature `test-utils`; one line: `cartloop_core::storage_conformance_tests!`).
-pub trait Storage: Directory + Conversations + DispatchQueue + Admin {
+pub trait Storage:
+    Directory + Conversations + DispatchQueue + Admin + ApiKeys + Accounts + AuditLog
+{
     /// The same storage as its dispatch queue alone, for a
     /// [`Dispatcher`](crate::dispatch::Dispatcher).
     fn into_queue(self: Arc<Self>) -> Arc<dyn DispatchQueue>;
 }
 
-impl<T: Directory + Conversations + DispatchQueue + Admin + 'static> Storage for T {
+impl<T> Storage for T
+where
+    T: Directory + Conversations + DispatchQueue + Admin + ApiKeys + Accounts + AuditLog + 'static,
+{
     fn into_queue(self: Arc<Self>) -> Arc<dyn DispatchQueue> {
         self
     }

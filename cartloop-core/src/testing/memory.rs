@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+// The access ports: keys, accounts and sessions, the audit log.
+mod accounts;
+
 /// A complete [`Storage`](crate::ports::Storage) in memory, behind one lock. Meets the conformance suite; useful
 /// for tests and for embedding without a database.
 ///
@@ -32,6 +35,8 @@ pub struct MemoryStorage {
     /// Injected failures: how many of the next calls of a method fail as `Unavailable`,
     /// and whether with a full disk as the cause.
     faults: Mutex<HashMap<&'static str, (u32, bool)>>,
+    /// API keys, accounts, sessions, sign-in failures and the audit log.
+    accounts: Mutex<accounts::AccountsState>,
 }
 
 impl std::fmt::Debug for MemoryStorage {

@@ -13,15 +13,20 @@
 //! (`retry_message`) set `send_at = at` and clear `next_attempt_at`. A `new` message is due
 //! at `next_attempt_at`, else `send_at`.
 
-//! One file per port — `directory`, `conversations`, `queue`, `admin` — and every `pub async
+//! One file per port — `directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`,
+//! `audit` — and every `pub async
 //! fn` in them is a case, and the build script
 //! (`build.rs`) lists them all in the macro, so a new case cannot be left out.
 
+pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod conversations;
 pub mod directory;
+pub mod keys;
 pub mod queue;
 
+pub(super) use crate::access::{AccessRole, OperatorRole};
 pub(super) use crate::active_hours::ActiveHours;
 pub(super) use crate::demo::demo_data;
 pub(super) use crate::discount_code::DiscountCode;
@@ -33,8 +38,9 @@ pub(super) use crate::email_address::EmailAddress;
 pub(super) use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 pub(super) use crate::name::Name;
 pub(super) use crate::ports::{
-    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, Page, Snapshot,
-    Storage, StorageError, Transition,
+    AccountChanges, ActivityKey, Actor, ActorKind, AuditFilter, Backlog, ClaimLimit,
+    ConversationFilter, ConversationSummary, NewAccount, NewApiKey, NewAuditEntry, Page,
+    SessionLimits, Snapshot, Storage, StorageError, Transition,
 };
 pub(super) use crate::validate::{Payload, ValidationPolicy};
 pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -109,6 +115,20 @@ pub(super) fn new_store(raw_name: &str) -> NewStore {
         sender_email: address("shop@paris.example.com"),
         active_hours: None,
     }
+}
+
+/// A store with one operator: `(store, operator)`.
+pub(super) async fn store_with_operator(s: &dyn Storage, raw_name: &str) -> (StoreId, UserId) {
+    let store = s.create_store(new_store(raw_name)).await.unwrap();
+    let operator = s
+        .create_operator(NewOperator {
+            name: name("Ann"),
+            store_id: store.id,
+            group: name("sales"),
+        })
+        .await
+        .unwrap();
+    (store.id, operator.id)
 }
 
 pub(super) fn hours(raw: &str) -> ActiveHours {
