@@ -1,10 +1,14 @@
 //! [`SqlStorage`]: the one [`Storage`](cartloop_core::ports::Storage) implementation,
 //! generic over its [`Dialect`]: what to run for each port's methods, one file per port
-//! (`directory`, `conversations`, `queue`, `admin`); the [`Executor`] runs it.
+//! (`directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`, `audit`); the
+//! [`Executor`] runs it.
 
+mod accounts;
 mod admin;
+mod audit;
 mod conversations;
 mod directory;
+mod keys;
 mod queue;
 
 pub(super) use crate::dialect::{fetch, Conn, ConnectOptions, DbRow, Dialect, Param};
