@@ -37,7 +37,8 @@ fn dispatch(c: &mut Criterion) {
                     for _ in 0..BATCH {
                         let request = PostChat {
                             conversation_id: ConversationId(1),
-                            user_id: UserId(24),
+                            principal: cartloop_core::access::Principal::deployment_token(),
+                            user_id: Some(UserId(24)),
                             payload: TYPICAL.to_owned(),
                             idempotency_key: None,
                         };

@@ -95,7 +95,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &rules,
         PostChat {
             conversation_id: ConversationId(1),
-            user_id: UserId(24),
+            principal: cartloop_core::access::Principal::deployment_token(),
+            user_id: Some(UserId(24)),
             payload: "Hi << username >>, your code << discountCode >> is waiting.".into(),
             idempotency_key: None,
         },

@@ -2,6 +2,7 @@
 //! `GET /conversation/{id}/`, `GET /chat/{id}/`, `DELETE /chat/{id}/` and
 //! `POST /chat/{id}/retry/`.
 
+use crate::access::{self, Denied, Principal};
 use crate::domain::{
     ConversationContext, ConversationStatus, Message, MessageStatus, NewMessage, Role,
 };
@@ -17,8 +18,11 @@ use chrono_tz::Tz;
 pub struct PostChat {
     /// Where.
     pub conversation_id: ConversationId,
-    /// Who: the conversation's operator or client.
-    pub user_id: UserId,
+    /// Who makes the request: what it may write, and as whom.
+    pub principal: Principal,
+    /// As whom: the conversation's operator or client; `None`: as the principal decides
+    /// ([`access::may_write_as`]).
+    pub user_id: Option<UserId>,
     /// The payload as written.
     pub payload: String,
     /// Makes a retried request return the first result (scoped to the user).
@@ -30,6 +34,8 @@ pub struct PostChat {
 pub struct Posted {
     /// The stored message, as it is now.
     pub message: Message,
+    /// The conversation's store.
+    pub store: Option<crate::ids::StoreId>,
     /// False when an earlier request with the same idempotency key stored it.
     pub created: bool,
     /// The status the message was stored with (`new` or `received`). A replay answers it
@@ -43,9 +49,15 @@ pub struct Posted {
 /// Why a message was not stored (or previewed).
 #[derive(Debug, thiserror::Error)]
 pub enum PostChatError {
-    /// No such conversation.
+    /// No such conversation (or one of another store).
     #[error("conversation {0} not found")]
     ConversationNotFound(ConversationId),
+    /// The principal may not write here, or not as this user.
+    #[error("forbidden: this needs the {missing} permission")]
+    Forbidden {
+        /// The missing [`access::permission`].
+        missing: &'static str,
+    },
     /// The user is neither the conversation's operator nor its client.
     #[error("user {user} is not part of conversation {conversation}")]
     NotInConversation {
@@ -77,7 +89,9 @@ pub enum PostChatError {
 pub struct Draft {
     /// The conversation, with its store, operator and client.
     pub context: ConversationContext,
-    /// Who writes.
+    /// Who writes: the author the message gets.
+    pub author: UserId,
+    /// Their side of the conversation.
     pub role: Role,
     /// The validated payload.
     pub payload: Payload,
@@ -110,7 +124,7 @@ pub async fn draft_chat(
     rules: &Rules,
     now: DateTime<Utc>,
     conversation_id: ConversationId,
-    user_id: UserId,
+    author: (&Principal, Option<UserId>),
     payload: &str,
 ) -> Result<Draft, PostChatError> {
     let id = conversation_id;
@@ -118,6 +132,14 @@ pub async fn draft_chat(
         .conversation(id)
         .await?
         .ok_or(PostChatError::ConversationNotFound(id))?;
+    let (principal, requested) = author;
+    let user_id =
+        access::may_write_as(principal, &context.conversation, requested).map_err(|denied| {
+            match denied {
+                Denied::NotFound => PostChatError::ConversationNotFound(id),
+                Denied::Forbidden { missing } => PostChatError::Forbidden { missing },
+            }
+        })?;
     let role = context
         .role_of(user_id)
         .ok_or(PostChatError::NotInConversation {
@@ -142,6 +164,7 @@ pub async fn draft_chat(
     };
     Ok(Draft {
         context,
+        author: user_id,
         role,
         payload,
         rendered,
@@ -167,13 +190,13 @@ pub async fn post_chat(
         rules,
         now,
         request.conversation_id,
-        request.user_id,
+        (&request.principal, request.user_id),
         &request.payload,
     )
     .await?;
     let new = NewMessage {
         conversation_id: request.conversation_id,
-        author_id: request.user_id,
+        author_id: draft.author,
         payload: draft.payload,
         status: draft.status,
         created_at: now,
@@ -187,6 +210,7 @@ pub async fn post_chat(
     if inserted.created {
         return Ok(Posted {
             message: inserted.message,
+            store: Some(draft.context.conversation.store_id),
             created: true,
             status,
             send_at,
@@ -213,6 +237,7 @@ pub async fn post_chat(
     };
     Ok(Posted {
         message: first,
+        store: Some(draft.context.conversation.store_id),
         created: false,
         status,
         send_at,
@@ -228,7 +253,7 @@ pub async fn preview_chat(
     clock: &dyn Clock,
     rules: &Rules,
     conversation_id: ConversationId,
-    user_id: UserId,
+    author: (&Principal, Option<UserId>),
     payload: &str,
 ) -> Result<Draft, PostChatError> {
     draft_chat(
@@ -236,7 +261,7 @@ pub async fn preview_chat(
         rules,
         clock.now(),
         conversation_id,
-        user_id,
+        author,
         payload,
     )
     .await
@@ -385,6 +410,8 @@ mod tests {
     use crate::testing::{ManualClock, MemoryStorage};
     use chrono::{TimeZone, Utc};
 
+    const ADMIN: Principal = Principal::deployment_token();
+
     async fn setup(now: chrono::DateTime<Utc>) -> (MemoryStorage, ManualClock) {
         let storage = MemoryStorage::new();
         storage.import(&demo_data()).await.unwrap();
@@ -394,7 +421,8 @@ mod tests {
     fn request(conversation: i64, user: i64, payload: &str) -> PostChat {
         PostChat {
             conversation_id: ConversationId(conversation),
-            user_id: UserId(user),
+            principal: ADMIN,
+            user_id: Some(UserId(user)),
             payload: payload.to_owned(),
             idempotency_key: None,
         }
@@ -576,7 +604,7 @@ mod tests {
             &clock,
             &rules,
             ConversationId(1),
-            UserId(24),
+            (&ADMIN, Some(UserId(24))),
             "Hi << username >>, code {{discountCode}} from <<operator.Name>>",
         )
         .await
@@ -595,7 +623,7 @@ mod tests {
             &clock,
             &rules,
             ConversationId(1),
-            UserId(27),
+            (&ADMIN, Some(UserId(27))),
             "Thanks",
         )
         .await
@@ -609,7 +637,7 @@ mod tests {
             &clock,
             &rules,
             ConversationId(1),
-            UserId(24),
+            (&ADMIN, Some(UserId(24))),
             "caf\u{e9}",
         )
         .await
@@ -692,7 +720,7 @@ mod tests {
             &clock,
             &rules,
             ConversationId(1),
-            UserId(24),
+            (&ADMIN, Some(UserId(24))),
             "hi",
         )
         .await

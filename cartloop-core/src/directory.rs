@@ -240,6 +240,50 @@ pub async fn set_conversation_status(
     }
 }
 
+/// Assigns conversation `id` to `operator`, an operator of the conversation's store.
+///
+/// # Errors
+/// [`DirectoryError::NotFound`] for an unknown conversation;
+/// [`DirectoryError::UnknownReference`] (`operatorId`) for an unknown operator;
+/// [`DirectoryError::OperatorNotInStore`] for another store's; storage failures.
+pub async fn reassign_conversation(
+    storage: &dyn Storage,
+    id: ConversationId,
+    operator: UserId,
+) -> Result<(), DirectoryError> {
+    let context = storage
+        .conversation(id)
+        .await?
+        .ok_or(DirectoryError::NotFound {
+            what: "conversation",
+            id: id.0,
+        })?;
+    let found = storage
+        .operator(operator)
+        .await?
+        .ok_or(DirectoryError::UnknownReference {
+            field: "operatorId",
+            what: "operator",
+            id: operator.0,
+        })?;
+    let store = context.conversation.store_id;
+    if found.store_id != store {
+        return Err(DirectoryError::OperatorNotInStore {
+            operator,
+            operator_store: found.store_id,
+            store,
+        });
+    }
+    if storage.reassign_conversation(id, operator).await? {
+        Ok(())
+    } else {
+        Err(DirectoryError::NotFound {
+            what: "conversation",
+            id: id.0,
+        })
+    }
+}
+
 /// Records that a client unsubscribed (SPEC §8); the first instant is kept.
 ///
 /// # Errors

@@ -784,7 +784,8 @@ mod tests {
     async fn post(f: &Fixture, payload: &str) -> MessageId {
         let request = PostChat {
             conversation_id: ConversationId(1),
-            user_id: UserId(24),
+            principal: crate::access::Principal::deployment_token(),
+            user_id: Some(UserId(24)),
             payload: payload.to_owned(),
             idempotency_key: None,
         };

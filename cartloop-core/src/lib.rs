@@ -36,6 +36,8 @@
 //! - [`ports`]: the storage ports (one per concern), `Mailer`, `Links` and `Clock`;
 //!   [`disk_fault`]: the cause a storage gives when its disk is full or failing.
 //! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
+//! - [`lockout`]: failed sign-ins that lock an email out; [`session_lifetime`]: how long a
+//!   session lasts.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
@@ -82,12 +84,14 @@ pub mod hourly_cap;
 pub mod ids;
 pub mod inbound;
 pub mod json;
+pub mod lockout;
 pub mod message_id;
 pub mod name;
 pub mod ports;
 pub mod reply_grace;
 pub mod rules;
 pub mod send_at;
+pub mod session_lifetime;
 pub mod template;
 pub mod text;
 pub mod validate;

@@ -5,7 +5,7 @@
 
 use cartloop_core::chat::{ChatView, ConversationView, Draft};
 use cartloop_core::domain::{
-    Client, ConversationContext, ConversationStatus, Message, MessageStatus, Operator, Store,
+    Client, ConversationContext, ConversationStatus, Message, MessageStatus, Store,
 };
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::ConversationSummary;
@@ -53,7 +53,7 @@ where
 }
 
 /// A PATCH field: absent (`None`: leave it), `null` (`Some(None)`: clear it) or a value.
-fn patch<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn patch<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -145,8 +145,11 @@ pub(crate) struct PostChatBody {
 pub(crate) struct ChatBody {
     /// The template as written, e.g. `Hi << username >>`.
     pub payload: String,
-    /// The writer: the conversation's operator or client.
-    pub user_id: i64,
+    /// The writer: the conversation's operator or client. May be left out: it is then
+    /// the signed-in operator (or an operator key's), else the conversation's operator.
+    /// An operator may name only itself.
+    #[serde(default)]
+    pub user_id: Option<i64>,
 }
 
 /// `POST /chat/` answer.
@@ -423,40 +426,6 @@ impl From<Store> for StoreResponse {
     }
 }
 
-/// `POST /operators/` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"name": "Dana", "storeId": 1, "group": "sales"}))]
-pub(crate) struct CreateOperatorBody {
-    /// Display name (the `operator` placeholder).
-    pub name: String,
-    /// The store, which must exist.
-    pub store_id: i64,
-    /// E.g. `sales`, `support`.
-    pub group: String,
-}
-
-/// An operator.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct OperatorResponse {
-    operator_id: i64,
-    name: String,
-    store_id: i64,
-    group: String,
-}
-
-impl From<Operator> for OperatorResponse {
-    fn from(operator: Operator) -> Self {
-        Self {
-            operator_id: operator.id.0,
-            name: operator.name.into_string(),
-            store_id: operator.store_id.0,
-            group: operator.group.into_string(),
-        }
-    }
-}
-
 /// `POST /clients/` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -519,8 +488,9 @@ impl From<Client> for ClientResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"storeId": 1, "operatorId": 24, "clientId": 27, "discountCode": "PROMO50"}))]
 pub(crate) struct CreateConversationBody {
-    /// The store.
-    pub store_id: i64,
+    /// The store; a store principal's own when left out.
+    #[serde(default)]
+    pub store_id: Option<i64>,
     /// One of the store's operators.
     pub operator_id: i64,
     /// The client.
@@ -535,7 +505,12 @@ pub(crate) struct CreateConversationBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PatchConversationBody {
     /// `resolved` or `open`.
-    pub status: ConvStatus,
+    #[serde(default)]
+    pub status: Option<ConvStatus>,
+    /// Reassign to this operator of the conversation's store (a manager, an integration
+    /// or an admin).
+    #[serde(default)]
+    pub operator_id: Option<i64>,
 }
 
 /// `GET /conversations/` answer.

@@ -4,6 +4,8 @@
 use crate::api::{
     ChatResponse, ChatViewResponse, ConversationResponse, Object, PostChatBody, PreviewResponse,
 };
+use crate::audit::AuditTarget;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{self, parse_id, JsonBody, PathId, QueryMap};
 use crate::{AppState, DEFAULT_PAGE, MAX_IDEMPOTENCY_KEY, MAX_PAGE};
@@ -11,6 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cartloop_core::access::{self, Access, Resource};
 use cartloop_core::chat::{
     cancel_chat, chat_view, conversation_view, post_chat, preview_chat, retry_chat, PostChat,
 };
@@ -38,6 +41,7 @@ use cartloop_core::ports::Page;
 )]
 pub(crate) async fn get_conversation(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
     QueryMap(query): QueryMap,
 ) -> Result<Json<ConversationResponse>, ApiError> {
@@ -45,6 +49,10 @@ pub(crate) async fn get_conversation(
     let view = conversation_view(state.storage.as_ref(), ConversationId(id), page)
         .await?
         .ok_or_else(|| conversation_not_found(id))?;
+    let resource = Resource::from(&view.context.conversation);
+    caller.check(access::may_read(&caller.principal, &resource), || {
+        conversation_not_found(id)
+    })?;
     Ok(Json(ConversationResponse::from(&view)))
 }
 
@@ -101,13 +109,15 @@ fn page(query: &std::collections::HashMap<String, String>) -> Result<Page, ApiEr
 )]
 pub(crate) async fn post_chat_handler(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(Object(body)): JsonBody<Object<PostChatBody>>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let request = PostChat {
         conversation_id: ConversationId(body.conversation_id),
-        user_id: UserId(body.chat.user_id),
+        principal: caller.principal,
+        user_id: body.chat.user_id.map(UserId),
         payload: body.chat.payload,
         idempotency_key,
     };
@@ -123,7 +133,9 @@ pub(crate) async fn post_chat_handler(
         tracing::info!(chat = %message.id, conversation = %message.conversation_id, status = %message.status, send_at = ?message.send_at, "chat stored");
     }
     let answer = ChatResponse::new(message.id, posted.status, posted.send_at);
+    let target = AuditTarget::new("chat", message.id, posted.store);
     let mut response = (StatusCode::CREATED, Json(answer)).into_response();
+    response.extensions_mut().insert(target);
     if !posted.created {
         response.headers_mut().insert(
             "idempotent-replayed",
@@ -174,6 +186,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 )]
 pub(crate) async fn preview(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(Object(body)): JsonBody<Object<PostChatBody>>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
     let draft = preview_chat(
@@ -181,7 +194,7 @@ pub(crate) async fn preview(
         state.clock.as_ref(),
         &state.rules,
         ConversationId(body.conversation_id),
-        UserId(body.chat.user_id),
+        (&caller.principal, body.chat.user_id.map(UserId)),
         &body.chat.payload,
     )
     .await?;
@@ -202,8 +215,10 @@ pub(crate) async fn preview(
 )]
 pub(crate) async fn get_chat(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<ChatViewResponse>, ApiError> {
+    chat_access(&state, &caller, id, access::may_read).await?;
     let view = chat_view(state.storage.as_ref(), MessageId(id)).await?;
     Ok(Json(view.into()))
 }
@@ -226,8 +241,10 @@ pub(crate) async fn get_chat(
 )]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<ChatViewResponse>, ApiError> {
+    chat_access(&state, &caller, id, access::may_change).await?;
     let view = cancel_chat(state.storage.as_ref(), MessageId(id)).await?;
     tracing::info!(chat = id, "chat cancelled");
     Ok(Json(view.into()))
@@ -248,8 +265,10 @@ pub(crate) async fn cancel(
 )]
 pub(crate) async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<ChatViewResponse>, ApiError> {
+    chat_access(&state, &caller, id, access::may_change).await?;
     let view = retry_chat(
         state.storage.as_ref(),
         state.clock.as_ref(),
@@ -259,4 +278,30 @@ pub(crate) async fn retry(
     .await?;
     tracing::info!(chat = id, send_at = ?view.message.send_at, "chat retried");
     Ok(Json(view.into()))
+}
+
+fn chat_not_found(id: i64) -> ApiError {
+    ApiError::not_found("chat_not_found", format!("chat {id} not found"))
+}
+
+/// Refuses unless `rule` lets the caller at chat `id` (as at its conversation): another
+/// store's chat is `chat_not_found`, as an unknown one.
+async fn chat_access(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    rule: fn(&access::Principal, &Resource) -> Access,
+) -> Result<(), ApiError> {
+    let message = state
+        .storage
+        .message(MessageId(id))
+        .await?
+        .ok_or_else(|| chat_not_found(id))?;
+    let context = state
+        .storage
+        .conversation(message.conversation_id)
+        .await?
+        .ok_or_else(|| chat_not_found(id))?;
+    let resource = Resource::from(&context.conversation);
+    caller.check(rule(&caller.principal, &resource), || chat_not_found(id))
 }

@@ -5,23 +5,27 @@
 
 use crate::api::{
     ClientResponse, ConversationResponse, ConversationRow, ConversationsPage, CreateClientBody,
-    CreateConversationBody, CreateOperatorBody, CreateStoreBody, Object, OperatorResponse,
-    PatchClientBody, PatchConversationBody, PatchStoreBody, StoreCreated, StoreResponse,
+    CreateConversationBody, CreateStoreBody, Object, PatchClientBody, PatchConversationBody,
+    PatchStoreBody, StoreCreated, StoreResponse,
 };
+use crate::audit::AuditTarget;
+use crate::auth::{denied, Caller};
 use crate::chats::conversation_not_found;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{self, parse_id, JsonBody, PathId, QueryMap};
 use crate::{AppState, DEFAULT_PAGE};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cartloop_core::access::{self, Listing, NewResource, Resource};
 use cartloop_core::active_hours::ActiveHours;
 use cartloop_core::chat::conversation_view;
 use cartloop_core::conversations::{self, Cursor};
 use cartloop_core::directory::{self, DirectoryError};
 use cartloop_core::discount_code::DiscountCode;
 use cartloop_core::domain::{
-    ClientChanges, ConversationStatus, NewClient, NewConversation, NewOperator, NewStore,
+    ClientChanges, ConversationStatus, NewClient, NewConversation, NewStore,
 };
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::{ConversationId, StoreId, UserId};
@@ -88,8 +92,13 @@ fn store_not_found(id: i64) -> ApiError {
 )]
 pub(crate) async fn create_store(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(Object(body)): JsonBody<Object<CreateStoreBody>>,
-) -> Result<(StatusCode, Json<StoreCreated>), ApiError> {
+) -> Result<Response, ApiError> {
+    caller.check(
+        access::may_create(&caller.principal, &NewResource::Store),
+        || ApiError::internal("a store has no store"),
+    )?;
     // Fields are parsed in the order written; the names last, as when the core checked
     // them, so a body wrong in several fields is still refused for the same one.
     let store = NewStore {
@@ -100,7 +109,10 @@ pub(crate) async fn create_store(
     };
     let store = directory::create_store(state.storage.as_ref(), store).await?;
     tracing::info!(store = %store.id, "store created");
-    Ok((StatusCode::CREATED, Json(store.into())))
+    let target = AuditTarget::new("store", store.id, Some(store.id));
+    let mut response = (StatusCode::CREATED, Json(StoreCreated::from(store))).into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// A store, with its own delivery window (null: the deployment's).
@@ -117,8 +129,13 @@ pub(crate) async fn create_store(
 )]
 pub(crate) async fn get_store(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<StoreResponse>, ApiError> {
+    caller.check(
+        access::may_read(&caller.principal, &Resource::Store(StoreId(id))),
+        || store_not_found(id),
+    )?;
     let store = state
         .storage
         .store(StoreId(id))
@@ -146,9 +163,14 @@ pub(crate) async fn get_store(
 )]
 pub(crate) async fn patch_store(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
     JsonBody(Object(body)): JsonBody<Object<PatchStoreBody>>,
 ) -> Result<Json<StoreResponse>, ApiError> {
+    caller.check(
+        access::may_change(&caller.principal, &Resource::Store(StoreId(id))),
+        || store_not_found(id),
+    )?;
     let store = match body.active_hours {
         None => state.storage.store(StoreId(id)).await?,
         Some(hours) => {
@@ -164,32 +186,6 @@ pub(crate) async fn patch_store(
         }
     };
     Ok(Json(store.ok_or_else(|| store_not_found(id))?.into()))
-}
-
-/// Creates an operator of an existing store.
-#[utoipa::path(
-    post,
-    path = "/operators/",
-    tag = "directory",
-    request_body = CreateOperatorBody,
-    responses(
-        (status = 201, description = "Created", body = OperatorResponse),
-        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
-        (status = 422, description = "`invalid_field`, `unknown_store`", body = ErrorBody),
-    )
-)]
-pub(crate) async fn create_operator(
-    State(state): State<AppState>,
-    JsonBody(Object(body)): JsonBody<Object<CreateOperatorBody>>,
-) -> Result<(StatusCode, Json<OperatorResponse>), ApiError> {
-    let operator = NewOperator {
-        name: name("name", &body.name)?,
-        store_id: StoreId(body.store_id),
-        group: name("group", &body.group)?,
-    };
-    let operator = directory::create_operator(state.storage.as_ref(), operator).await?;
-    tracing::info!(operator = %operator.id, store = %operator.store_id, "operator created");
-    Ok((StatusCode::CREATED, Json(operator.into())))
 }
 
 /// Creates a client. An email already known is 409 `client_exists`, whose error carries
@@ -283,10 +279,25 @@ pub(crate) async fn patch_client(
 )]
 pub(crate) async fn create_conversation(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(Object(body)): JsonBody<Object<CreateConversationBody>>,
-) -> Result<(StatusCode, Json<ConversationResponse>), ApiError> {
+) -> Result<Response, ApiError> {
+    let requested = body.store_id.map(StoreId);
+    let store = access::target_store(&caller.principal, requested)
+        .map_err(|d| denied(d, || store_not_found(requested.map_or(0, |s| s.0))))?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "missing_field",
+                "storeId: required (the conversation's store)",
+            )
+            .with_field("storeId")
+        })?;
+    caller.check(
+        access::may_create(&caller.principal, &NewResource::Conversation { store }),
+        || store_not_found(store.0),
+    )?;
     let conversation = NewConversation {
-        store_id: StoreId(body.store_id),
+        store_id: store,
         operator_id: UserId(body.operator_id),
         client_id: UserId(body.client_id),
         discount_code: body
@@ -297,10 +308,14 @@ pub(crate) async fn create_conversation(
     };
     let context = directory::create_conversation(state.storage.as_ref(), conversation).await?;
     tracing::info!(conversation = %context.conversation.id, "conversation created");
-    Ok((
+    let target = AuditTarget::new("conversation", context.conversation.id, Some(store));
+    let mut response = (
         StatusCode::CREATED,
         Json(ConversationResponse::new(&context, &[])),
-    ))
+    )
+        .into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// Resolves or reopens a conversation; scheduled messages are left as they are.
@@ -318,12 +333,53 @@ pub(crate) async fn create_conversation(
 )]
 pub(crate) async fn patch_conversation(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
     JsonBody(Object(body)): JsonBody<Object<PatchConversationBody>>,
-) -> Result<Json<ConversationResponse>, ApiError> {
-    let status = ConversationStatus::from(body.status);
-    directory::set_conversation_status(state.storage.as_ref(), ConversationId(id), status).await?;
-    tracing::info!(conversation = id, %status, "conversation status set");
+) -> Result<Response, ApiError> {
+    if body.status.is_none() && body.operator_id.is_none() {
+        return Err(ApiError::unprocessable(
+            "missing_field",
+            "status or operatorId: give at least one",
+        )
+        .with_field("status"));
+    }
+    let context = state
+        .storage
+        .conversation(ConversationId(id))
+        .await?
+        .ok_or_else(|| conversation_not_found(id))?;
+    let principal = &caller.principal;
+    let resource = Resource::from(&context.conversation);
+    caller.check(access::may_read(principal, &resource), || {
+        conversation_not_found(id)
+    })?;
+    if body.operator_id.is_some() {
+        caller.check(
+            access::may_reassign(principal, &context.conversation),
+            || conversation_not_found(id),
+        )?;
+    }
+    if body.status.is_some() {
+        caller.check(access::may_change(principal, &resource), || {
+            conversation_not_found(id)
+        })?;
+    }
+    if let Some(operator) = body.operator_id {
+        directory::reassign_conversation(
+            state.storage.as_ref(),
+            ConversationId(id),
+            UserId(operator),
+        )
+        .await?;
+        tracing::info!(conversation = id, operator, "conversation reassigned");
+    }
+    if let Some(status) = body.status {
+        let status = ConversationStatus::from(status);
+        directory::set_conversation_status(state.storage.as_ref(), ConversationId(id), status)
+            .await?;
+        tracing::info!(conversation = id, %status, "conversation status set");
+    }
     let page = Page {
         limit: DEFAULT_PAGE,
         before: None,
@@ -331,7 +387,10 @@ pub(crate) async fn patch_conversation(
     let view = conversation_view(state.storage.as_ref(), ConversationId(id), page)
         .await?
         .ok_or_else(|| conversation_not_found(id))?;
-    Ok(Json(ConversationResponse::from(&view)))
+    let target = AuditTarget::new("conversation", id, Some(view.context.conversation.store_id));
+    let mut response = Json(ConversationResponse::from(&view)).into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// The conversations, most recent activity first (the newest chat's id, descending).
@@ -356,6 +415,7 @@ pub(crate) async fn patch_conversation(
 )]
 pub(crate) async fn list_conversations(
     State(state): State<AppState>,
+    caller: Caller,
     QueryMap(query): QueryMap,
 ) -> Result<Json<ConversationsPage>, ApiError> {
     let invalid = |name: &str, raw: &str, expected: &str| {
@@ -381,7 +441,11 @@ pub(crate) async fn list_conversations(
                     .map_err(|_| invalid("status", raw, "open or resolved"))
             })
             .transpose()?,
-        store_id: id("storeId")?.map(StoreId),
+        store_id: {
+            let requested = id("storeId")?.map(StoreId);
+            access::list_scope(&caller.principal, Listing::Conversations, requested)
+                .map_err(|d| denied(d, || store_not_found(requested.map_or(0, |s| s.0))))?
+        },
         operator_id: id("operatorId")?.map(UserId),
     };
     let limit = query

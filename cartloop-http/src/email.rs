@@ -192,8 +192,13 @@ fn page(title: &str, body: &str) -> Response {
 )]
 pub(crate) async fn inbound_email(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
+    caller.check(
+        cartloop_core::access::may_post_inbound_email(&caller.principal),
+        ApiError::unauthorized,
+    )?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)

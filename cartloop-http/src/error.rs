@@ -27,6 +27,8 @@ pub struct ApiError {
     position: Option<usize>,
     field: Option<&'static str>,
     client_id: Option<i64>,
+    permission: Option<&'static str>,
+    retry_after: Option<u64>,
     cause: Option<String>,
 }
 
@@ -66,6 +68,10 @@ pub(crate) struct ErrorObject {
     /// With `client_exists`: the client that has this email.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<i64>,
+    /// With `forbidden`: the permission the caller lacks, e.g. `conversation.assigned_to_you`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "conversation.assigned_to_you")]
+    permission: Option<&'static str>,
 }
 
 impl ApiError {
@@ -77,6 +83,8 @@ impl ApiError {
             position: None,
             field: None,
             client_id: None,
+            permission: None,
+            retry_after: None,
             cause: None,
         }
     }
@@ -95,9 +103,42 @@ impl ApiError {
         )
     }
 
+    /// 401 with its own code and message: `invalid_credentials` (a wrong email or
+    /// password), `invalid_api_key`, `invalid_session`.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 403 `forbidden` naming the permission the caller lacks (one of
+    /// `cartloop_core::access::permission`'s).
+    pub fn missing_permission(permission: &'static str) -> Self {
+        let mut e = Self::forbidden(format!(
+            "not allowed: this needs the {permission} permission"
+        ));
+        e.permission = Some(permission);
+        e
+    }
+
+    /// 403 `cross_origin`: a request signed in by its session cookie that changes something
+    /// came from another site.
+    pub fn cross_origin(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "cross_origin", message)
+    }
+
+    /// 429 `too_many_attempts` with `Retry-After`: sign-ins for this email are locked out.
+    pub fn too_many_attempts(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed sign-ins for this email: try again in {retry_after_secs} s"),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
     }
 
     /// 404 with a code such as `conversation_not_found`.
@@ -221,6 +262,11 @@ impl ApiError {
         &self.message
     }
 
+    /// The permission a `forbidden` lacks, if it names one.
+    pub fn permission(&self) -> Option<&'static str> {
+        self.permission
+    }
+
     /// The request field the error is about, if any.
     pub fn field(&self) -> Option<&'static str> {
         self.field
@@ -261,6 +307,7 @@ impl IntoResponse for ApiError {
                 position: self.position,
                 field: self.field,
                 client_id: self.client_id,
+                permission: self.permission,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -268,6 +315,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if storage_full {
             response.headers_mut().insert(
@@ -303,6 +355,7 @@ impl From<PostChatError> for ApiError {
                 Self::not_found("conversation_not_found", e.to_string())
             }
             PostChatError::NotInConversation { .. } => Self::forbidden(e.to_string()),
+            PostChatError::Forbidden { missing } => Self::missing_permission(missing),
             PostChatError::ConversationResolved(_) => {
                 Self::conflict("conversation_resolved", e.to_string())
             }

@@ -14,17 +14,20 @@
 //! - [`extract`]: extractors whose rejections are `ApiError`s.
 //! - [`metrics`]: [`Metrics`], the request figures and `GET /metrics`, served from a
 //!   `prometheus-client` registry the runtime may hand in with figures of its own.
+//! - [`auth`]: who makes each request ([`auth::Caller`]), from a key, the deployment token,
+//!   a session cookie, or a `Principal` an embedder resolved; [`audit`]: the audit log.
 //! - [`credentials`]: API keys, session tokens, password hashing (Argon2id) and webhook
 //!   secrets: making them, and checking what a request presents.
 //! - `openapi`: what the OpenAPI 3.1 document says of the whole API (description, tags,
 //!   errors, security); `console`: the operator console's page, script and stylesheet;
 //!   `pages`: the security headers of every page (console and unsubscribe).
 //! - `middleware`: what runs around every request (below).
-//! - `chats`, `directory`, `email`, `ops`: the handlers; `api`: the JSON shapes.
+//! - `chats`, `directory`, `email`, `ops`, `accounts` (signing in, operators' accounts, API
+//!   keys): the handlers; `api`: the JSON shapes.
 //!
 //! Around every request, matched or not: metrics and one log line, a panic guard (JSON
-//! 500), the bearer token when one is configured (checked before routing: an unknown path
-//! or method is 401 too), and the request timeout (408 when the body is what did not
+//! 500), the caller's credentials (checked before routing: an unknown path or method is
+//! 401 too) with the audit log, and the request timeout (408 when the body is what did not
 //! arrive, 503 otherwise). Bodies are limited to [`BODY_LIMIT`] (413), raw emails to
 //! [`INBOUND_BODY_LIMIT`].
 //!
@@ -40,7 +43,10 @@
 //! # let _ = app;
 //! ```
 
+mod accounts;
 mod api;
+pub mod audit;
+pub mod auth;
 mod chats;
 mod console;
 pub mod credentials;
@@ -103,6 +109,15 @@ pub struct AppState {
     pub inbound_parser: Option<InboundParser>,
     /// The figures `GET /metrics` exports.
     pub metrics: Metrics,
+    /// The server's address as browsers reach it (`PUBLIC_URL`): the origin a change made
+    /// with the session cookie must come from (`None`: the request's own `Host`), and
+    /// whether the cookie is `Secure`.
+    pub public_url: Option<Arc<str>>,
+    /// Where audit entries go.
+    pub audit: audit::AuditSink,
+    /// Password hashes checked or made at once at most (each takes ~19 MiB and tens of
+    /// milliseconds of one core): sign-in storms queue here, not on the async workers.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -123,16 +138,24 @@ impl AppState {
     /// request timeout, no links, no inbound parser and its own metrics.
     pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            storage,
-            clock,
+            storage: storage.clone(),
+            clock: clock.clone(),
             rules: Arc::new(Rules::default()),
             api_token: None,
             request_timeout: Duration::from_secs(30),
             links: None,
             inbound_parser: None,
             metrics: Metrics::new(),
+            public_url: None,
+            audit: audit::AuditSink::new(storage.clone(), clock.clone(), audit::DEFAULT_RETENTION),
+            hashing: Arc::new(tokio::sync::Semaphore::new(default_hashing_permits())),
         }
     }
+}
+
+/// Half the cores (at least one): password hashing never takes all of them.
+fn default_hashing_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Every route [`router`] serves.
@@ -181,7 +204,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(mw::from_fn_with_state(state.clone(), middleware::deadline))
-        .layer(mw::from_fn_with_state(state.clone(), middleware::authorize))
+        .layer(mw::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,
         ))

@@ -1,5 +1,5 @@
 //! What runs around every request, route or not: metrics and the log line, the panic
-//! guard, the bearer token, and the time limit.
+//! guard and the time limit (the caller's credentials are [`auth`](crate::auth)'s).
 
 use crate::error::ApiError;
 use crate::metrics::UNMATCHED;
@@ -16,10 +16,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
-
-/// Routes that need no bearer token: the health check, and the unsubscribe links, whose
-/// signed token is the credential.
-const PUBLIC: [&str; 2] = ["/healthz", "/unsubscribe/{token}"];
 
 /// Counts and logs every request, by route template.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -55,7 +51,7 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 /// `/conversation/{id}/` are one route, counted under the second. When the router is nested
 /// in another (`Router::nest("/api", ...)`), the matched path carries the prefix: the
 /// longest table path it ends with is the route.
-fn canonical(matched: &str) -> &'static str {
+pub(crate) fn canonical(matched: &str) -> &'static str {
     static CANONICAL: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     let table = CANONICAL.get_or_init(|| {
         crate::route_table()
@@ -75,50 +71,6 @@ fn canonical(matched: &str) -> &'static str {
         .filter(|(variant, _)| matched.ends_with(variant.as_str()))
         .max_by_key(|(variant, _)| variant.len())
         .map_or(UNMATCHED, |(_, route)| route)
-}
-
-/// With a token configured, every route but [`PUBLIC`] needs `Authorization: Bearer
-/// <token>`. Layered on the router, this runs for unknown paths and wrong methods too, so
-/// those are 401 without the token rather than 404 or 405: no route is mapped without it.
-pub(crate) async fn authorize(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = &state.api_token else {
-        return next.run(request).await;
-    };
-    let public = request.extensions().get::<MatchedPath>().is_some_and(|m| {
-        PUBLIC.contains(&canonical(m.as_str())) || crate::console::is_console_file(m.as_str())
-    });
-    if public {
-        return next.run(request).await;
-    }
-    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return ApiError::bad_request(
-            "invalid_authorization",
-            "more than one Authorization header; send exactly one",
-        )
-        .into_response();
-    }
-    let presented = first.and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-        return ApiError::unauthorized().into_response();
-    }
-    next.run(request).await
-}
-
-/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
-/// (RFC 9110 §11.1).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 const BODY_IDLE: u8 = 0;

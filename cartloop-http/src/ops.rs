@@ -72,7 +72,12 @@ async fn storage_health(state: &AppState) -> Result<Health, ApiError> {
 )]
 pub(crate) async fn import_data(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
 ) -> Result<Json<ImportResponse>, ApiError> {
+    caller.check(
+        cartloop_core::access::may_administer(&caller.principal),
+        ApiError::unauthorized,
+    )?;
     let data = demo_data();
     let summary = cartloop_core::demo::import_demo(state.storage.as_ref()).await?;
     if summary.inserted > 0 {
@@ -101,8 +106,9 @@ pub(crate) async fn import_data(
 )]
 pub(crate) async fn import_data_post(
     state: State<AppState>,
+    caller: crate::auth::Caller,
 ) -> Result<Json<ImportResponse>, ApiError> {
-    import_data(state).await
+    import_data(state, caller).await
 }
 
 /// `HEAD` would load the data too (axum answers it with the `GET` handler), and a `HEAD`
@@ -124,7 +130,19 @@ pub(crate) async fn refuse_head() -> Response {
     tag = "service",
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
+    // On the API address, admins only; the separate metrics address has no caller.
+    if let Some(axum::Extension(caller)) = caller {
+        if let Err(refused) = caller.check(
+            cartloop_core::access::may_administer(&caller.principal),
+            ApiError::unauthorized,
+        ) {
+            return refused.into_response();
+        }
+    }
     // Sets the degraded gauge; an unreachable storage shows in the backlog's absence.
     let _ = storage_health(&state).await;
     let now = state.clock.now();

@@ -3,7 +3,7 @@
 //! its trailing slash), [`route_table`](crate::route_table) and the OpenAPI document's
 //! paths, so they cannot drift apart.
 
-use crate::{chats, console, directory, email, openapi, ops, AppState};
+use crate::{accounts, audit, chats, console, directory, email, openapi, ops, AppState};
 use axum::body::Bytes;
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method};
@@ -131,7 +131,8 @@ pub(crate) fn routes() -> Routes {
         .add::<directory::__path_create_store, _, _>(directory::create_store)
         .add::<directory::__path_get_store, _, _>(directory::get_store)
         .add::<directory::__path_patch_store, _, _>(directory::patch_store)
-        .add::<directory::__path_create_operator, _, _>(directory::create_operator)
+        .add::<accounts::__path_create_operator, _, _>(accounts::create_operator)
+        .add::<accounts::__path_patch_operator, _, _>(accounts::patch_operator)
         .add::<directory::__path_create_client, _, _>(directory::create_client)
         .add::<directory::__path_patch_client, _, _>(directory::patch_client)
         .add::<directory::__path_create_conversation, _, _>(directory::create_conversation)
@@ -143,6 +144,14 @@ pub(crate) fn routes() -> Routes {
         .add::<chats::__path_preview, _, _>(chats::preview)
         .add::<__path_openapi_json, _, _>(openapi_json)
         .add::<ops::__path_metrics, _, _>(ops::metrics)
+        // Access: signing in, API keys, the audit log.
+        .add::<accounts::__path_login, _, _>(accounts::login)
+        .add::<accounts::__path_logout, _, _>(accounts::logout)
+        .add::<accounts::__path_me, _, _>(accounts::me)
+        .add::<accounts::__path_create_key, _, _>(accounts::create_key)
+        .add::<accounts::__path_list_keys, _, _>(accounts::list_keys)
+        .add::<accounts::__path_revoke_key, _, _>(accounts::revoke_key)
+        .add::<audit::__path_list_audit, _, _>(audit::list_audit)
         // Email, both ways.
         .add::<email::__path_unsubscribe_page, _, _>(email::unsubscribe_page)
         .add::<email::__path_unsubscribe, _, _>(email::unsubscribe)

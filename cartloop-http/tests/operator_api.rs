@@ -213,7 +213,7 @@ async fn create_an_operator() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         body,
-        json!({"operatorId": 29, "name": "Fay", "storeId": 2, "group": "support"}),
+        json!({"operatorId": 29, "name": "Fay", "storeId": 2, "group": "support", "email": null, "role": "operator", "hasPassword": false}),
         "user ids continue after the imported ones"
     );
     let (status, body) = post(

@@ -393,6 +393,13 @@ pub(crate) const CONVERSATION_REFERENCES: &str = "\
 pub(crate) const SET_CONVERSATION_STATUS: &str =
     "UPDATE conversations SET status = $2 WHERE id = $1 RETURNING id";
 
+/// Only to an operator of the conversation's store: no row back otherwise.
+pub(crate) const REASSIGN_CONVERSATION: &str = "\
+    UPDATE conversations SET operator_id = $2 WHERE id = $1 AND EXISTS \
+        (SELECT 1 FROM users u WHERE u.id = $2 AND u.role = 'operator' \
+            AND u.store_id = conversations.store_id) \
+    RETURNING id";
+
 // ---- stores, operators, clients --------------------------------------------------------
 
 pub(crate) const INSERT_STORE: &str = "\

@@ -96,6 +96,7 @@ pub struct ServerBuilder {
     secret: Option<Vec<u8>>,
     limits: ConnectionLimits,
     request_timeout: Duration,
+    audit_retention: Duration,
 }
 
 impl ServerBuilder {
@@ -167,6 +168,12 @@ impl ServerBuilder {
         self
     }
 
+    /// How long audit log entries are kept (default 90 days).
+    pub fn audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
+        self
+    }
+
     /// Reads (or creates) the token secret and assembles the server.
     ///
     /// # Errors
@@ -202,9 +209,9 @@ impl ServerBuilder {
         let metrics = Metrics::with_registry(registry);
         let dispatch_metrics = dispatch_metrics.with_api(&metrics);
         Ok(Server {
-            storage: self.storage,
+            storage: self.storage.clone(),
             mailer: self.mailer,
-            clock: self.clock,
+            clock: self.clock.clone(),
             rules: Arc::new(self.rules),
             dispatch: self.dispatch,
             workers: self.workers,
@@ -214,6 +221,11 @@ impl ServerBuilder {
             key: TokenKey::new(&secret),
             limits: self.limits,
             request_timeout: self.request_timeout,
+            audit: cartloop_http::audit::AuditSink::new(
+                self.storage.clone(),
+                self.clock.clone(),
+                self.audit_retention,
+            ),
             metrics,
             dispatch_metrics,
             metrics_listener: None,
@@ -235,6 +247,7 @@ pub struct Server {
     key: TokenKey,
     limits: ConnectionLimits,
     request_timeout: Duration,
+    audit: cartloop_http::audit::AuditSink,
     metrics: Metrics,
     dispatch_metrics: DispatchMetrics,
     metrics_listener: Option<TcpListener>,
@@ -267,6 +280,7 @@ impl Server {
             secret: None,
             limits: ConnectionLimits::default(),
             request_timeout: Duration::from_secs(30),
+            audit_retention: cartloop_http::audit::DEFAULT_RETENTION,
         }
     }
 
@@ -285,6 +299,8 @@ impl Server {
         state.request_timeout = self.request_timeout;
         state.links = Some(self.links(public_url));
         state.metrics = self.metrics.clone();
+        state.public_url = self.public_url.as_deref().map(Arc::from);
+        state.audit = self.audit.clone();
         state.inbound_parser = Some(Arc::new(|raw: &[u8]| {
             cartloop_mail::inbound::parse_reply(raw).map_err(|e| e.to_string())
         }));

@@ -84,8 +84,12 @@ pub struct Settings {
     /// Longest a request may take; a body that does not arrive in time is answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub request_timeout: Duration,
-    /// This server's address as clients' mail programs reach it, for unsubscribe links
-    /// (default `http://<BIND>`).
+    /// How long audit log entries are kept.
+    #[arg(long, env = "AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
+    /// This server's address as clients' mail programs and browsers reach it: unsubscribe
+    /// links, the origin the console's changes must come from, and `Secure` session cookies
+    /// when it is https (default `http://<BIND>`).
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
     /// The domain of `reply+<token>@` addresses (default: each store's sender domain).
@@ -213,7 +217,8 @@ impl Settings {
                 keep_alive_timeout: self.keep_alive_timeout,
                 ..ConnectionLimits::default()
             })
-            .request_timeout(self.request_timeout))
+            .request_timeout(self.request_timeout)
+            .audit_retention(self.audit_retention))
     }
 
     /// The `backup` command: copies the database and prints what it wrote.

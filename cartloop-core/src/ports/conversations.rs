@@ -153,6 +153,15 @@ pub trait Conversations: Send + Sync {
         status: ConversationStatus,
     ) -> Result<bool, StorageError>;
 
+    /// Assigns the conversation to operator `operator`, who MUST be an operator of the
+    /// conversation's store (else nothing changes and the answer is `false`, as for an
+    /// unknown conversation). Waiting messages keep their author.
+    async fn reassign_conversation(
+        &self,
+        id: ConversationId,
+        operator: UserId,
+    ) -> Result<bool, StorageError>;
+
     /// Stores a new message and gives it the next id (ids grow with insertion order).
     /// `attempts` starts at 0, `sent_at` and `last_error` empty.
     ///

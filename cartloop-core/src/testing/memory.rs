@@ -387,6 +387,28 @@ impl Conversations for MemoryStorage {
         })
     }
 
+    async fn reassign_conversation(
+        &self,
+        id: ConversationId,
+        operator: UserId,
+    ) -> Result<bool, StorageError> {
+        let mut state = self.lock();
+        let Some(store) = state.conversations.get(&id).map(|c| c.store_id) else {
+            return Ok(false);
+        };
+        if state
+            .operators
+            .get(&operator)
+            .is_none_or(|o| o.store_id != store)
+        {
+            return Ok(false);
+        }
+        if let Some(c) = state.conversations.get_mut(&id) {
+            c.operator_id = operator;
+        }
+        Ok(true)
+    }
+
     async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
         let inserted = {
             let mut state = self.lock();

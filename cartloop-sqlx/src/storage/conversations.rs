@@ -162,6 +162,18 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
         self.changed(sql::SET_CONVERSATION_STATUS, &params).await
     }
 
+    async fn reassign_conversation(
+        &self,
+        id: ConversationId,
+        operator: UserId,
+    ) -> Result<bool, StorageError> {
+        self.changed(
+            sql::REASSIGN_CONVERSATION,
+            &[id.0.into(), operator.0.into()],
+        )
+        .await
+    }
+
     async fn insert_message(&self, new: NewMessage) -> Result<Inserted, StorageError> {
         let params = [
             new.conversation_id.0.into(),

@@ -472,3 +472,53 @@ pub async fn list_conversations_paging_is_stable(s: &dyn Storage) {
         );
     }
 }
+
+/// A conversation is reassigned only to an operator of its own store.
+pub async fn conversations_are_reassigned_within_their_store(s: &dyn Storage) {
+    let data = demo_data();
+    s.import(&data).await.unwrap();
+    let conversation = &data.conversations[0];
+    let colleague = s
+        .create_operator(NewOperator {
+            name: name("Colleague"),
+            store_id: conversation.store_id,
+            group: name("sales"),
+        })
+        .await
+        .unwrap();
+    let elsewhere = s.create_store(new_store("Elsewhere")).await.unwrap();
+    let outsider = s
+        .create_operator(NewOperator {
+            name: name("Outsider"),
+            store_id: elsewhere.id,
+            group: name("sales"),
+        })
+        .await
+        .unwrap();
+    assert!(s
+        .reassign_conversation(conversation.id, colleague.id)
+        .await
+        .unwrap());
+    let now = s.conversation(conversation.id).await.unwrap().unwrap();
+    assert_eq!(now.conversation.operator_id, colleague.id);
+    assert_eq!(now.operator, colleague);
+    assert!(!s
+        .reassign_conversation(conversation.id, outsider.id)
+        .await
+        .unwrap());
+    assert!(
+        !s.reassign_conversation(conversation.id, conversation.client_id)
+            .await
+            .unwrap(),
+        "a client is no operator"
+    );
+    assert!(!s
+        .reassign_conversation(ConversationId(9999), colleague.id)
+        .await
+        .unwrap());
+    let after = s.conversation(conversation.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.conversation.operator_id, colleague.id,
+        "refusals change nothing"
+    );
+}
