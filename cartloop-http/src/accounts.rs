@@ -243,13 +243,13 @@ fn secure(state: &AppState) -> &'static str {
 }
 
 /// Ends the caller's session on every server and clears the cookie. Without a session
-/// (a key, the token) there is nothing to end: 204 all the same.
+/// (a key, the token) there is nothing to end: `signedOut` is then `false`.
 #[utoipa::path(
     post,
     path = "/logout",
     tag = "access",
     responses(
-        (status = 204, description = "Signed out"),
+        (status = 200, description = "Signed out", body = SignedOut),
         (status = 401, description = "`invalid_session`", body = ErrorBody),
         (status = 403, description = "`cross_origin`", body = ErrorBody),
     )
@@ -258,20 +258,29 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
+    let mut signed_out = false;
     if let Some(session) = &caller.session {
-        state.storage.end_session(session).await?;
+        signed_out = state.storage.end_session(session).await?;
         tracing::info!(operator = ?caller.principal.operator().map(|o| o.0), "signed out");
     }
     let cookie = format!(
         "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
         secure(&state)
     );
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let mut response = Json(SignedOut { signed_out }).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(e.to_string()))?,
     );
     Ok(response)
+}
+
+/// `POST /logout` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SignedOut {
+    /// Whether a session ended.
+    signed_out: bool,
 }
 
 /// Who the caller is.

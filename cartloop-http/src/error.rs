@@ -26,10 +26,17 @@ pub struct ApiError {
     message: String,
     position: Option<usize>,
     field: Option<&'static str>,
+    /// Rarely set, so boxed: the error stays small for the `Result`s that carry it.
+    extra: Option<Box<Extra>>,
+    cause: Option<String>,
+}
+
+/// What few errors carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Extra {
     client_id: Option<i64>,
     permission: Option<&'static str>,
     retry_after: Option<u64>,
-    cause: Option<String>,
 }
 
 /// How long a client is told to wait before retrying a write the full disk refused: an
@@ -82,9 +89,7 @@ impl ApiError {
             message: message.into(),
             position: None,
             field: None,
-            client_id: None,
-            permission: None,
-            retry_after: None,
+            extra: None,
             cause: None,
         }
     }
@@ -120,7 +125,10 @@ impl ApiError {
         let mut e = Self::forbidden(format!(
             "not allowed: this needs the {permission} permission"
         ));
-        e.permission = Some(permission);
+        e.extra = Some(Box::new(Extra {
+            permission: Some(permission),
+            ..Extra::default()
+        }));
         e
     }
 
@@ -137,7 +145,10 @@ impl ApiError {
             "too_many_attempts",
             format!("too many failed sign-ins for this email: try again in {retry_after_secs} s"),
         );
-        e.retry_after = Some(retry_after_secs);
+        e.extra = Some(Box::new(Extra {
+            retry_after: Some(retry_after_secs),
+            ..Extra::default()
+        }));
         e
     }
 
@@ -264,7 +275,7 @@ impl ApiError {
 
     /// The permission a `forbidden` lacks, if it names one.
     pub fn permission(&self) -> Option<&'static str> {
-        self.permission
+        self.extra.as_ref().and_then(|x| x.permission)
     }
 
     /// The request field the error is about, if any.
@@ -300,14 +311,15 @@ impl IntoResponse for ApiError {
             }
         }
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let retry_after = self.extra.as_ref().and_then(|x| x.retry_after);
         let body = ErrorBody {
             error: ErrorObject {
                 code: self.code,
                 message: self.message,
                 position: self.position,
                 field: self.field,
-                client_id: self.client_id,
-                permission: self.permission,
+                client_id: self.extra.as_ref().and_then(|x| x.client_id),
+                permission: self.extra.as_ref().and_then(|x| x.permission),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -316,7 +328,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -391,7 +403,7 @@ impl From<DirectoryError> for ApiError {
             }
             DirectoryError::ClientExists { existing, .. } => {
                 let mut error = Self::conflict("client_exists", e.to_string()).with_field("email");
-                error.client_id = Some(existing.0);
+                error.extra.get_or_insert_with(Box::default).client_id = Some(existing.0);
                 error
             }
             DirectoryError::NotFound { what, .. } => {
