@@ -1,3 +1,6 @@
+//! [`MemoryStorage`]: every storage port in memory, behind one lock; its `accounts` module
+//! holds the access ports (API keys, accounts and sessions, the audit log).
+
 use crate::active_hours::ActiveHours;
 use crate::discount_code::DiscountCode;
 use crate::disk_fault::{DiskFault, DiskFaultKind};
