@@ -1,12 +1,13 @@
 //! Signing in and the access API: `POST /login`, `POST /logout`, `GET /me`, operators'
 //! accounts (`POST /operators/`, `PATCH /operator/{id}/`) and API keys (`POST /api-keys/`,
-//! `GET /api-keys/`, `DELETE /api-key/{id}/`).
+//! `GET /api-keys/`, `DELETE /api-key/{id}/`) and the audit log (`GET /audit/`).
 //!
 //! Passwords are checked on Tokio's blocking pool, a few at a time (`AppState::hashing`),
 //! so a storm of sign-ins queues for the CPU instead of stalling the API's async workers.
 //! An unknown email is checked against a dummy hash: wrong email and wrong password take
 //! about the same time and answer the same 401 `invalid_credentials`.
 
+use crate::api::rfc3339;
 use crate::audit::AuditTarget;
 use crate::auth::{denied, Caller};
 use crate::credentials::{
@@ -31,8 +32,8 @@ use cartloop_core::ids::{StoreId, UserId};
 use cartloop_core::lockout::{self, Lockout};
 use cartloop_core::name::Name;
 use cartloop_core::ports::{
-    AccountChanges, Actor, ActorKind, ApiKeyRecord, NewAccount, NewApiKey, NewAuditEntry,
-    OperatorAccount, StorageError,
+    AccountChanges, Actor, ActorKind, ApiKeyRecord, AuditEntry, AuditFilter, NewAccount, NewApiKey,
+    NewAuditEntry, OperatorAccount, StorageError,
 };
 use cartloop_core::session_lifetime;
 use serde::{Deserialize, Serialize};
@@ -829,4 +830,201 @@ pub(crate) async fn revoke_key(
     let mut response = Json(KeyResponse::from(key)).into_response();
     response.extensions_mut().insert(target);
     Ok(response)
+}
+
+/// Who did it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ActorResponse {
+    /// `token`, `key` or `operator`.
+    #[schema(example = "operator")]
+    kind: &'static str,
+    /// The key's or the operator's id.
+    id: Option<i64>,
+    /// Its name then.
+    name: Option<String>,
+}
+
+/// What it was done to.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TargetResponse {
+    /// E.g. `conversation`.
+    kind: Option<String>,
+    /// Its id.
+    id: Option<String>,
+}
+
+/// One entry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditEntryResponse {
+    /// Increases with every entry.
+    id: i64,
+    /// When (RFC 3339).
+    at: String,
+    /// Who; `null` for a request refused before anyone was known.
+    actor: Option<ActorResponse>,
+    /// What, e.g. `POST /chat/`, `login`.
+    #[schema(example = "POST /chat/")]
+    action: String,
+    /// To what.
+    target: TargetResponse,
+    /// The store it concerns.
+    store_id: Option<i64>,
+    /// The status answered.
+    status: u16,
+}
+
+impl From<AuditEntry> for AuditEntryResponse {
+    fn from(e: AuditEntry) -> Self {
+        let entry = e.entry;
+        Self {
+            id: e.id,
+            at: rfc3339(entry.at),
+            actor: entry.actor.map(|actor| ActorResponse {
+                kind: actor.kind.as_str(),
+                id: actor.id,
+                name: actor.name,
+            }),
+            action: entry.action,
+            target: TargetResponse {
+                kind: entry.target_kind,
+                id: entry.target_id,
+            },
+            store_id: entry.store_id.map(|s| s.0),
+            status: entry.status,
+        }
+    }
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditPage {
+    /// Newest first.
+    entries: Vec<AuditEntryResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// The audit log, newest first: every change that succeeded, every refusal (401, 403) and
+/// every sign-in. A manager sees its store's entries, an admin all (or one store's).
+#[utoipa::path(
+    get,
+    path = "/audit/",
+    tag = "access",
+    params(
+        ("storeId" = Option<i64>, Query, description = "Only this store's entries", minimum = 1),
+        ("actor" = Option<String>, Query, description = "Only this actor's: `token`, `key:<id>` or `operator:<id>`"),
+        ("limit" = Option<u32>, Query, description = "Entries per page (1 to 500, default 50)", minimum = 1),
+        ("cursor" = Option<String>, Query, description = "The previous page's `nextCursor`"),
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = AuditPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (`audit.read`)", body = ErrorBody),
+        (status = 404, description = "`store_not_found`: another store", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryMap(query): QueryMap,
+) -> Result<Json<AuditPage>, ApiError> {
+    let requested = match query.get("storeId") {
+        None => None,
+        Some(raw) => Some(StoreId(parse_id(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "invalid storeId {}: expected a store id",
+                    extract::quoted(raw)
+                ),
+            )
+            .with_field("storeId")
+        })?)),
+    };
+    let store = access::list_scope(&caller.principal, Listing::Audit, requested).map_err(|d| {
+        crate::auth::denied(d, || {
+            ApiError::not_found(
+                "store_not_found",
+                format!("store {} not found", requested.map_or(0, |s| s.0)),
+            )
+        })
+    })?;
+    let actor = match query.get("actor") {
+        None => None,
+        Some(raw) => Some(parse_actor(raw)?),
+    };
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(raw) => extract::parse_limit(raw, 500)?,
+    };
+    let before = match query.get("cursor") {
+        None => None,
+        Some(raw) => Some(parse_id(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "invalid cursor {}: pass a nextCursor as it was given",
+                    extract::quoted(raw)
+                ),
+            )
+            .with_field("cursor")
+        })?),
+    };
+    state.audit.flush().await;
+    let filter = AuditFilter {
+        store,
+        actor,
+        before,
+    };
+    let entries = state.storage.audit(filter, limit).await?;
+    let next_cursor = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(AuditPage {
+        entries: entries.into_iter().map(AuditEntryResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn parse_actor(raw: &str) -> Result<(ActorKind, Option<i64>), ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "invalid actor {}: expected `token`, `key:<id>` or `operator:<id>`",
+                extract::quoted(raw)
+            ),
+        )
+        .with_field("actor")
+    };
+    match raw.split_once(':') {
+        None if raw == "token" => Ok((ActorKind::Token, None)),
+        None => Err(invalid()),
+        Some((kind, id)) => {
+            let kind = ActorKind::parse(kind)
+                .filter(|k| *k != ActorKind::Token)
+                .ok_or_else(invalid)?;
+            Ok((kind, Some(parse_id(id).ok_or_else(invalid)?)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_parse() {
+        assert_eq!(parse_actor("token").unwrap(), (ActorKind::Token, None));
+        assert_eq!(parse_actor("key:3").unwrap(), (ActorKind::Key, Some(3)));
+        assert_eq!(
+            parse_actor("operator:24").unwrap(),
+            (ActorKind::Operator, Some(24))
+        );
+        for bad in ["", "key", "key:", "key:x", "token:1", "robot:1"] {
+            assert!(parse_actor(bad).is_err(), "{bad:?}");
+        }
+    }
 }

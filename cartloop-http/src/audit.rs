@@ -1,6 +1,6 @@
 //! The audit log: what [`authenticate`](crate::auth::authenticate) records of every request
 //! that changed something or was refused, written in the background in batches
-//! ([`AuditSink`]), and `GET /audit/`.
+//! ([`AuditSink`]). `GET /audit/` reads it (`accounts`).
 //!
 //! An entry holds who (the token, a key, an operator), what (`POST /chat/`), to what (the
 //! kind and id of the thing, from the path or from the handler), in which store, and the
@@ -14,23 +14,13 @@
 //! that refuses the batch is retried three times, then the batch is counted as lost and
 //! logged with its cause.
 
-use crate::api::rfc3339;
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{self, parse_id, QueryMap};
-use crate::AppState;
-use axum::extract::State;
 use axum::http::Method;
-use axum::Json;
-use cartloop_core::access::{self, Listing};
 use cartloop_core::ids::StoreId;
-use cartloop_core::ports::{ActorKind, AuditEntry, AuditFilter, Clock, NewAuditEntry, Storage};
-use serde::Serialize;
+use cartloop_core::ports::{Actor, Clock, NewAuditEntry, Storage};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use utoipa::ToSchema;
 
 /// How long entries are kept when the deployment does not say (`AUDIT_RETENTION`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -67,7 +57,8 @@ impl AuditTarget {
 
 /// One request as the audit log sees it.
 pub(crate) struct Outcome<'a> {
-    pub(crate) caller: Option<&'a Caller>,
+    /// Who, and its store; `None` for a request refused before anyone was known.
+    pub(crate) caller: Option<(&'a Actor, Option<StoreId>)>,
     pub(crate) method: &'a Method,
     pub(crate) route: Option<&'static str>,
     pub(crate) path: &'a str,
@@ -183,10 +174,10 @@ impl AuditSink {
                 None => (None, None, None),
             },
         };
-        let store_id = target_store.or_else(|| outcome.caller.and_then(|c| c.principal.store()));
+        let store_id = target_store.or_else(|| outcome.caller.and_then(|(_, store)| store));
         self.push(NewAuditEntry {
             at: self.inner.clock.now(),
-            actor: outcome.caller.map(|c| c.actor.clone()),
+            actor: outcome.caller.map(|(actor, _)| actor.clone()),
             action: format!("{} {route}", outcome.method),
             target_kind,
             target_id,
@@ -277,185 +268,6 @@ async fn prune(inner: &Inner) {
     }
 }
 
-/// Who did it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ActorResponse {
-    /// `token`, `key` or `operator`.
-    #[schema(example = "operator")]
-    kind: &'static str,
-    /// The key's or the operator's id.
-    id: Option<i64>,
-    /// Its name then.
-    name: Option<String>,
-}
-
-/// What it was done to.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TargetResponse {
-    /// E.g. `conversation`.
-    kind: Option<String>,
-    /// Its id.
-    id: Option<String>,
-}
-
-/// One entry.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AuditEntryResponse {
-    /// Increases with every entry.
-    id: i64,
-    /// When (RFC 3339).
-    at: String,
-    /// Who; `null` for a request refused before anyone was known.
-    actor: Option<ActorResponse>,
-    /// What, e.g. `POST /chat/`, `login`.
-    #[schema(example = "POST /chat/")]
-    action: String,
-    /// To what.
-    target: TargetResponse,
-    /// The store it concerns.
-    store_id: Option<i64>,
-    /// The status answered.
-    status: u16,
-}
-
-impl From<AuditEntry> for AuditEntryResponse {
-    fn from(e: AuditEntry) -> Self {
-        let entry = e.entry;
-        Self {
-            id: e.id,
-            at: rfc3339(entry.at),
-            actor: entry.actor.map(|actor| ActorResponse {
-                kind: actor.kind.as_str(),
-                id: actor.id,
-                name: actor.name,
-            }),
-            action: entry.action,
-            target: TargetResponse {
-                kind: entry.target_kind,
-                id: entry.target_id,
-            },
-            store_id: entry.store_id.map(|s| s.0),
-            status: entry.status,
-        }
-    }
-}
-
-/// A page of the audit log.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AuditPage {
-    /// Newest first.
-    entries: Vec<AuditEntryResponse>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
-}
-
-/// The audit log, newest first: every change that succeeded, every refusal (401, 403) and
-/// every sign-in. A manager sees its store's entries, an admin all (or one store's).
-#[utoipa::path(
-    get,
-    path = "/audit/",
-    tag = "access",
-    params(
-        ("storeId" = Option<i64>, Query, description = "Only this store's entries", minimum = 1),
-        ("actor" = Option<String>, Query, description = "Only this actor's: `token`, `key:<id>` or `operator:<id>`"),
-        ("limit" = Option<u32>, Query, description = "Entries per page (1 to 500, default 50)", minimum = 1),
-        ("cursor" = Option<String>, Query, description = "The previous page's `nextCursor`"),
-    ),
-    responses(
-        (status = 200, description = "A page of entries", body = AuditPage),
-        (status = 400, description = "`invalid_query`", body = ErrorBody),
-        (status = 403, description = "`forbidden` (`audit.read`)", body = ErrorBody),
-        (status = 404, description = "`store_not_found`: another store", body = ErrorBody),
-    )
-)]
-pub(crate) async fn list_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    QueryMap(query): QueryMap,
-) -> Result<Json<AuditPage>, ApiError> {
-    let requested = match query.get("storeId") {
-        None => None,
-        Some(raw) => Some(StoreId(parse_id(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!(
-                    "invalid storeId {}: expected a store id",
-                    extract::quoted(raw)
-                ),
-            )
-            .with_field("storeId")
-        })?)),
-    };
-    let store = access::list_scope(&caller.principal, Listing::Audit, requested).map_err(|d| {
-        crate::auth::denied(d, || {
-            ApiError::not_found(
-                "store_not_found",
-                format!("store {} not found", requested.map_or(0, |s| s.0)),
-            )
-        })
-    })?;
-    let actor = match query.get("actor") {
-        None => None,
-        Some(raw) => Some(parse_actor(raw)?),
-    };
-    let limit = match query.get("limit") {
-        None => 50,
-        Some(raw) => extract::parse_limit(raw, 500)?,
-    };
-    let before = match query.get("cursor") {
-        None => None,
-        Some(raw) => Some(parse_id(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!(
-                    "invalid cursor {}: pass a nextCursor as it was given",
-                    extract::quoted(raw)
-                ),
-            )
-            .with_field("cursor")
-        })?),
-    };
-    state.audit.flush().await;
-    let filter = AuditFilter {
-        store,
-        actor,
-        before,
-    };
-    let entries = state.storage.audit(filter, limit).await?;
-    let next_cursor = (entries.len() == limit as usize)
-        .then(|| entries.last().map(|e| e.id.to_string()))
-        .flatten();
-    Ok(Json(AuditPage {
-        entries: entries.into_iter().map(AuditEntryResponse::from).collect(),
-        next_cursor,
-    }))
-}
-
-fn parse_actor(raw: &str) -> Result<(ActorKind, Option<i64>), ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_query",
-            format!(
-                "invalid actor {}: expected `token`, `key:<id>` or `operator:<id>`",
-                extract::quoted(raw)
-            ),
-        )
-        .with_field("actor")
-    };
-    match raw.split_once(':') {
-        None if raw == "token" => Ok((ActorKind::Token, None)),
-        None => Err(invalid()),
-        Some((kind, id)) => {
-            let kind = ActorKind::parse(kind)
-                .filter(|k| *k != ActorKind::Token)
-                .ok_or_else(invalid)?;
-            Ok((kind, Some(parse_id(id).ok_or_else(invalid)?)))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,18 +294,5 @@ mod tests {
             "never a token"
         );
         assert_eq!(target_of(None, "/x/1/"), None);
-    }
-
-    #[test]
-    fn actors_parse() {
-        assert_eq!(parse_actor("token").unwrap(), (ActorKind::Token, None));
-        assert_eq!(parse_actor("key:3").unwrap(), (ActorKind::Key, Some(3)));
-        assert_eq!(
-            parse_actor("operator:24").unwrap(),
-            (ActorKind::Operator, Some(24))
-        );
-        for bad in ["", "key", "key:", "key:x", "token:1", "robot:1"] {
-            assert!(parse_actor(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -21,6 +21,7 @@
 use crate::audit::{AuditTarget, Outcome};
 use crate::credentials::{KeyHash, SessionHash, API_KEY_PREFIX, SESSION_COOKIE};
 use crate::error::ApiError;
+use crate::extract::MatchedRoute;
 use crate::AppState;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -131,8 +132,8 @@ pub(crate) async fn authenticate(
 ) -> Response {
     let route = request
         .extensions()
-        .get::<MatchedPath>()
-        .map(|m| crate::middleware::canonical(m.as_str()));
+        .get::<MatchedRoute>()
+        .map(|route| route.0);
     let public = request
         .extensions()
         .get::<MatchedPath>()
@@ -171,7 +172,7 @@ pub(crate) async fn authenticate(
         ApiError::missing_permission(access::permission::API).into_response()
     };
     state.audit.record(Outcome {
-        caller: Some(&caller),
+        caller: Some((&caller.actor, caller.principal.store())),
         method: &method,
         route,
         path: &path,

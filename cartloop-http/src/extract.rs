@@ -85,6 +85,11 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The route a request matched, as the route table names it (`/conversation/{id}/`),
+/// put in the request's extensions by the outermost layer; absent when no route matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MatchedRoute(pub(crate) &'static str);
+
 /// A positive integer id from the path, e.g. `/conversation/{id}/`.
 #[derive(Debug, Clone, Copy)]
 pub struct PathId(pub i64);

@@ -18,11 +18,20 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Counts and logs every request, by route template.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|m| canonical(m.as_str()));
+    if let Some(route) = route.filter(|r| *r != UNMATCHED) {
+        request
+            .extensions_mut()
+            .insert(crate::extract::MatchedRoute(route));
+    }
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
@@ -51,7 +60,7 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 /// `/conversation/{id}/` are one route, counted under the second. When the router is nested
 /// in another (`Router::nest("/api", ...)`), the matched path carries the prefix: the
 /// longest table path it ends with is the route.
-pub(crate) fn canonical(matched: &str) -> &'static str {
+fn canonical(matched: &str) -> &'static str {
     static CANONICAL: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     let table = CANONICAL.get_or_init(|| {
         crate::route_table()

@@ -3,7 +3,7 @@
 //! its trailing slash), [`route_table`](crate::route_table) and the OpenAPI document's
 //! paths, so they cannot drift apart.
 
-use crate::{accounts, audit, chats, console, directory, email, openapi, ops, AppState};
+use crate::{accounts, chats, console, directory, email, openapi, ops, AppState};
 use axum::body::Bytes;
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method};
@@ -151,7 +151,7 @@ pub(crate) fn routes() -> Routes {
         .add::<accounts::__path_create_key, _, _>(accounts::create_key)
         .add::<accounts::__path_list_keys, _, _>(accounts::list_keys)
         .add::<accounts::__path_revoke_key, _, _>(accounts::revoke_key)
-        .add::<audit::__path_list_audit, _, _>(audit::list_audit)
+        .add::<accounts::__path_list_audit, _, _>(accounts::list_audit)
         // Email, both ways.
         .add::<email::__path_unsubscribe_page, _, _>(email::unsubscribe_page)
         .add::<email::__path_unsubscribe, _, _>(email::unsubscribe)
