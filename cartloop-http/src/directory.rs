@@ -338,9 +338,9 @@ pub(crate) async fn patch_conversation(
     JsonBody(Object(body)): JsonBody<Object<PatchConversationBody>>,
 ) -> Result<Response, ApiError> {
     if body.status.is_none() && body.operator_id.is_none() {
-        return Err(ApiError::unprocessable(
-            "missing_field",
-            "status or operatorId: give at least one",
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "invalid request body: missing field `status` (or `operatorId` to reassign)",
         )
         .with_field("status"));
     }
