@@ -145,9 +145,9 @@ pub(crate) struct PostChatBody {
 pub(crate) struct ChatBody {
     /// The template as written, e.g. `Hi << username >>`.
     pub payload: String,
-    /// The writer: the conversation's operator or client. May be left out: it is then
-    /// the signed-in operator (or an operator key's), else the conversation's operator.
-    /// An operator may name only itself.
+    /// The writer: the conversation's operator or client. An operator's own key or
+    /// session may leave it out (it is then itself) and may name only itself; everyone
+    /// else gives it.
     #[serde(default)]
     pub user_id: Option<i64>,
 }

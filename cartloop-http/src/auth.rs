@@ -34,12 +34,7 @@ use cartloop_core::session_lifetime;
 
 /// Routes that need no principal: the health check, the unsubscribe links (their signed
 /// token is the credential) and signing in.
-const PUBLIC: [&str; 4] = [
-    "/healthz",
-    "/unsubscribe/{token}",
-    "/login",
-    "/openapi.json",
-];
+const PUBLIC: [&str; 3] = ["/healthz", "/unsubscribe/{token}", "/login"];
 
 /// What an `inbound` key may reach besides nothing.
 const INBOUND: [&str; 2] = ["/inbound/email/", "/me"];

@@ -114,6 +114,7 @@ pub(crate) async fn post_chat_handler(
     JsonBody(Object(body)): JsonBody<Object<PostChatBody>>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
+    author_given(&caller, body.chat.user_id)?;
     let request = PostChat {
         conversation_id: ConversationId(body.conversation_id),
         principal: caller.principal,
@@ -189,6 +190,7 @@ pub(crate) async fn preview(
     caller: Caller,
     JsonBody(Object(body)): JsonBody<Object<PostChatBody>>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
+    author_given(&caller, body.chat.user_id)?;
     let draft = preview_chat(
         state.storage.as_ref(),
         state.clock.as_ref(),
@@ -304,4 +306,18 @@ async fn chat_access(
         .ok_or_else(|| chat_not_found(id))?;
     let resource = Resource::from(&context.conversation);
     caller.check(rule(&caller.principal, &resource), || chat_not_found(id))
+}
+
+/// `chat.userId` may be left out only by a principal that is one operator (an operator's
+/// key or session, a signed-in manager): the author is then itself. Anyone else says who
+/// writes, as the original API required.
+fn author_given(caller: &Caller, user_id: Option<i64>) -> Result<(), ApiError> {
+    if user_id.is_none() && caller.principal.operator().is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "invalid request body: missing field `userId` in `chat` (only an operator's own key or session may leave it out)",
+        )
+        .with_field("userId"));
+    }
+    Ok(())
 }

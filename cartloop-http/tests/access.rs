@@ -538,7 +538,7 @@ async fn the_audit_log_records_changes_refusals_and_sign_ins_by_store() {
         json!({"name": "boss", "role": "manager", "storeId": 1}),
     )
     .await;
-    let chat = json!({"conversationId": 1, "chat": {"payload": "Hi << username >>"}});
+    let chat = json!({"conversationId": 1, "chat": {"payload": "Hi << username >>", "userId": 24}});
     let (status, _) = call(&app, &boss, "POST", "/chat/", Some(chat)).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = call(&app, &boss, "GET", "/import_data/", None).await;
