@@ -118,6 +118,7 @@ pub async fn conversations(s: &dyn Storage) {
         .unwrap();
     let client = s
         .create_client(NewClient {
+            store_id: store.id,
             name: name("Ann Lee"),
             email: address("ann.lee@example.com"),
             time_zone: None,
