@@ -355,8 +355,12 @@ impl Conversations for MemoryStorage {
                 new.operator_id
             )));
         }
-        if !state.clients.contains_key(&new.client_id) {
-            return Err(StorageError::NotFound(format!("client {}", new.client_id)));
+        let client_store = state.clients.get(&new.client_id).map(|c| c.store_id);
+        if client_store != Some(new.store_id) {
+            return Err(StorageError::NotFound(format!(
+                "client {} of store {}",
+                new.client_id, new.store_id
+            )));
         }
         let id = ConversationId(next_id(state.conversations.keys().map(|id| id.0)));
         let conversation = Conversation {
