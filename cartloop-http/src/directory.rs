@@ -192,8 +192,9 @@ pub(crate) async fn create_operator(
     Ok((StatusCode::CREATED, Json(operator.into())))
 }
 
-/// Creates a client. An email already known is 409 `client_exists`, whose error carries
-/// the existing `clientId`.
+/// Creates a client of a store. An email already known in that store is 409
+/// `client_exists`, whose error carries the existing `clientId`; another store's client with
+/// the same email is another client.
 #[utoipa::path(
     post,
     path = "/clients/",
@@ -201,7 +202,8 @@ pub(crate) async fn create_operator(
     request_body = CreateClientBody,
     responses(
         (status = 201, description = "Created", body = ClientResponse),
-        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_request` (e.g. no `storeId`)", body = ErrorBody),
+        (status = 404, description = "`store_not_found` (field `storeId`)", body = ErrorBody),
         (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
     )
@@ -212,6 +214,7 @@ pub(crate) async fn create_client(
 ) -> Result<(StatusCode, Json<ClientResponse>), ApiError> {
     // The name last (see `create_store`).
     let client = NewClient {
+        store_id: StoreId(body.store_id),
         email: email("email", &body.email)?,
         time_zone: body
             .time_zone
@@ -220,8 +223,16 @@ pub(crate) async fn create_client(
             .transpose()?,
         name: name("name", &body.name)?,
     };
-    let client = directory::create_client(state.storage.as_ref(), client).await?;
-    tracing::info!(client = %client.id, "client created");
+    let client = directory::create_client(state.storage.as_ref(), client)
+        .await
+        .map_err(|e| match e {
+            // A store one cannot see is answered as if it did not exist (SPEC §9).
+            DirectoryError::NotFound { what: "store", id } => {
+                store_not_found(id).with_field("storeId")
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(client = %client.id, store = %client.store_id, "client created");
     Ok((StatusCode::CREATED, Json(client.into())))
 }
 
@@ -238,7 +249,7 @@ pub(crate) async fn create_client(
         (status = 200, description = "The client as it is now", body = ClientResponse),
         (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
         (status = 404, description = "`client_not_found`", body = ErrorBody),
-        (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
+        (status = 409, description = "`client_exists` (with `clientId`): another client of the same store has the email", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
     )
 )]
@@ -269,7 +280,7 @@ pub(crate) async fn patch_client(
     Ok(Json(client.into()))
 }
 
-/// Opens a conversation between a store's operator and a client.
+/// Opens a conversation between a store's operator and a client of the same store.
 #[utoipa::path(
     post,
     path = "/conversations/",
@@ -278,7 +289,7 @@ pub(crate) async fn patch_client(
     responses(
         (status = 201, description = "Created, open, without chats", body = ConversationResponse),
         (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
-        (status = 422, description = "`unknown_store`, `unknown_operator`, `unknown_client`, `operator_not_in_store`, `invalid_field`", body = ErrorBody),
+        (status = 422, description = "`unknown_store`, `unknown_operator`, `unknown_client`, `operator_not_in_store`, `client_not_in_store`, `invalid_field`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_conversation(

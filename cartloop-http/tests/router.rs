@@ -804,6 +804,19 @@ async fn the_openapi_document_lists_every_route() {
     dangling.dedup();
     assert!(dangling.is_empty(), "unresolved schemas: {dangling:?}");
     assert!(schemas.contains_key("ConversationResponse"), "{schemas:?}");
+    // Clients belong to a store: it is required to make one and shown on every client.
+    let required = |name: &str| schemas[name]["required"].as_array().unwrap().clone();
+    assert!(required("CreateClientBody").contains(&json!("storeId")));
+    assert!(required("ClientResponse").contains(&json!("storeId")));
+    let clients = &paths["/clients/"]["post"]["responses"];
+    assert!(clients["404"].is_object(), "unknown store: {clients}");
+    let conversations = paths["/conversations/"]["post"]["responses"]["422"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        conversations.contains("client_not_in_store"),
+        "{conversations}"
+    );
 }
 
 #[tokio::test]
