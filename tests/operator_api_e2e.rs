@@ -55,7 +55,7 @@ async fn deployment(server: &TestServer, window: &str) -> (i64, i64, i64) {
     let client = created(
         server,
         "/clients/",
-        json!({"name": "Clara", "email": format!("clara.{}@example.com", Utc::now().timestamp_micros()), "timeZone": "America/Chicago"}),
+        json!({"name": "Clara", "email": format!("clara.{}@example.com", Utc::now().timestamp_micros()), "timeZone": "America/Chicago", "storeId": id(&store, "storeId")}),
     )
     .await;
     let conversation = created(
@@ -171,7 +171,7 @@ async fn a_cancel_racing_the_dispatcher_is_never_sent() {
         let (_, conv) = server.get(&format!("/conversation/{conversation}/")).await;
         let store = conv["storeId"].as_i64().unwrap();
         let (status, client) = server
-            .post("/clients/", &json!({"name": "Race", "email": format!("race.{}@example.com", Utc::now().timestamp_micros())}))
+            .post("/clients/", &json!({"name": "Race", "email": format!("race.{}@example.com", Utc::now().timestamp_micros()), "storeId": store}))
             .await;
         assert_eq!(status, 201, "{client}");
         let conversation = id(
@@ -270,13 +270,13 @@ async fn messages_follow_a_store_window_changed_while_they_wait() {
             TestServer::start_with_clock(&args(&backend, outbox.path()), clock.clone()).await;
         let (opens, local) = paris_in(&clock, 3);
         let (conversation, operator, _) = deployment(&server, &format!("{local}-23:59:59")).await;
-        // The client has no zone of its own: the store's (Paris) applies.
-        let (status, client) = server
-            .post("/clients/", &json!({"name": "Zed", "email": format!("zed.{}@example.com", Utc::now().timestamp_micros())}))
-            .await;
-        assert_eq!(status, 201, "{client}");
         let (_, conv) = server.get(&format!("/conversation/{conversation}/")).await;
         let store = conv["storeId"].as_i64().unwrap();
+        // The client has no zone of its own: the store's (Paris) applies.
+        let (status, client) = server
+            .post("/clients/", &json!({"name": "Zed", "email": format!("zed.{}@example.com", Utc::now().timestamp_micros()), "storeId": store}))
+            .await;
+        assert_eq!(status, 201, "{client}");
         let created = created(
             &server,
             "/conversations/",
@@ -345,7 +345,7 @@ async fn paging_a_thousand_conversations_while_chats_arrive_skips_and_repeats_no
             let client = created(
                 &server,
                 "/clients/",
-                json!({"name": format!("Client {n}"), "email": format!("c{n}@big.example.com")}),
+                json!({"name": format!("Client {n}"), "email": format!("c{n}@big.example.com"), "storeId": store}),
             )
             .await;
             let client_id = id(&client, "clientId");

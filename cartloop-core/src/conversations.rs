@@ -324,7 +324,7 @@ mod tests {
             .map(|r| r.conversation.id.0)
             .collect();
         // 24 holds the newest chat (5), 1 the next (3); then no chats, newest id first.
-        assert_eq!(ids, [24, 1, 25]);
+        assert_eq!(ids, [24, 1, 26]);
         storage
             .insert_message(chat(ConversationId(7), UserId(6)))
             .await

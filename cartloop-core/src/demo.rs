@@ -1,11 +1,17 @@
 //! The demo data set, as data, so every storage imports exactly the same rows.
 //!
 //! Ids start at 1. Operators and clients share one id space: 21–25 are operators, 1–20 and
-//! 26–28 clients. Conversation 1 is the original task's sample conversation (operator 24,
+//! 26–29 clients. Conversation 1 is the original task's sample conversation (operator 24,
 //! client 27, discount code `PROMO50`, three messages). The clients' zones span the day, so
 //! at any hour some are inside their active hours and some outside; client 13 has no zone
 //! and falls back to the store's. Every client has an open conversation; conversations 24
 //! and 25 are resolved.
+//!
+//! Clients belong to a store (SPEC §9), by the rule an upgraded database follows: each
+//! client is of the store of its lowest-numbered conversation. Olivia Smith shops at two
+//! stores, so she is two clients: 1 at Sneaker Hub (conversation 2) and 29 at Berlin Books
+//! (the resolved conversation 24, and her open one there, 26). Conversations 1–25 keep the
+//! numbers, statuses and operators they had when clients were shared by all stores.
 
 use crate::discount_code::DiscountCode;
 use crate::domain::{
@@ -177,6 +183,13 @@ const CLIENTS: &[(i64, &str, &str, Option<Tz>)] = &[
         "leila.karimi",
         Some(chrono_tz::Asia::Tehran),
     ),
+    // Client 1's person at store 2, as the upgrade to clients per store made her.
+    (
+        29,
+        "Olivia Smith",
+        "olivia.smith",
+        Some(chrono_tz::America::New_York),
+    ),
 ];
 
 /// Open conversations 2–23, one per client other than 27: (client, store, operator, code).
@@ -239,17 +252,6 @@ pub fn demo_data() -> Dataset {
             group: self::name(group),
         })
         .collect();
-    let clients = CLIENTS
-        .iter()
-        .map(|&(id, name, local, time_zone)| Client {
-            id: UserId(id),
-            name: self::name(name),
-            email: address(&format!("{local}@example.com")),
-            time_zone,
-            unsubscribed_at: None,
-        })
-        .collect();
-
     let mut conversations = vec![Conversation {
         id: ConversationId(1),
         store_id: StoreId(1),
@@ -276,8 +278,37 @@ pub fn demo_data() -> Dataset {
         status: ConversationStatus::Resolved,
         discount_code: code.map(self::code),
     };
-    conversations.push(resolved(24, 1, 2, 22, Some("WINTER10")));
+    conversations.push(resolved(24, 29, 2, 22, Some("WINTER10")));
     conversations.push(resolved(25, 8, 3, 25, None));
+    conversations.push(Conversation {
+        id: ConversationId(26),
+        store_id: StoreId(2),
+        operator_id: UserId(22),
+        client_id: UserId(29),
+        status: ConversationStatus::Open,
+        discount_code: None,
+    });
+
+    // Each client is of the store of its lowest-numbered conversation (the upgrade's rule);
+    // the conversations are in id order.
+    let store_of = |client: i64| {
+        conversations
+            .iter()
+            .find(|c| c.client_id == UserId(client))
+            .map(|c| c.store_id)
+            .expect("every demo client has a conversation")
+    };
+    let clients = CLIENTS
+        .iter()
+        .map(|&(id, name, local, time_zone)| Client {
+            id: UserId(id),
+            store_id: store_of(id),
+            name: self::name(name),
+            email: address(&format!("{local}@example.com")),
+            time_zone,
+            unsubscribed_at: None,
+        })
+        .collect();
 
     let sent = |id, conversation, author, payload: &str, when: DateTime<Utc>| Message {
         id: MessageId(id),
@@ -334,7 +365,7 @@ pub fn demo_data() -> Dataset {
             "Hello << username >>, your order is ready. Use << discountCode >> next time!",
             at(4, 9, 0),
         ),
-        received(5, 24, 1, "Thank you, all good.", at(4, 9, 30)),
+        received(5, 24, 29, "Thank you, all good.", at(4, 9, 30)),
     ];
 
     Dataset {
@@ -365,7 +396,7 @@ pub enum DemoError {
 ///
 /// A demo row counts as already there when the row with its id is the same kind and has
 /// the fields the API cannot change: a store's name, zone and sender; an operator's name,
-/// store and group; a client's email; a conversation's store, operator and client; a chat's
+/// store and group; a client's store and email; a conversation's store, operator and client; a chat's
 /// conversation, author and payload.
 ///
 /// # Errors
@@ -404,10 +435,11 @@ pub async fn import_demo(
     for client in &data.clients {
         match storage.client(client.id).await? {
             Some(found)
-                if !found
-                    .email
-                    .as_str()
-                    .eq_ignore_ascii_case(client.email.as_str()) =>
+                if found.store_id != client.store_id
+                    || !found
+                        .email
+                        .as_str()
+                        .eq_ignore_ascii_case(client.email.as_str()) =>
             {
                 return clash(format!("user {}", client.id));
             }
@@ -416,7 +448,10 @@ pub async fn import_demo(
                 return clash(format!("user {}", client.id));
             }
             None => {
-                if let Some(other) = storage.client_by_email(&client.email).await? {
+                let other = storage
+                    .client_by_email(client.store_id, &client.email)
+                    .await?;
+                if let Some(other) = other {
                     return clash(format!("the email {} (client {})", client.email, other.id));
                 }
             }
@@ -492,10 +527,25 @@ mod tests {
         assert!(err.to_string().contains("store 1 already holds"), "{err}");
         assert!(taken.operator(UserId(21)).await.unwrap().is_none());
 
-        // A client created first takes user id 1.
+        // A client created first (of a store the demo does not have) takes user id 1.
         let taken = MemoryStorage::new();
+        let own_store = Store {
+            id: StoreId(99),
+            name: name("My Shop"),
+            time_zone: chrono_tz::Europe::Paris,
+            sender_email: EmailAddress::parse("me@myshop.example.com").unwrap(),
+            active_hours: None,
+        };
+        taken
+            .import(&Dataset {
+                stores: vec![own_store],
+                ..Dataset::default()
+            })
+            .await
+            .unwrap();
         taken
             .create_client(crate::domain::NewClient {
+                store_id: StoreId(99),
                 name: name("Zed"),
                 email: EmailAddress::parse("zed@example.org").unwrap(),
                 time_zone: None,
@@ -505,6 +555,81 @@ mod tests {
         let err = import_demo(&taken).await.unwrap_err();
         assert!(err.to_string().contains("user 1"), "{err}");
         assert!(taken.store(StoreId(1)).await.unwrap().is_none());
+
+        // A client of demo store 2 (id 99) has the email of demo client 29: the demo
+        // would make her twice in one store.
+        let taken = MemoryStorage::new();
+        let mut data = demo_data();
+        data.stores.retain(|s| s.id == StoreId(2));
+        data.clients = vec![Client {
+            id: UserId(99),
+            store_id: StoreId(2),
+            name: name("Liv"),
+            email: EmailAddress::parse("Olivia.Smith@example.com").unwrap(),
+            time_zone: None,
+            unsubscribed_at: None,
+        }];
+        data.operators.clear();
+        data.conversations.clear();
+        data.messages.clear();
+        taken.import(&data).await.unwrap();
+        let err = import_demo(&taken).await.unwrap_err();
+        assert!(
+            err.to_string().contains("olivia.smith@example.com"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clients_belong_to_the_store_of_their_conversations() {
+        let data = demo_data();
+        let client = |id: UserId| data.clients.iter().find(|c| c.id == id).unwrap();
+        for c in &data.conversations {
+            assert_eq!(client(c.client_id).store_id, c.store_id, "{}", c.id);
+        }
+        // An email is unique within its store, not across stores: Olivia Smith is client 1
+        // at store 1 and client 29 at store 2.
+        let mut seen = HashSet::new();
+        for c in &data.clients {
+            let key = (c.store_id, c.email.as_str().to_lowercase());
+            assert!(seen.insert(key), "client {}", c.id);
+        }
+        let (one, other) = (client(UserId(1)), client(UserId(29)));
+        assert_eq!((one.store_id, other.store_id), (StoreId(1), StoreId(2)));
+        assert_eq!(
+            (&one.name, &one.email, one.time_zone),
+            (&other.name, &other.email, other.time_zone)
+        );
+        // Her reply in the resolved conversation 24 is by her store-2 self.
+        let reply = data.messages.iter().find(|m| m.id == MessageId(5)).unwrap();
+        assert_eq!(
+            (reply.conversation_id, reply.author_id),
+            (ConversationId(24), UserId(29))
+        );
+    }
+
+    #[test]
+    fn conversations_1_to_25_keep_numbers_statuses_and_operators() {
+        // As they were when clients were shared by every store.
+        const OPERATORS: [i64; 25] = [
+            24, 21, 24, 21, 22, 22, 23, 25, 23, 24, 21, 25, 24, 22, 21, 22, 23, 24, 25, 21, 22, 22,
+            23, 22, 25,
+        ];
+        let data = demo_data();
+        for (n, &operator) in OPERATORS.iter().enumerate() {
+            let id = ConversationId(n as i64 + 1);
+            let c = data.conversations.iter().find(|c| c.id == id).unwrap();
+            let status = if id.0 >= 24 {
+                ConversationStatus::Resolved
+            } else {
+                ConversationStatus::Open
+            };
+            assert_eq!(
+                (c.operator_id, c.status),
+                (UserId(operator), status),
+                "{id}"
+            );
+        }
     }
     use crate::validate::{Payload, ValidationPolicy};
     use std::collections::{BTreeSet, HashSet};

@@ -44,8 +44,19 @@ pub enum DirectoryError {
         /// The store asked for.
         store: StoreId,
     },
-    /// A client with this email exists.
-    #[error("a client with email {email} exists: client {existing}")]
+    /// The client is another store's: a conversation's client must be of the
+    /// conversation's store (SPEC §9).
+    #[error("client {client} is a client of store {client_store}, not of store {store}")]
+    ClientNotInStore {
+        /// The client.
+        client: UserId,
+        /// The store it belongs to.
+        client_store: StoreId,
+        /// The store asked for.
+        store: StoreId,
+    },
+    /// A client of the same store with this email exists.
+    #[error("a client with email {email} exists in this store: client {existing}")]
     ClientExists {
         /// The email.
         email: String,
@@ -126,54 +137,72 @@ pub async fn create_operator(
     }
 }
 
-/// Creates a client.
+/// Creates a client of an existing store.
 ///
 /// # Errors
-/// [`DirectoryError::ClientExists`] when the email is taken; storage failures.
+/// [`DirectoryError::NotFound`] (`store`) for an unknown store: a store one cannot see is
+/// answered as if it did not exist (SPEC §9); [`DirectoryError::ClientExists`] when a client
+/// of that store has the email (another store's client with it is another person); storage
+/// failures.
 pub async fn create_client(
     storage: &dyn Storage,
     client: NewClient,
 ) -> Result<Client, DirectoryError> {
+    let store = client.store_id;
+    let missing = || DirectoryError::NotFound {
+        what: "store",
+        id: store.0,
+    };
+    if storage.store(store).await?.is_none() {
+        return Err(missing());
+    }
     match storage.create_client(client.clone()).await {
-        Err(StorageError::Conflict(_)) => Err(client_exists(storage, &client.email).await?),
+        Err(StorageError::Conflict(_)) => Err(client_exists(storage, store, &client.email).await?),
+        // The store was deleted in between; no API deletes stores, but say it plainly.
+        Err(StorageError::NotFound(_)) => Err(missing()),
         other => Ok(other?),
     }
 }
 
-/// Changes a client's name, email or zone. Messages already waiting follow the new zone at
-/// send time.
+/// Changes a client's name, email or zone (never its store). Messages already waiting
+/// follow the new zone at send time.
 ///
 /// # Errors
 /// [`DirectoryError::NotFound`], [`DirectoryError::ClientExists`] when the new email is
-/// another client's; storage failures.
+/// another client's of the same store; storage failures.
 pub async fn update_client(
     storage: &dyn Storage,
     id: UserId,
     changes: ClientChanges,
 ) -> Result<Client, DirectoryError> {
     let email = changes.email.clone();
+    let not_found = || DirectoryError::NotFound {
+        what: "client",
+        id: id.0,
+    };
     match storage.update_client(id, changes).await {
         Ok(Some(client)) => Ok(client),
-        Ok(None) => Err(DirectoryError::NotFound {
-            what: "client",
-            id: id.0,
-        }),
-        Err(StorageError::Conflict(_)) => match email {
-            Some(email) => Err(client_exists(storage, &email).await?),
-            None => Err(DirectoryError::Storage(StorageError::other(
-                "conflict without an email change",
-            ))),
-        },
+        Ok(None) => Err(not_found()),
+        Err(StorageError::Conflict(_)) => {
+            let store = storage.client(id).await?.ok_or_else(not_found)?.store_id;
+            match email {
+                Some(email) => Err(client_exists(storage, store, &email).await?),
+                None => Err(DirectoryError::Storage(StorageError::other(
+                    "conflict without an email change",
+                ))),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 async fn client_exists(
     storage: &dyn Storage,
+    store: StoreId,
     email: &crate::email_address::EmailAddress,
 ) -> Result<DirectoryError, StorageError> {
     let existing = storage
-        .client_by_email(email)
+        .client_by_email(store, email)
         .await?
         .ok_or_else(|| StorageError::other("email reported taken, but no client has it"))?;
     Ok(DirectoryError::ClientExists {
@@ -186,7 +215,8 @@ async fn client_exists(
 ///
 /// # Errors
 /// [`DirectoryError::UnknownReference`] (`storeId`, `operatorId`, `clientId`, checked in
-/// that order), [`DirectoryError::OperatorNotInStore`]; storage failures.
+/// that order), then [`DirectoryError::OperatorNotInStore`] and
+/// [`DirectoryError::ClientNotInStore`]; storage failures.
 pub async fn create_conversation(
     storage: &dyn Storage,
     conversation: NewConversation,
@@ -201,17 +231,26 @@ pub async fn create_conversation(
             id: conversation.operator_id.0,
         },
     )?;
-    if storage.client(conversation.client_id).await?.is_none() {
-        return Err(DirectoryError::UnknownReference {
-            field: "clientId",
-            what: "client",
-            id: conversation.client_id.0,
-        });
-    }
+    let client =
+        storage
+            .client(conversation.client_id)
+            .await?
+            .ok_or(DirectoryError::UnknownReference {
+                field: "clientId",
+                what: "client",
+                id: conversation.client_id.0,
+            })?;
     if operator.store_id != conversation.store_id {
         return Err(DirectoryError::OperatorNotInStore {
             operator: operator.id,
             operator_store: operator.store_id,
+            store: conversation.store_id,
+        });
+    }
+    if client.store_id != conversation.store_id {
+        return Err(DirectoryError::ClientNotInStore {
+            client: client.id,
+            client_store: client.store_id,
             store: conversation.store_id,
         });
     }
@@ -344,8 +383,9 @@ mod tests {
         }
     }
 
-    fn new_client(raw_name: &str, email: &str) -> NewClient {
+    fn new_client(store: i64, raw_name: &str, email: &str) -> NewClient {
         NewClient {
+            store_id: StoreId(store),
             name: name(raw_name),
             email: address(email),
             time_zone: None,
@@ -437,13 +477,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_known_email_names_the_existing_client() {
+    async fn a_known_email_names_the_existing_client_of_that_store() {
         let storage = storage().await;
-        let ann = create_client(&storage, new_client("Ann", "ann@example.com"))
+        let ann = create_client(&storage, new_client(1, "Ann", "ann@example.com"))
             .await
             .unwrap();
-        assert_eq!(ann.name, "Ann");
-        let err = create_client(&storage, new_client("Copy", "ANN@Example.com"))
+        assert_eq!((ann.name.as_str(), ann.store_id), ("Ann", StoreId(1)));
+        let err = create_client(&storage, new_client(1, "Copy", "ANN@Example.com"))
             .await
             .unwrap_err();
         match err {
@@ -452,6 +492,46 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Another store's client with this email is another person.
+        let other = create_client(&storage, new_client(2, "Ann B", "ANN@Example.com"))
+            .await
+            .unwrap();
+        assert_eq!(other.store_id, StoreId(2));
+        assert_ne!(other.id, ann.id);
+        // Client 29 (store 2) has Olivia's email; store 3 may have her too.
+        let err = create_client(&storage, new_client(2, "Liv", "olivia.smith@example.com"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DirectoryError::ClientExists { existing, .. } if existing == UserId(29)),
+            "{err:?}"
+        );
+        create_client(&storage, new_client(3, "Liv", "olivia.smith@example.com"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn clients_need_an_existing_store() {
+        let storage = storage().await;
+        let err = create_client(&storage, new_client(999, "Ann", "ann@example.com"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DirectoryError::NotFound {
+                    what: "store",
+                    id: 999
+                }
+            ),
+            "{err:?}"
+        );
+        let found = storage
+            .client_by_email(StoreId(999), &address("ann@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(found, None, "nothing was stored");
     }
 
     #[tokio::test]
@@ -507,6 +587,21 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(storage.client(UserId(27)).await.unwrap(), Some(cleared));
+        // Client 4's email: client 4 shops at store 2, so it is no conflict for 27 (store 1).
+        let shared = update_client(
+            &storage,
+            UserId(27),
+            ClientChanges {
+                email: Some(address("Noah.Taylor@example.com")),
+                ..ClientChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (shared.email.as_str(), shared.store_id),
+            ("Noah.Taylor@example.com", StoreId(1))
+        );
 
         let err = update_client(&storage, UserId(999), ClientChanges::default())
             .await
@@ -561,6 +656,25 @@ mod tests {
                 .unwrap_err();
             assert_eq!(field_of(err), field, "{bad:?}");
         }
+        // Client 4 shops at store 2: a conversation of store 1 cannot have it.
+        let err = create_conversation(&storage, conversation(1, 24, 4))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DirectoryError::ClientNotInStore {
+                    client: UserId(4),
+                    client_store: StoreId(2),
+                    store: StoreId(1)
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "client 4 is a client of store 2, not of store 1"
+        );
         // Operator 22 works for store 2.
         let err = create_conversation(&storage, conversation(1, 22, 27))
             .await
@@ -584,6 +698,11 @@ mod tests {
             created.conversation.id.0 + 1,
             "refused conversations took no id"
         );
+        // Client 4 at its own store.
+        let at_store_2 = create_conversation(&storage, conversation(2, 22, 4))
+            .await
+            .unwrap();
+        assert_eq!(at_store_2.client.store_id, StoreId(2));
     }
 
     #[tokio::test]

@@ -40,18 +40,22 @@ pub struct Operator {
     pub group: Name,
 }
 
-/// A shopper.
+/// A shopper of one store. The same person shopping at two stores is two clients, each
+/// with its own id, zone and unsubscribe (SPEC §9, "Stores apart").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     /// The client's user id.
     pub id: UserId,
+    /// The store the client shops at; its conversations are all of this store.
+    pub store_id: StoreId,
     /// Display name (the `username` placeholder).
     pub name: Name,
-    /// Where the client's emails go.
+    /// Where the client's emails go; unique among the store's clients (compared
+    /// case-insensitively), not across stores.
     pub email: EmailAddress,
     /// The client's IANA time zone, if known.
     pub time_zone: Option<Tz>,
-    /// When the client unsubscribed; `None` while subscribed. An unsubscribed
+    /// When the client unsubscribed (from this store); `None` while subscribed. An unsubscribed
     /// client gets no more email: new operator messages are refused and waiting ones are
     /// `suppressed` at send time.
     pub unsubscribed_at: Option<DateTime<Utc>>,
@@ -331,9 +335,11 @@ pub struct NewOperator {
 /// A client to create (`POST /clients/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClient {
+    /// The store the client shops at, which must exist.
+    pub store_id: StoreId,
     /// Display name.
     pub name: Name,
-    /// Address; unique among clients (compared case-insensitively).
+    /// Address; unique among the store's clients (compared case-insensitively).
     pub email: EmailAddress,
     /// IANA zone, if known.
     pub time_zone: Option<Tz>,
@@ -344,7 +350,7 @@ pub struct NewClient {
 pub struct ClientChanges {
     /// New name.
     pub name: Option<Name>,
-    /// New address (unique among clients).
+    /// New address (unique among the store's clients).
     pub email: Option<EmailAddress>,
     /// New zone: `Some(None)` clears it (the store's zone applies).
     pub time_zone: Option<Option<Tz>>,

@@ -364,6 +364,7 @@ mod tests {
         let message = storage.message(stored.chat_id).await.unwrap().unwrap();
         assert_eq!(message.payload.as_str().chars().count(), MAX_REPLY_CHARS);
         assert!(message.payload.as_str().starts_with('\u{e9}'), "trimmed");
-        assert_eq!(message.author_id, UserId(1));
+        // Conversation 24's client: Olivia Smith as a client of store 2.
+        assert_eq!(message.author_id, UserId(29));
     }
 }

@@ -429,15 +429,21 @@ impl From<Store> for StoreResponse {
 /// `POST /clients/` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin"}))]
+#[schema(example = json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin", "storeId": 1}))]
 pub(crate) struct CreateClientBody {
     /// Display name (the `username` placeholder).
     pub name: String,
-    /// Unique among clients (compared case-insensitively).
+    /// Unique among the store's clients (compared case-insensitively); another store's
+    /// client may have it.
     pub email: String,
     /// IANA time zone; absent or null: the store's applies.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The store the client shops at, which must exist; the client's conversations are all
+    /// of this store. A store principal's own store when left out; required for admins.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub store_id: Option<i64>,
 }
 
 /// `PATCH /client/{id}/` body: absent fields are left as they are.
@@ -463,6 +469,8 @@ pub(crate) struct PatchClientBody {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClientResponse {
     client_id: i64,
+    /// The store the client shops at.
+    store_id: i64,
     name: String,
     email: String,
     /// Null: the store's zone applies.
@@ -475,6 +483,7 @@ impl From<Client> for ClientResponse {
     fn from(client: Client) -> Self {
         Self {
             client_id: client.id.0,
+            store_id: client.store_id.0,
             name: client.name.into_string(),
             email: client.email.into_string(),
             time_zone: client.time_zone.map(|tz| tz.name()),

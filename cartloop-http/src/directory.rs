@@ -188,8 +188,9 @@ pub(crate) async fn patch_store(
     Ok(Json(store.ok_or_else(|| store_not_found(id))?.into()))
 }
 
-/// Creates a client. An email already known is 409 `client_exists`, whose error carries
-/// the existing `clientId`.
+/// Creates a client of a store. An email already known in that store is 409
+/// `client_exists`, whose error carries the existing `clientId`; another store's client with
+/// the same email is another client.
 #[utoipa::path(
     post,
     path = "/clients/",
@@ -197,17 +198,38 @@ pub(crate) async fn patch_store(
     request_body = CreateClientBody,
     responses(
         (status = 201, description = "Created", body = ClientResponse),
-        (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_request` (e.g. no `storeId`)", body = ErrorBody),
+        (status = 404, description = "`store_not_found` (field `storeId`)", body = ErrorBody),
         (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_client(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(Object(body)): JsonBody<Object<CreateClientBody>>,
-) -> Result<(StatusCode, Json<ClientResponse>), ApiError> {
+) -> Result<Response, ApiError> {
+    let requested = body.store_id.map(StoreId);
+    let store = access::target_store(&caller.principal, requested)
+        .map_err(|d| {
+            denied(d, || {
+                store_not_found(requested.map_or(0, |s| s.0)).with_field("storeId")
+            })
+        })?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                "invalid request body: missing field `storeId` (the client's store)",
+            )
+            .with_field("storeId")
+        })?;
+    caller.check(
+        access::may_create(&caller.principal, &NewResource::Client { store }),
+        || store_not_found(store.0).with_field("storeId"),
+    )?;
     // The name last (see `create_store`).
     let client = NewClient {
+        store_id: store,
         email: email("email", &body.email)?,
         time_zone: body
             .time_zone
@@ -216,9 +238,20 @@ pub(crate) async fn create_client(
             .transpose()?,
         name: name("name", &body.name)?,
     };
-    let client = directory::create_client(state.storage.as_ref(), client).await?;
-    tracing::info!(client = %client.id, "client created");
-    Ok((StatusCode::CREATED, Json(client.into())))
+    let client = directory::create_client(state.storage.as_ref(), client)
+        .await
+        .map_err(|e| match e {
+            // A store one cannot see is answered as if it did not exist (SPEC §9).
+            DirectoryError::NotFound { what: "store", id } => {
+                store_not_found(id).with_field("storeId")
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(client = %client.id, store = %client.store_id, "client created");
+    let target = AuditTarget::new("client", client.id, Some(client.store_id));
+    let mut response = (StatusCode::CREATED, Json(ClientResponse::from(client))).into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// Changes a client's name, email or zone; absent fields are left as they are and
@@ -234,15 +267,32 @@ pub(crate) async fn create_client(
         (status = 200, description = "The client as it is now", body = ClientResponse),
         (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
         (status = 404, description = "`client_not_found`", body = ErrorBody),
-        (status = 409, description = "`client_exists` (with `clientId`)", body = ErrorBody),
+        (status = 409, description = "`client_exists` (with `clientId`): another client of the same store has the email", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_email`, `invalid_time_zone`", body = ErrorBody),
     )
 )]
 pub(crate) async fn patch_client(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
     JsonBody(Object(body)): JsonBody<Object<PatchClientBody>>,
 ) -> Result<Json<ClientResponse>, ApiError> {
+    let client_not_found =
+        || ApiError::not_found("client_not_found", format!("client {id} not found"));
+    let existing = state
+        .storage
+        .client(UserId(id))
+        .await?
+        .ok_or_else(client_not_found)?;
+    caller.check(
+        access::may_change(
+            &caller.principal,
+            &Resource::Client {
+                store: existing.store_id,
+            },
+        ),
+        client_not_found,
+    )?;
     // The name's null first and its text last (see `create_store`).
     let new_name = body.name.map(|n| not_null("name", n)).transpose()?;
     let changes = ClientChanges {
@@ -265,7 +315,7 @@ pub(crate) async fn patch_client(
     Ok(Json(client.into()))
 }
 
-/// Opens a conversation between a store's operator and a client.
+/// Opens a conversation between a store's operator and a client of the same store.
 #[utoipa::path(
     post,
     path = "/conversations/",
@@ -274,7 +324,7 @@ pub(crate) async fn patch_client(
     responses(
         (status = 201, description = "Created, open, without chats", body = ConversationResponse),
         (status = 400, description = "`invalid_json`, `invalid_request`", body = ErrorBody),
-        (status = 422, description = "`unknown_store`, `unknown_operator`, `unknown_client`, `operator_not_in_store`, `invalid_field`", body = ErrorBody),
+        (status = 422, description = "`unknown_store`, `unknown_operator`, `unknown_client`, `operator_not_in_store`, `client_not_in_store`, `invalid_field`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_conversation(

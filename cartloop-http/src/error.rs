@@ -401,6 +401,9 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::OperatorNotInStore { .. } => {
                 Self::unprocessable("operator_not_in_store", e.to_string()).with_field("operatorId")
             }
+            DirectoryError::ClientNotInStore { .. } => {
+                Self::unprocessable("client_not_in_store", e.to_string()).with_field("clientId")
+            }
             DirectoryError::ClientExists { existing, .. } => {
                 let mut error = Self::conflict("client_exists", e.to_string()).with_field("email");
                 error.extra.get_or_insert_with(Box::default).client_id = Some(existing.0);

@@ -213,7 +213,7 @@ async fn create_an_operator() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         body,
-        json!({"operatorId": 29, "name": "Fay", "storeId": 2, "group": "support", "email": null, "role": "operator", "hasPassword": false}),
+        json!({"operatorId": 30, "name": "Fay", "storeId": 2, "group": "support", "email": null, "role": "operator", "hasPassword": false}),
         "user ids continue after the imported ones"
     );
     let (status, body) = post(
@@ -272,7 +272,7 @@ async fn name_and_code_refusals_say_what_is_wrong() {
         ),
         (
             "/clients/",
-            json!({"name": "Ann\u{7}", "email": "c@example.com"}),
+            json!({"name": "Ann\u{7}", "email": "c@example.com", "storeId": 1}),
             "name",
             format!("name: {invisible} \\u{{7}}"),
         ),
@@ -290,7 +290,12 @@ async fn name_and_code_refusals_say_what_is_wrong() {
     }
     let (_, value) = post(&app, "/stores/", store(json!(""), "Mars/Olympus")).await;
     assert_field_error(&value, "invalid_time_zone", "timeZone");
-    let (_, value) = post(&app, "/clients/", json!({"name": "", "email": "nope"})).await;
+    let (_, value) = post(
+        &app,
+        "/clients/",
+        json!({"name": "", "email": "nope", "storeId": 1}),
+    )
+    .await;
     assert_field_error(&value, "invalid_email", "email");
     let (_, value) = patch(
         &app,
@@ -314,43 +319,104 @@ async fn create_a_client() {
     let (status, body) = post(
         &app,
         "/clients/",
-        json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin"}),
+        json!({"name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin", "storeId": 1}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         body,
-        json!({"clientId": 29, "name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin", "unsubscribed": false})
+        json!({"clientId": 30, "storeId": 1, "name": "Ann Lee", "email": "ann@example.com", "timeZone": "Europe/Berlin", "unsubscribed": false})
     );
     let (status, body) = post(
         &app,
         "/clients",
-        json!({"name": "Bo", "email": "bo@example.com"}),
+        json!({"name": "Bo", "email": "bo@example.com", "storeId": 3}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["timeZone"], Value::Null);
+    assert_eq!(body["storeId"], 3);
 
-    // A known email, in any case: 409 naming the client who has it.
-    for email in ["john.carter@example.com", "John.Carter@Example.COM"] {
-        let (status, body) = post(&app, "/clients/", json!({"name": "J", "email": email})).await;
+    // A known email of the same store, in any case: 409 naming the client who has it.
+    for (store, email, existing) in [
+        (1, "john.carter@example.com", 27),
+        (1, "John.Carter@Example.COM", 27),
+        (2, "Olivia.Smith@example.com", 29),
+        (1, "olivia.smith@example.com", 1),
+    ] {
+        let (status, body) = post(
+            &app,
+            "/clients/",
+            json!({"name": "J", "email": email, "storeId": store}),
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT, "{email}");
         assert_error(&body, "client_exists");
-        assert_eq!(body["error"]["clientId"], 27, "{body}");
+        assert_eq!(body["error"]["clientId"], existing, "{body}");
     }
+    // Another store's client with that email is another person: a new client.
+    let (status, body) = post(
+        &app,
+        "/clients/",
+        json!({"name": "John C", "email": "John.Carter@example.com", "storeId": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["storeId"], 2);
+    assert_ne!(body["clientId"], 27);
+
+    // An unknown store is 404, as a store one cannot see; no store at all is 400.
+    let (status, body) = post(
+        &app,
+        "/clients/",
+        json!({"name": "C", "email": "c@example.com", "storeId": 99}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "store_not_found");
+    assert_eq!(body["error"]["field"], "storeId", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store 99"),
+        "{body}"
+    );
+    for missing in [
+        json!({"name": "C", "email": "c@example.com"}),
+        json!({"name": "C", "email": "c@example.com", "storeId": null}),
+        json!({"name": "C", "email": "c@example.com", "storeId": "1"}),
+    ] {
+        let (status, body) = post(&app, "/clients/", missing.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{missing}: {body}");
+        assert_error(&body, "invalid_request");
+    }
+    let (_, body) = post(
+        &app,
+        "/clients/",
+        json!({"name": "C", "email": "c@example.com"}),
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storeId"),
+        "{body}"
+    );
     for (body, code, field) in [
         (
-            json!({"name": "C", "email": "not-an-address"}),
+            json!({"name": "C", "email": "not-an-address", "storeId": 1}),
             "invalid_email",
             "email",
         ),
         (
-            json!({"name": "C", "email": "c@example.com", "timeZone": "Europe/Atlantis"}),
+            json!({"name": "C", "email": "c@example.com", "timeZone": "Europe/Atlantis", "storeId": 1}),
             "invalid_time_zone",
             "timeZone",
         ),
         (
-            json!({"name": "", "email": "c@example.com"}),
+            json!({"name": "", "email": "c@example.com", "storeId": 1}),
             "invalid_field",
             "name",
         ),
@@ -368,7 +434,7 @@ async fn change_a_client() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"clientId": 27, "name": "Johnny Carter", "email": "john.carter@example.com", "timeZone": "America/Chicago", "unsubscribed": false}),
+        json!({"clientId": 27, "storeId": 1, "name": "Johnny Carter", "email": "john.carter@example.com", "timeZone": "America/Chicago", "unsubscribed": false}),
         "absent fields are left as they are"
     );
     let (_, rendered) = app
@@ -408,6 +474,15 @@ async fn change_a_client() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&body, "client_exists");
     assert_eq!(body["error"]["clientId"], 1);
+    // Client 4's email is store 2's: no conflict for store 1's client 27.
+    let (status, body) = patch(
+        &app,
+        "/client/27/",
+        json!({"email": "noah.taylor@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["email"], "noah.taylor@example.com");
     for (body, code, field) in [
         (json!({"name": null}), "invalid_field", "name"),
         (json!({"email": null}), "invalid_field", "email"),
@@ -447,13 +522,13 @@ async fn create_a_conversation() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         body,
-        json!({"conversationId": 26, "storeId": 1, "operatorId": 24, "clientId": 27, "operatorGroup": "sales", "status": "open", "clientTimeZone": "America/Chicago", "chats": []})
+        json!({"conversationId": 27, "storeId": 1, "operatorId": 24, "clientId": 27, "operatorGroup": "sales", "status": "open", "clientTimeZone": "America/Chicago", "chats": []})
     );
     let (status, body) = app
         .send(
             "POST",
             "/chat/",
-            Some(&chat(26, 24, "Use << discountCode >>")),
+            Some(&chat(27, 24, "Use << discountCode >>")),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -489,6 +564,17 @@ async fn create_a_conversation() {
             "operator_not_in_store",
             "operatorId",
         ),
+        // Client 4 shops at store 2; client 1 (Olivia) at store 1, her store-2 self is 29.
+        (
+            json!({"storeId": 1, "operatorId": 24, "clientId": 4}),
+            "client_not_in_store",
+            "clientId",
+        ),
+        (
+            json!({"storeId": 2, "operatorId": 22, "clientId": 1}),
+            "client_not_in_store",
+            "clientId",
+        ),
         (
             json!({"storeId": 1, "operatorId": 24, "clientId": 27, "discountCode": "50% off"}),
             "invalid_field",
@@ -509,6 +595,23 @@ async fn create_a_conversation() {
         body["error"]["message"].as_str().unwrap().contains("999"),
         "{body}"
     );
+    let (_, body) = post(
+        &app,
+        "/conversations/",
+        json!({"storeId": 1, "operatorId": 24, "clientId": 4}),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["message"],
+        "client 4 is a client of store 2, not of store 1"
+    );
+    let (status, body) = post(
+        &app,
+        "/conversations/",
+        json!({"storeId": 2, "operatorId": 22, "clientId": 29}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]
@@ -559,7 +662,7 @@ async fn list_conversations_by_activity() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["nextCursor"], Value::Null);
     // 24 has the newest chat (5), then 1 (3); the rest have none: newest id first.
-    let mut expected = vec![24, 1, 25];
+    let mut expected = vec![24, 1, 26, 25];
     expected.extend((2..=23).rev());
     assert_eq!(ids(&page), expected);
     assert_eq!(
@@ -572,6 +675,14 @@ async fn list_conversations_by_activity() {
         })
     );
     assert_eq!(page["conversations"][2]["lastChat"], Value::Null);
+    assert_eq!(
+        (
+            page["conversations"][0]["clientId"].clone(),
+            page["conversations"][0]["clientName"].clone()
+        ),
+        (json!(29), json!("Olivia Smith")),
+        "conversation 24 is with Olivia as a client of store 2"
+    );
 
     // A new chat moves its conversation first.
     app.send("POST", "/chat/", Some(&chat(9, 23, "hi"))).await;
@@ -598,7 +709,7 @@ async fn list_conversations_by_activity() {
         .unwrap()
         .iter()
         .all(|c| c["storeId"] == 2 && c["status"] == "open"));
-    assert_eq!(ids(&page), vec![22, 21, 16, 14, 6, 5]);
+    assert_eq!(ids(&page), vec![26, 22, 21, 16, 14, 6, 5]);
     let (_, page) = app.send("GET", "/conversations/?operatorId=24", None).await;
     assert_eq!(ids(&page), vec![1, 18, 13, 10, 3]);
     let (_, page) = app
@@ -624,7 +735,7 @@ async fn list_conversations_by_activity() {
     let (status, page) = app.send("GET", "/conversations/?limit=100000", None).await;
     assert_eq!(
         (status, ids(&page).len()),
-        (StatusCode::OK, 25),
+        (StatusCode::OK, 26),
         "limit is clamped to 500"
     );
 }
@@ -657,8 +768,8 @@ async fn paging_skips_and_repeats_nothing_while_chats_arrive() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 25, "{seen:?}");
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "{seen:?}");
+    assert_eq!(seen.len(), 26, "{seen:?}");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 26, "{seen:?}");
 }
 
 // ---- chats --------------------------------------------------------------------------------

@@ -804,6 +804,20 @@ async fn the_openapi_document_lists_every_route() {
     dangling.dedup();
     assert!(dangling.is_empty(), "unresolved schemas: {dangling:?}");
     assert!(schemas.contains_key("ConversationResponse"), "{schemas:?}");
+    // Clients belong to a store: shown on every client; a store principal's own is implied
+    // when making one, so the body may leave it out.
+    let required = |name: &str| schemas[name]["required"].as_array().unwrap().clone();
+    assert!(schemas["CreateClientBody"]["properties"]["storeId"].is_object());
+    assert!(required("ClientResponse").contains(&json!("storeId")));
+    let clients = &paths["/clients/"]["post"]["responses"];
+    assert!(clients["404"].is_object(), "unknown store: {clients}");
+    let conversations = paths["/conversations/"]["post"]["responses"]["422"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        conversations.contains("client_not_in_store"),
+        "{conversations}"
+    );
 }
 
 #[tokio::test]

@@ -27,8 +27,10 @@
 //! # Layout
 //! - `migrations/sqlite/`, `migrations/postgres/`: the schemas, embedded as
 //!   [`SQLITE_MIGRATOR`] and [`PG_MIGRATOR`]. One `users` table holds operators and clients
-//!   (one id space); conversations reference it by `(id, role)`, so an operator id cannot
-//!   stand where a client's belongs. Released migrations are never edited: a schema change
+//!   (one id space), each of one store; conversations reference it by `(id, role)`, and by
+//!   `(id, role, store_id)` for the client, so an operator id cannot stand where a client's
+//!   belongs and a client of another store cannot stand in a conversation (`0003` split the
+//!   clients that stores used to share). Released migrations are never edited: a schema change
 //!   is a new migration, and existing databases upgrade in place when they connect.
 //! - `storage/`: [`SqlStorage`], the one [`Storage`] implementation, a leaf that says what
 //!   to run for each port (one file per port: `directory`, `conversations`, `queue`,

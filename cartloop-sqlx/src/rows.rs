@@ -198,6 +198,7 @@ pub(crate) fn client<D: Driver>(row: &DbRow<D>) -> Result<Client, StorageError> 
     let owner = || format!("client {id}");
     Ok(Client {
         id,
+        store_id: StoreId(int::<D>(row, "client_store_id")?),
         name: name(text::<D>(row, "client_name")?, "name", owner)?,
         email: email(text::<D>(row, "client_email")?, owner)?,
         time_zone: D::str(row, "client_time_zone")?

@@ -46,6 +46,8 @@ macro_rules! client_columns {
             $q,
             "id AS client_id, ",
             $q,
+            "store_id AS client_store_id, ",
+            $q,
             "name AS client_name, ",
             $q,
             "email AS client_email, ",
@@ -384,11 +386,13 @@ pub(crate) const INSERT_CONVERSATION: &str = "\
     INSERT INTO conversations (store_id, operator_id, client_id, status, discount_code) \
     VALUES ($1, $2, $3, 'open', $4) RETURNING id";
 
-/// Which of a new conversation's references exist (for a `NotFound` that names it).
+/// Which of a new conversation's references exist (for a `NotFound` that names it); a client
+/// of another store does not count.
 pub(crate) const CONVERSATION_REFERENCES: &str = "\
     SELECT (SELECT COUNT(*) FROM stores WHERE id = $1) AS store, \
            (SELECT COUNT(*) FROM users WHERE id = $2 AND role = 'operator') AS operator, \
-           (SELECT COUNT(*) FROM users WHERE id = $3 AND role = 'client') AS client";
+           (SELECT COUNT(*) FROM users WHERE id = $3 AND role = 'client' AND store_id = $1) \
+               AS client";
 
 pub(crate) const SET_CONVERSATION_STATUS: &str =
     "UPDATE conversations SET status = $2 WHERE id = $1 RETURNING id";
@@ -428,8 +432,8 @@ pub(crate) const OPERATOR: &str = concat!(
 );
 
 pub(crate) const INSERT_CLIENT: &str = "\
-    INSERT INTO users (role, name, email, email_key, time_zone) \
-    VALUES ('client', $1, $2, $3, $4) RETURNING id";
+    INSERT INTO users (role, store_id, name, email, email_key, time_zone) \
+    VALUES ('client', $1, $2, $3, $4, $5) RETURNING id";
 
 pub(crate) const CLIENT: &str = concat!(
     "SELECT ",
@@ -440,7 +444,7 @@ pub(crate) const CLIENT: &str = concat!(
 pub(crate) const CLIENT_BY_EMAIL: &str = concat!(
     "SELECT ",
     client_columns!("u."),
-    " FROM users u WHERE u.email_key = $1 AND u.role = 'client'"
+    " FROM users u WHERE u.store_id = $1 AND u.email_key = $2 AND u.role = 'client'"
 );
 
 /// `$2`-`$4`: new name, email and email key (NULL: unchanged); `$5`: whether the zone
@@ -601,8 +605,8 @@ pub(crate) const IMPORT_OPERATOR: &str = "\
     VALUES ($1, 'operator', $2, $3, $4) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_CLIENT: &str = "\
-    INSERT INTO users (id, role, name, email, email_key, time_zone, unsubscribed_at) \
-    VALUES ($1, 'client', $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id";
+    INSERT INTO users (id, role, store_id, name, email, email_key, time_zone, unsubscribed_at) \
+    VALUES ($1, 'client', $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_CONVERSATION: &str = "\
     INSERT INTO conversations (id, store_id, operator_id, client_id, status, discount_code) \

@@ -125,6 +125,28 @@ const OLD_ROWS: &str = "
          '2026-11-25T15:00:00Z', NULL, 0, 'k1');
     SELECT setval('messages_id_seq', 3);";
 
+/// A pool on the database of `options` with only the first `count` released migrations
+/// applied: a database as an older version left it.
+async fn migrated_to(options: &sqlx::postgres::PgConnectOptions, count: usize) -> PgPool {
+    let dir = tempfile::tempdir().unwrap();
+    for released in PG_MIGRATOR.iter().take(count) {
+        let file = format!(
+            "{}_{}.sql",
+            released.version,
+            released.description.replace(' ', "_")
+        );
+        std::fs::write(dir.path().join(file), released.sql.as_ref()).unwrap();
+    }
+    let pool = PgPoolOptions::new()
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let older = Migrator::new(dir.path()).await.unwrap();
+    assert_eq!(older.iter().count(), count);
+    older.run(&pool).await.unwrap();
+    pool
+}
+
 /// A database at the first schema, with data, upgrades in place: its rows are kept and new
 /// ids continue after them.
 #[tokio::test]
@@ -132,26 +154,94 @@ async fn migrations_upgrade_a_database_in_place() {
     let Some((options, _guard)) = fresh_database().await else {
         return;
     };
-    let first = tempfile::tempdir().unwrap();
-    let released = PG_MIGRATOR.iter().next().unwrap();
-    let file = format!(
-        "{}_{}.sql",
-        released.version,
-        released.description.replace(' ', "_")
-    );
-    std::fs::write(first.path().join(file), released.sql.as_ref()).unwrap();
-    let pool = PgPoolOptions::new()
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    let first_only = Migrator::new(first.path()).await.unwrap();
-    assert_eq!(first_only.iter().count(), 1);
-    first_only.run(&pool).await.unwrap();
+    let pool = migrated_to(&options, 1).await;
     sqlx::raw_sql(OLD_ROWS).execute(&pool).await.unwrap();
     pool.close().await;
 
     let storage = PgStorage::connect_with(options).await.unwrap();
     scenarios::upgraded(&storage).await;
+}
+
+/// Rows as the second schema stored them: clients shared by every store (see
+/// `scenarios::split_upgraded`), with the identities past them as an import leaves them;
+/// the users' one has given ids up to 30 (refused inserts use ids up too), so new clients
+/// start at 31.
+const SHARED_CLIENTS: &str = "
+    INSERT INTO stores (id, name, time_zone, sender_email) VALUES
+        (1, 'Sneaker Hub', 'America/Chicago', 'shop@sneakers.example.com'),
+        (2, 'Berlin Books', 'Europe/Berlin', 'team@books.example.com'),
+        (3, 'Tokyo Tea', 'Asia/Tokyo', 'shop@tea.example.com');
+    INSERT INTO users (id, role, name, store_id, operator_group) VALUES
+        (21, 'operator', 'Maya', 1, 'sales'),
+        (22, 'operator', 'Bruno', 2, 'sales'),
+        (23, 'operator', 'Emi', 3, 'support');
+    INSERT INTO users (id, role, name, email, email_key, time_zone, unsubscribed_at) VALUES
+        (5, 'client', 'Ann Lee', 'Ann.Lee@Example.com', 'ann.lee@example.com', 'Europe/Paris',
+         NULL),
+        (7, 'client', 'Bo Berg', 'bo@example.com', 'bo@example.com', 'Asia/Tokyo',
+         '2026-11-01T12:00:00Z'),
+        (8, 'client', 'Cy Lone', 'cy@example.com', 'cy@example.com', NULL, NULL),
+        (10, 'client', 'Di Solo', 'di@example.com', 'di@example.com', 'Asia/Tokyo', NULL);
+    SELECT setval(pg_get_serial_sequence('users', 'id'), 30);
+    INSERT INTO conversations (id, store_id, operator_id, client_id, status, discount_code)
+    VALUES
+        (1, 3, 23, 10, 'open', NULL),
+        (2, 1, 21, 7, 'open', NULL),
+        (3, 2, 22, 5, 'resolved', 'BOOKS20'),
+        (4, 1, 21, 5, 'open', 'SNKR10'),
+        (6, 2, 22, 5, 'open', NULL),
+        (8, 3, 23, 7, 'open', NULL),
+        (9, 3, 23, 5, 'open', NULL);
+    INSERT INTO messages (id, conversation_id, author_id, payload, status, created_at,
+                          send_at, sent_at, attempts, idempotency_key) VALUES
+        (1, 3, 22, 'Your books are here', 'sent', '2020-12-03T15:00:00Z',
+         '2020-12-03T15:00:00Z', '2020-12-03T15:00:00Z', 1, NULL),
+        (2, 3, 5, 'Thanks!', 'received', '2020-12-03T15:20:00Z', NULL, NULL, 0, NULL),
+        (3, 4, 5, 'Any discount?', 'received', '2020-12-03T15:20:00Z', NULL, NULL, 0, NULL),
+        (4, 4, 21, 'Sure << username >>', 'new', '2020-12-03T15:20:00Z',
+         '2026-11-25T15:00:00Z', NULL, 0, 'k4'),
+        (5, 9, 5, 'Matcha please', 'received', '2020-12-03T15:20:00Z', NULL, NULL, 0, NULL),
+        (6, 8, 23, 'Hello', 'sent', '2020-12-03T15:00:00Z', '2020-12-03T15:00:00Z',
+         '2020-12-03T15:00:00Z', 1, NULL),
+        (7, 2, 7, 'Stop please', 'received', '2020-12-03T15:20:00Z', NULL, NULL, 0, NULL);
+    SELECT setval(pg_get_serial_sequence('stores', 'id'), 3);
+    SELECT setval(pg_get_serial_sequence('conversations', 'id'), 9);
+    SELECT setval('messages_id_seq', 7);";
+
+/// A database of the second schema whose clients have conversations in several stores
+/// upgrades to clients per store: one client per store, each conversation still reaching
+/// the same person.
+#[tokio::test]
+async fn shared_clients_become_one_client_per_store() {
+    let Some((options, _guard)) = fresh_database().await else {
+        return;
+    };
+    let pool = migrated_to(&options, 2).await;
+    sqlx::raw_sql(SHARED_CLIENTS).execute(&pool).await.unwrap();
+    pool.close().await;
+
+    let storage = PgStorage::connect_with(options).await.unwrap();
+    scenarios::split_upgraded(&storage, 31).await;
+}
+
+/// Clients but no store: the upgrade makes one to hold them.
+#[tokio::test]
+async fn storeless_clients_get_a_store() {
+    let Some((options, _guard)) = fresh_database().await else {
+        return;
+    };
+    let pool = migrated_to(&options, 2).await;
+    sqlx::raw_sql(
+        "INSERT INTO users (id, role, name, email, email_key)
+         VALUES (1, 'client', 'Ann', 'Ann@example.com', 'ann@example.com')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let storage = PgStorage::connect_with(options).await.unwrap();
+    scenarios::storeless_clients_upgraded(&storage).await;
 }
 
 /// Counts the calls of a `watch_due` callback.

@@ -138,8 +138,9 @@ pub trait Conversations: Send + Sync {
     /// imported ones included), and returns it.
     ///
     /// MUST return [`StorageError::NotFound`] naming what is missing if the store, the
-    /// operator or the client does not exist. (That the operator belongs to the store is
-    /// the caller's rule, checked before.)
+    /// operator or the client does not exist, or if the client is another store's (a
+    /// conversation's client is of its store; the caller checks it first, for a clearer
+    /// error). (That the operator belongs to the store is the caller's rule, checked before.)
     async fn create_conversation(
         &self,
         conversation: NewConversation,

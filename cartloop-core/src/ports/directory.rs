@@ -36,22 +36,33 @@ pub trait Directory: Send + Sync {
     /// One operator, or `Ok(None)` (also when the id is a client's).
     async fn operator(&self, id: UserId) -> Result<Option<Operator>, StorageError>;
 
-    /// Creates a client with the next user id.
+    /// Creates a client of `client.store_id` with the next user id.
     ///
-    /// MUST return [`StorageError::Conflict`] if a client with the same email (compared
-    /// case-insensitively) exists; the caller finds it with [`client_by_email`](Self::client_by_email).
+    /// MUST return [`StorageError::NotFound`] if the store does not exist, and
+    /// [`StorageError::Conflict`] if a client of the same store has the same email (compared
+    /// case-insensitively); the caller finds it with
+    /// [`client_by_email`](Self::client_by_email). The same email in another store is no
+    /// conflict: that is another client.
     async fn create_client(&self, client: NewClient) -> Result<Client, StorageError>;
 
     /// One client, or `Ok(None)` (also when the id is an operator's).
     async fn client(&self, id: UserId) -> Result<Option<Client>, StorageError>;
 
-    /// The client with this email (compared case-insensitively), or `Ok(None)`.
-    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError>;
+    /// The client of `store` with this email (compared case-insensitively), or `Ok(None)`.
+    ///
+    /// MUST NOT return another store's client, whatever its email.
+    async fn client_by_email(
+        &self,
+        store: StoreId,
+        email: &EmailAddress,
+    ) -> Result<Option<Client>, StorageError>;
 
     /// Applies `changes`; returns the client as it is now, or `Ok(None)` for an unknown id.
+    /// A client's store never changes.
     ///
     /// MUST return [`StorageError::Conflict`] (and change nothing) if the new email is
-    /// another client's.
+    /// another client's of the same store; another store's client with that email is no
+    /// conflict.
     async fn update_client(
         &self,
         id: UserId,
@@ -59,7 +70,8 @@ pub trait Directory: Send + Sync {
     ) -> Result<Option<Client>, StorageError>;
 
     /// Records that the client unsubscribed at `at`, unless it already had (the first
-    /// instant is kept). Returns the client as it is now, or `Ok(None)` for an unknown id.
+    /// instant is kept). Unsubscribing is per store: MUST change only this client, not the
+    /// clients of other stores with the same email. Returns the client as it is now, or `Ok(None)` for an unknown id.
     async fn unsubscribe_client(
         &self,
         id: UserId,

@@ -197,9 +197,12 @@ impl State {
         UserId(next_id(operators.chain(clients)))
     }
 
-    fn client_with_email(&self, email: &EmailAddress) -> Option<&Client> {
+    /// The client of `store` with this email; other stores' clients are other people.
+    fn client_with_email(&self, store: StoreId, email: &EmailAddress) -> Option<&Client> {
         let key = email_key(email);
-        self.clients.values().find(|c| email_key(&c.email) == key)
+        self.clients
+            .values()
+            .find(|c| c.store_id == store && email_key(&c.email) == key)
     }
 
     fn page(&self, id: ConversationId, page: Page) -> Vec<Message> {
@@ -360,8 +363,12 @@ impl Conversations for MemoryStorage {
                 new.operator_id
             )));
         }
-        if !state.clients.contains_key(&new.client_id) {
-            return Err(StorageError::NotFound(format!("client {}", new.client_id)));
+        let client_store = state.clients.get(&new.client_id).map(|c| c.store_id);
+        if client_store != Some(new.store_id) {
+            return Err(StorageError::NotFound(format!(
+                "client {} of store {}",
+                new.client_id, new.store_id
+            )));
         }
         let id = ConversationId(next_id(state.conversations.keys().map(|id| id.0)));
         let conversation = Conversation {
@@ -544,7 +551,10 @@ impl Directory for MemoryStorage {
 
     async fn create_client(&self, new: NewClient) -> Result<Client, StorageError> {
         let mut state = self.lock();
-        if let Some(existing) = state.client_with_email(&new.email) {
+        if !state.stores.contains_key(&new.store_id) {
+            return Err(StorageError::NotFound(format!("store {}", new.store_id)));
+        }
+        if let Some(existing) = state.client_with_email(new.store_id, &new.email) {
             return Err(StorageError::Conflict(format!(
                 "client {} has this email",
                 existing.id
@@ -552,6 +562,7 @@ impl Directory for MemoryStorage {
         }
         let client = Client {
             id: state.next_user_id(),
+            store_id: new.store_id,
             name: new.name,
             email: new.email,
             time_zone: new.time_zone,
@@ -565,8 +576,12 @@ impl Directory for MemoryStorage {
         Ok(self.lock().clients.get(&id).cloned())
     }
 
-    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError> {
-        Ok(self.lock().client_with_email(email).cloned())
+    async fn client_by_email(
+        &self,
+        store: StoreId,
+        email: &EmailAddress,
+    ) -> Result<Option<Client>, StorageError> {
+        Ok(self.lock().client_with_email(store, email).cloned())
     }
 
     async fn update_client(
@@ -575,11 +590,11 @@ impl Directory for MemoryStorage {
         changes: ClientChanges,
     ) -> Result<Option<Client>, StorageError> {
         let mut state = self.lock();
-        if !state.clients.contains_key(&id) {
+        let Some(store) = state.clients.get(&id).map(|c| c.store_id) else {
             return Ok(None);
-        }
+        };
         if let Some(email) = &changes.email {
-            if let Some(other) = state.client_with_email(email).filter(|c| c.id != id) {
+            if let Some(other) = state.client_with_email(store, email).filter(|c| c.id != id) {
                 return Err(StorageError::Conflict(format!(
                     "client {} has this email",
                     other.id

@@ -136,7 +136,10 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
                 let references = [
                     ("store", format!("store {}", new.store_id)),
                     ("operator", format!("operator {}", new.operator_id)),
-                    ("client", format!("client {}", new.client_id)),
+                    (
+                        "client",
+                        format!("client {} of store {}", new.client_id, new.store_id),
+                    ),
                 ];
                 let sql = sql::CONVERSATION_REFERENCES;
                 return Err(self.missing(sql, &params[..3], &references).await);

@@ -70,18 +70,25 @@ impl<D: Dialect> Directory for SqlStorage<D> {
     async fn create_client(&self, new: NewClient) -> Result<Client, StorageError> {
         let key = email_key(&new.email);
         let params = [
+            new.store_id.0.into(),
             new.name.as_str().into(),
             new.email.as_str().into(),
             key.as_str().into(),
             new.time_zone.map(|tz| tz.name()).into(),
         ];
-        let rows = self
-            .exec
-            .write(sql::INSERT_CLIENT, &params)
-            .await
-            .map_err(conflict("a client with this email exists"))?;
+        let rows =
+            self.exec
+                .write(sql::INSERT_CLIENT, &params)
+                .await
+                .map_err(|e| match violation(&e) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StorageError::NotFound(format!("store {}", new.store_id))
+                    }
+                    _ => conflict("a client of this store has this email")(e),
+                })?;
         Ok(Client {
             id: UserId(inserted_id::<D>(&rows)?),
+            store_id: new.store_id,
             name: new.name,
             email: new.email,
             time_zone: new.time_zone,
@@ -94,12 +101,14 @@ impl<D: Dialect> Directory for SqlStorage<D> {
         row.as_ref().map(rows::client::<D>).transpose()
     }
 
-    async fn client_by_email(&self, email: &EmailAddress) -> Result<Option<Client>, StorageError> {
+    async fn client_by_email(
+        &self,
+        store: StoreId,
+        email: &EmailAddress,
+    ) -> Result<Option<Client>, StorageError> {
         let key = email_key(email);
-        let row = self
-            .exec
-            .read_one(sql::CLIENT_BY_EMAIL, &[key.as_str().into()])
-            .await?;
+        let params = [store.0.into(), key.as_str().into()];
+        let row = self.exec.read_one(sql::CLIENT_BY_EMAIL, &params).await?;
         row.as_ref().map(rows::client::<D>).transpose()
     }
 
@@ -121,7 +130,7 @@ impl<D: Dialect> Directory for SqlStorage<D> {
             .exec
             .write(sql::UPDATE_CLIENT, &params)
             .await
-            .map_err(conflict("another client has this email"))?;
+            .map_err(conflict("another client of this store has this email"))?;
         rows.first().map(rows::client::<D>).transpose()
     }
 

@@ -287,13 +287,14 @@ impl<D: Dialect> SqlStorage<D> {
             let key = email_key(&client.email);
             let params = [
                 client.id.0.into(),
+                client.store_id.0.into(),
                 client.name.as_str().into(),
                 client.email.as_str().into(),
                 key.as_str().into(),
                 client.time_zone.map(|tz| tz.name()).into(),
                 client.unsubscribed_at.into(),
             ];
-            let what = || format!("email of client {}", client.id);
+            let what = || format!("store {} or email of client {}", client.store_id, client.id);
             inserted += import_row::<D>(conn, sql::IMPORT_CLIENT, &params, what).await?;
         }
         for conversation in &data.conversations {

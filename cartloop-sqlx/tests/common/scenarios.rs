@@ -683,8 +683,16 @@ pub async fn upgraded(storage: &dyn Storage) {
         ]
     );
     assert_eq!(old[2].send_at, Some(nine_am_chicago()));
+    assert_eq!(
+        context.client.store_id,
+        StoreId(1),
+        "its conversation's store"
+    );
     let found = storage
-        .client_by_email(&EmailAddress::parse("john.carter@EXAMPLE.com").unwrap())
+        .client_by_email(
+            StoreId(1),
+            &EmailAddress::parse("john.carter@EXAMPLE.com").unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(found.map(|c| c.id), Some(UserId(27)));
@@ -712,6 +720,7 @@ pub async fn upgraded(storage: &dyn Storage) {
     assert!(store.id > StoreId(1), "{}", store.id);
     let client = storage
         .create_client(NewClient {
+            store_id: StoreId(1),
             name: Name::parse("Ann").unwrap(),
             email: EmailAddress::parse("ann@example.com").unwrap(),
             time_zone: None,
@@ -721,6 +730,7 @@ pub async fn upgraded(storage: &dyn Storage) {
     assert!(client.id > UserId(27), "{}", client.id);
     let taken = storage
         .create_client(NewClient {
+            store_id: StoreId(1),
             name: Name::parse("Copy").unwrap(),
             email: EmailAddress::parse("JOHN.CARTER@example.com").unwrap(),
             time_zone: None,
@@ -744,6 +754,206 @@ pub async fn upgraded(storage: &dyn Storage) {
         .unwrap();
     let claimed: Vec<_> = claimed.iter().map(|c| c.message.id).collect();
     assert_eq!(claimed, [MessageId(3)]);
+}
+
+/// The instant client 7 unsubscribed at in [`split_upgraded`]'s rows.
+pub fn bo_unsubscribed_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+/// A database of the second schema (clients shared by every store; the rows each dialect's
+/// test inserts) after the upgrade to clients per store: `first_new_id` is the id the first
+/// new client gets (above every user id, and on PostgreSQL above every id the sequence
+/// gave).
+///
+/// Before: stores 1-3, operators 21 (store 1), 22 (store 2), 23 (store 3); Ann Lee (5) in
+/// conversations 3 and 6 (store 2), 4 (store 1) and 9 (store 3); Bo Berg (7, unsubscribed)
+/// in 2 (store 1) and 8 (store 3); Cy Lone (8) in none; Di Solo (10) in 1 (store 3).
+pub async fn split_upgraded(storage: &dyn Storage, first_new_id: i64) {
+    let (ann_1, ann_3, bo_3) = (
+        UserId(first_new_id),
+        UserId(first_new_id + 1),
+        UserId(first_new_id + 2),
+    );
+    let ann = (
+        "Ann Lee",
+        "Ann.Lee@Example.com",
+        Some(chrono_tz::Europe::Paris),
+    );
+    let bo = ("Bo Berg", "bo@example.com", Some(chrono_tz::Asia::Tokyo));
+    let di = ("Di Solo", "di@example.com", Some(chrono_tz::Asia::Tokyo));
+    // (conversation, store, client now, the person). Ann keeps 5 at store 2 (her lowest
+    // conversation, 3, is there); new ids go in order of client, then of the store's
+    // lowest conversation: Ann at store 1 (4), Ann at store 3 (9), Bo at store 3 (8).
+    let expected = [
+        (1, 3, UserId(10), di),
+        (2, 1, UserId(7), bo),
+        (3, 2, UserId(5), ann),
+        (4, 1, ann_1, ann),
+        (6, 2, UserId(5), ann),
+        (8, 3, bo_3, bo),
+        (9, 3, ann_3, ann),
+    ];
+    for (id, store, client, (name, email, zone)) in expected {
+        let context = storage.conversation(ConversationId(id)).await.unwrap();
+        let context = context.unwrap_or_else(|| panic!("conversation {id} kept"));
+        assert_eq!(context.conversation.store_id, StoreId(store), "{id}");
+        assert_eq!(context.client.id, client, "conversation {id}");
+        assert_eq!(context.client.store_id, StoreId(store), "conversation {id}");
+        assert_eq!(
+            (
+                context.client.name.as_str(),
+                context.client.email.as_str(),
+                context.client.time_zone
+            ),
+            (name, email, zone),
+            "conversation {id} reaches the same person"
+        );
+        let unsubscribed = (name == "Bo Berg").then(bo_unsubscribed_at);
+        assert_eq!(context.client.unsubscribed_at, unsubscribed, "{id}");
+    }
+    let resolved = storage.conversation(ConversationId(3)).await.unwrap();
+    let resolved = resolved.unwrap().conversation;
+    assert_eq!(resolved.status, ConversationStatus::Resolved);
+    assert_eq!(resolved.discount_code.as_deref(), Some("BOOKS20"));
+    let lone = storage.client(UserId(8)).await.unwrap().expect("client 8");
+    assert_eq!(
+        lone.store_id,
+        StoreId(1),
+        "no conversation: the lowest store"
+    );
+    assert_eq!((lone.name.as_str(), lone.time_zone), ("Cy Lone", None));
+
+    // Every message is where it was, a client's written by that store's client.
+    let mut seen = Vec::new();
+    for (id, ..) in expected {
+        for m in messages(storage, ConversationId(id)).await {
+            seen.push((
+                m.id.0,
+                id,
+                m.author_id,
+                m.status,
+                m.payload.as_str().to_owned(),
+            ));
+        }
+    }
+    seen.sort_by_key(|row| row.0);
+    let text = |s: &str| s.to_owned();
+    assert_eq!(
+        seen,
+        [
+            (
+                1,
+                3,
+                UserId(22),
+                MessageStatus::Sent,
+                text("Your books are here")
+            ),
+            (2, 3, UserId(5), MessageStatus::Received, text("Thanks!")),
+            (3, 4, ann_1, MessageStatus::Received, text("Any discount?")),
+            (
+                4,
+                4,
+                UserId(21),
+                MessageStatus::New,
+                text("Sure << username >>")
+            ),
+            (5, 9, ann_3, MessageStatus::Received, text("Matcha please")),
+            (6, 8, UserId(23), MessageStatus::Sent, text("Hello")),
+            (
+                7,
+                2,
+                UserId(7),
+                MessageStatus::Received,
+                text("Stop please")
+            ),
+        ]
+    );
+    let waiting = storage.message(MessageId(4)).await.unwrap().unwrap();
+    assert_eq!(waiting.send_at, Some(nine_am_chicago()));
+    // Its idempotency key still answers the first insert.
+    let mut replay = operator_message("Sure << username >>", nine_am_chicago());
+    replay.conversation_id = ConversationId(4);
+    replay.author_id = UserId(21);
+    replay.idempotency_key = Some("k4".into());
+    let again = storage.insert_message(replay).await.unwrap();
+    assert_eq!((again.created, again.message.id), (false, MessageId(4)));
+
+    // Emails are found, and unique, per store.
+    let email = |raw: &str| EmailAddress::parse(raw).unwrap();
+    for (store, id) in [(1, ann_1), (2, UserId(5)), (3, ann_3)] {
+        let found = storage
+            .client_by_email(StoreId(store), &email("ann.lee@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(found.map(|c| c.id), Some(id), "store {store}");
+    }
+    let found = storage
+        .client_by_email(StoreId(2), &email("cy@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(found, None);
+    let new_client = |store: i64, raw: &str| NewClient {
+        store_id: StoreId(store),
+        name: Name::parse("New").unwrap(),
+        email: email(raw),
+        time_zone: None,
+    };
+    for (store, raw) in [
+        (1, "ANN.LEE@example.com"),
+        (3, "Bo@Example.com"),
+        (3, "di@example.com"),
+    ] {
+        let err = storage.create_client(new_client(store, raw)).await;
+        assert!(
+            matches!(err, Err(StorageError::Conflict(_))),
+            "store {store}, {raw}: {err:?}"
+        );
+    }
+    let di_at_1 = storage
+        .create_client(new_client(1, "di@example.com"))
+        .await
+        .unwrap();
+    assert!(di_at_1.id > bo_3, "new ids continue: {}", di_at_1.id);
+    let to_cy = cartloop_core::domain::ClientChanges {
+        email: Some(email("cy@example.com")),
+        ..Default::default()
+    };
+    let err = storage.update_client(ann_1, to_cy.clone()).await;
+    assert!(matches!(err, Err(StorageError::Conflict(_))), "{err:?}");
+    let moved = storage.update_client(ann_3, to_cy).await.unwrap().unwrap();
+    assert_eq!(moved.email.as_str(), "cy@example.com", "no Cy at store 3");
+
+    // A conversation's client must be of its store, in the schema too.
+    let err = storage
+        .create_conversation(NewConversation {
+            store_id: StoreId(1),
+            operator_id: UserId(21),
+            client_id: UserId(5),
+            discount_code: None,
+        })
+        .await;
+    assert!(matches!(err, Err(StorageError::NotFound(_))), "{err:?}");
+}
+
+/// A database of the second schema with clients but no store upgrades: one store, named
+/// "Imported clients", holds them.
+pub async fn storeless_clients_upgraded(storage: &dyn Storage) {
+    let client = storage.client(UserId(1)).await.unwrap().expect("client 1");
+    let store = storage
+        .store(client.store_id)
+        .await
+        .unwrap()
+        .expect("its store");
+    assert_eq!(
+        (store.name.as_str(), store.time_zone),
+        ("Imported clients", chrono_tz::UTC)
+    );
+    let found = storage
+        .client_by_email(store.id, &EmailAddress::parse("ann@example.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.map(|c| c.id), Some(UserId(1)));
 }
 
 /// The same writes on this storage and on the core's `MemoryStorage` (the reference): every

@@ -102,7 +102,8 @@ pub async fn idempotency_key(s: &dyn Storage) {
 }
 
 /// Conversations get ids above every stored one, start `open`, refuse missing references
-/// with `NotFound`, and change status without touching their messages.
+/// (and a client of another store) with `NotFound`, and change status without touching
+/// their messages.
 pub async fn conversations(s: &dyn Storage) {
     let data = demo_data();
     s.import(&data).await.unwrap();
@@ -118,6 +119,7 @@ pub async fn conversations(s: &dyn Storage) {
         .unwrap();
     let client = s
         .create_client(NewClient {
+            store_id: store.id,
             name: name("Ann Lee"),
             email: address("ann.lee@example.com"),
             time_zone: None,
@@ -179,6 +181,20 @@ pub async fn conversations(s: &dyn Storage) {
             matches!(err, StorageError::NotFound(_)),
             "store {store_id}, operator {operator_id}, client {client_id}: {err:?}"
         );
+    }
+    // Client 27 shops at store 1, not at the new store: as if it did not exist.
+    let err = s
+        .create_conversation(NewConversation {
+            store_id: store.id,
+            operator_id: operator.id,
+            client_id: UserId(27),
+            discount_code: None,
+        })
+        .await
+        .unwrap_err();
+    match err {
+        StorageError::NotFound(what) => assert!(what.contains("client 27"), "{what}"),
+        other => panic!("a client of another store: {other:?}"),
     }
 
     let waiting = insert(s, new_message(first.id.0, operator.id.0, "hi", Some(t0()))).await;

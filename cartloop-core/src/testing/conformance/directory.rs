@@ -118,14 +118,16 @@ pub async fn operators(s: &dyn Storage) {
     assert!(matches!(err, StorageError::NotFound(_)), "{err:?}");
 }
 
-/// Clients: ids in the users' id space, emails unique case-insensitively (on create and on
-/// update, where a conflict changes nothing), zones that can be cleared.
+/// Clients: ids in the users' id space, of their store, emails unique case-insensitively
+/// within the store (on create and on update, where a conflict changes nothing), zones that
+/// can be cleared.
 pub async fn clients(s: &dyn Storage) {
     let data = demo_data();
     s.import(&data).await.unwrap();
     let paris = chrono_tz::Europe::Paris;
     let ann = s
         .create_client(NewClient {
+            store_id: StoreId(1),
             name: name("Ann Lee"),
             email: address("Ann.Lee@Example.com"),
             time_zone: Some(paris),
@@ -134,8 +136,13 @@ pub async fn clients(s: &dyn Storage) {
         .unwrap();
     assert!(ann.id > top_user(&data), "{}", ann.id);
     assert_eq!(
-        (ann.name.as_str(), ann.email.as_str(), ann.time_zone),
-        ("Ann Lee", "Ann.Lee@Example.com", Some(paris))
+        (
+            ann.store_id,
+            ann.name.as_str(),
+            ann.email.as_str(),
+            ann.time_zone
+        ),
+        (StoreId(1), "Ann Lee", "Ann.Lee@Example.com", Some(paris))
     );
     assert_eq!(ann.unsubscribed_at, None);
     assert_eq!(s.client(ann.id).await.unwrap(), Some(ann.clone()));
@@ -156,6 +163,7 @@ pub async fn clients(s: &dyn Storage) {
     for taken in ["ann.lee@example.COM", "JOHN.CARTER@example.com"] {
         let err = s
             .create_client(NewClient {
+                store_id: StoreId(1),
                 name: name("Copy"),
                 email: address(taken),
                 time_zone: None,
@@ -164,11 +172,16 @@ pub async fn clients(s: &dyn Storage) {
             .unwrap_err();
         assert!(matches!(err, StorageError::Conflict(_)), "{taken}: {err:?}");
     }
-    let found = s.client_by_email(&address("ANN.LEE@example.com")).await;
+    let one = StoreId(1);
+    let found = s
+        .client_by_email(one, &address("ANN.LEE@example.com"))
+        .await;
     assert_eq!(found.unwrap(), Some(ann.clone()));
-    let found = s.client_by_email(&address("John.Carter@Example.Com")).await;
+    let found = s
+        .client_by_email(one, &address("John.Carter@Example.Com"))
+        .await;
     assert_eq!(found.unwrap().map(|c| c.id), Some(UserId(27)));
-    let found = s.client_by_email(&address("nobody@example.com")).await;
+    let found = s.client_by_email(one, &address("nobody@example.com")).await;
     assert_eq!(found.unwrap(), None);
 
     let tokyo = chrono_tz::Asia::Tokyo;
@@ -226,6 +239,7 @@ pub async fn clients(s: &dyn Storage) {
     );
     let freed = s
         .create_client(NewClient {
+            store_id: StoreId(1),
             name: name("Another Ann"),
             email: address("ann.lee@example.com"),
             time_zone: None,
@@ -246,6 +260,95 @@ pub async fn clients(s: &dyn Storage) {
         "an operator's id"
     );
     assert_eq!(s.client(UserId(999_999)).await.unwrap(), None);
+    let err = s
+        .create_client(NewClient {
+            store_id: StoreId(999_999),
+            name: name("Nobody"),
+            email: address("nobody@example.com"),
+            time_zone: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound(_)), "{err:?}");
+}
+
+/// Stores apart: one email in two stores is two clients, each with its own id, found only
+/// in its store, changed and unsubscribed on its own; conflicts are per store.
+pub async fn clients_are_per_store(s: &dyn Storage) {
+    let data = demo_data();
+    s.import(&data).await.unwrap();
+    let client = |store: i64, raw_name: &str, email: &str| NewClient {
+        store_id: StoreId(store),
+        name: name(raw_name),
+        email: address(email),
+        time_zone: None,
+    };
+    // John Carter (27) shops at store 1; store 2 may have him too.
+    let john2 = s
+        .create_client(client(2, "Johnny", "JOHN.carter@example.com"))
+        .await
+        .unwrap();
+    assert_ne!(john2.id, UserId(27));
+    assert_eq!(john2.store_id, StoreId(2));
+    let john3 = s
+        .create_client(client(3, "J. Carter", "john.carter@example.com"))
+        .await
+        .unwrap();
+    assert!(john3.id > john2.id);
+    let err = s
+        .create_client(client(2, "Copy", "John.Carter@Example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
+
+    let email = address("john.carter@EXAMPLE.com");
+    for (store, id) in [(1, UserId(27)), (2, john2.id), (3, john3.id)] {
+        let found = s.client_by_email(StoreId(store), &email).await.unwrap();
+        assert_eq!(
+            found.map(|c| (c.id, c.store_id)),
+            Some((id, StoreId(store)))
+        );
+    }
+    let none = s.client_by_email(StoreId(999_999), &email).await.unwrap();
+    assert_eq!(none, None);
+    // Client 4 (Noah Taylor) shops at store 2 only.
+    let noah = address("noah.taylor@example.com");
+    assert_eq!(s.client_by_email(StoreId(1), &noah).await.unwrap(), None);
+    let found = s.client_by_email(StoreId(2), &noah).await.unwrap();
+    assert_eq!(found.map(|c| c.id), Some(UserId(4)));
+
+    // Store 1's John may take Noah's email (store 2's), not Olivia's (store 1's).
+    let to_noah = ClientChanges {
+        email: Some(address("Noah.Taylor@example.com")),
+        ..ClientChanges::default()
+    };
+    let moved = s.update_client(UserId(27), to_noah).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.email.as_str(), moved.store_id),
+        ("Noah.Taylor@example.com", StoreId(1))
+    );
+    let to_olivia = ClientChanges {
+        email: Some(address("olivia.smith@example.com")),
+        ..ClientChanges::default()
+    };
+    let err = s.update_client(UserId(27), to_olivia).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
+    // The other stores' Johns are as they were.
+    assert_eq!(s.client(john2.id).await.unwrap(), Some(john2.clone()));
+    assert_eq!(s.client(john3.id).await.unwrap(), Some(john3.clone()));
+
+    // Unsubscribing is per store.
+    let at = t0();
+    let gone = s.unsubscribe_client(john2.id, at).await.unwrap().unwrap();
+    assert_eq!(gone.unsubscribed_at, Some(at));
+    assert_eq!(
+        s.client(john3.id).await.unwrap().unwrap().unsubscribed_at,
+        None
+    );
+    assert_eq!(
+        s.client(UserId(27)).await.unwrap().unwrap().unsubscribed_at,
+        None
+    );
 }
 
 /// Unsubscribing keeps the first instant.
