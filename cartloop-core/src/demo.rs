@@ -222,12 +222,8 @@ fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
 pub fn demo_data() -> Dataset {
     let stores = STORES
         .iter()
-        .map(|&(id, name, time_zone, sender)| Store {
-            id: StoreId(id),
-            name: self::name(name),
-            time_zone,
-            sender_email: address(sender),
-            active_hours: None,
+        .map(|&(id, name, time_zone, sender)| {
+            Store::new(StoreId(id), self::name(name), time_zone, address(sender))
         })
         .collect();
     let operators = OPERATORS
@@ -291,6 +287,9 @@ pub fn demo_data() -> Dataset {
         sent_at: Some(when),
         attempts: 1,
         last_error: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     };
     let received = |id, conversation, author, payload: &str, when: DateTime<Utc>| Message {
         id: MessageId(id),
@@ -304,6 +303,9 @@ pub fn demo_data() -> Dataset {
         sent_at: None,
         attempts: 0,
         last_error: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     };
     let messages = vec![
         sent(

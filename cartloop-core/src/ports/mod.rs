@@ -34,14 +34,14 @@ mod queue;
 pub use admin::{Admin, ImportSummary};
 pub use clock::Clock;
 pub use conversations::{
-    ActivityKey, ConversationFilter, ConversationSummary, Conversations, Inserted, Page, Snapshot,
-    Transition,
+    ActivityKey, ConversationFilter, ConversationSummary, Conversations, DeliveryFacts, Inserted,
+    Page, Snapshot, Transition,
 };
 pub use directory::Directory;
 pub use error::{Cause, StorageError};
 pub use links::Links;
 pub use mailer::{Email, MailError, MailErrorKind, Mailer};
-pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback};
+pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback, Reservation};
 
 use std::sync::Arc;
 

@@ -13,29 +13,35 @@
 //! (`retry_message`) set `send_at = at` and clear `next_attempt_at`. A `new` message is due
 //! at `next_attempt_at`, else `send_at`.
 
-//! One file per port — `directory`, `conversations`, `queue`, `admin` — and every `pub async
-//! fn` in them is a case, and the build script
+//! One file per port — `directory`, `conversations`, `queue`, `admin` — plus `delivery`
+//! (what the delivery policy keeps in the storage: store settings, a message's timing, the
+//! frequency cap's reservations), and every `pub async fn` in them is a case, and the build script
 //! (`build.rs`) lists them all in the macro, so a new case cannot be left out.
 
 pub mod admin;
 pub mod conversations;
+pub mod delivery;
 pub mod directory;
 pub mod queue;
 
-pub(super) use crate::active_hours::ActiveHours;
+pub(super) use crate::calendar::Calendar;
+pub(super) use crate::closures::Closures;
+pub(super) use crate::delivery_policy::WaitingFor;
 pub(super) use crate::demo::demo_data;
 pub(super) use crate::discount_code::DiscountCode;
 pub(super) use crate::domain::{
     ClientChanges, ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation,
-    NewMessage, NewOperator, NewStore,
+    NewMessage, NewOperator, NewStore, StoreChanges,
 };
 pub(super) use crate::email_address::EmailAddress;
+pub(super) use crate::frequency_cap::FrequencyCap;
 pub(super) use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 pub(super) use crate::name::Name;
 pub(super) use crate::ports::{
-    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, Page, Snapshot,
-    Storage, StorageError, Transition,
+    ActivityKey, Backlog, ClaimLimit, ConversationFilter, ConversationSummary, DeliveryFacts, Page,
+    Reservation, Snapshot, Storage, StorageError, Transition,
 };
+pub(super) use crate::reply_grace::ReplyGrace;
 pub(super) use crate::validate::{Payload, ValidationPolicy};
 pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
 pub(super) use std::collections::BTreeSet;
@@ -70,6 +76,9 @@ pub(super) fn new_message(
         created_at: t0(),
         send_at,
         idempotency_key: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     }
 }
 
@@ -111,7 +120,7 @@ pub(super) fn new_store(raw_name: &str) -> NewStore {
     }
 }
 
-pub(super) fn hours(raw: &str) -> ActiveHours {
+pub(super) fn hours(raw: &str) -> Calendar {
     raw.parse().expect("valid test window")
 }
 
