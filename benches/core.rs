@@ -41,6 +41,7 @@ fn dispatch(c: &mut Criterion) {
                             user_id: Some(UserId(24)),
                             payload: TYPICAL.to_owned(),
                             idempotency_key: None,
+                            send_at: None,
                         };
                         post_chat(storage.as_ref(), clock.as_ref(), &Rules::default(), request)
                             .await

@@ -38,6 +38,9 @@ fn message(status: MessageStatus) -> NewMessage {
         created_at: now,
         send_at: (status == MessageStatus::New).then_some(now),
         idempotency_key: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     }
 }
 

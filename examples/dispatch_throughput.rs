@@ -60,6 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 created_at: nine,
                 send_at: Some(nine),
                 idempotency_key: None,
+                not_before: None,
+                last_received: None,
+                waiting_for: None,
             })
             .await?;
     }

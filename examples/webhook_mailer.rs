@@ -99,6 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             user_id: Some(UserId(24)),
             payload: "Hi << username >>, your code << discountCode >> is waiting.".into(),
             idempotency_key: None,
+            send_at: None,
         },
     )
     .await?;

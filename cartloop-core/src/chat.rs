@@ -3,12 +3,15 @@
 //! `POST /chat/{id}/retry/`.
 
 use crate::access::{self, Denied, Principal};
+use crate::delivery_policy::{Decision, WaitingFor};
 use crate::domain::{
-    ConversationContext, ConversationStatus, Message, MessageStatus, NewMessage, Role,
+    ConversationContext, ConversationStatus, Message, MessageStatus, MessageTiming, NewMessage,
+    Role,
 };
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::ports::{Clock, Page, Storage, StorageError, Transition};
 use crate::rules::Rules;
+use crate::send_at::{SendAt, SendAtError};
 use crate::validate::{Payload, ValidationError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -27,6 +30,8 @@ pub struct PostChat {
     pub payload: String,
     /// Makes a retried request return the first result (scoped to the user).
     pub idempotency_key: Option<String>,
+    /// Send later: not before this RFC 3339 instant (an operator's message only).
+    pub send_at: Option<String>,
 }
 
 /// What [`post_chat`] stored, and what it answers.
@@ -75,6 +80,9 @@ pub enum PostChatError {
     /// The payload failed validation.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The requested `sendAt` is malformed, too far in the past or too far ahead.
+    #[error(transparent)]
+    InvalidSendAt(#[from] SendAtError),
     /// The idempotency key was used before for a different message.
     #[error("idempotency key was already used for a different message")]
     IdempotencyKeyReused,
@@ -101,6 +109,10 @@ pub struct Draft {
     pub status: MessageStatus,
     /// When it will be sent (`None` for a client's message).
     pub send_at: Option<DateTime<Utc>>,
+    /// The rule that holds it until `send_at` (`None`: due now, or a client's message).
+    pub waiting_for: Option<WaitingFor>,
+    /// What the delivery policy decides it from.
+    pub timing: MessageTiming,
 }
 
 impl Draft {
@@ -113,9 +125,11 @@ impl Draft {
 /// Checks a message as [`post_chat`] would, at `now`, without storing anything.
 ///
 /// An operator's message is validated, rendered for the conversation's client (so a missing
-/// discount code or a too-long rendering is caught now) and scheduled at the next instant
-/// inside the conversation's window (the store's, else the deployment's) in the client's
-/// zone. A client's message is validated and `received`.
+/// discount code or a too-long rendering is caught now) and scheduled by the
+/// [delivery policy](crate::delivery_policy): its `sendAt` (`send_at`, checked by
+/// [`SendAt`]), the store's calendar (else the deployment's window) in the client's zone,
+/// closures, the frequency cap and the reply grace. A client's message is validated and
+/// `received`.
 ///
 /// # Errors
 /// See [`PostChatError`]; checks run in its order.
@@ -126,6 +140,7 @@ pub async fn draft_chat(
     conversation_id: ConversationId,
     author: (&Principal, Option<UserId>),
     payload: &str,
+    send_at: Option<&str>,
 ) -> Result<Draft, PostChatError> {
     let id = conversation_id;
     let context = storage
@@ -153,15 +168,26 @@ pub async fn draft_chat(
         return Err(PostChatError::ClientUnsubscribed(context.client.id));
     }
     let payload = Payload::parse(payload, &rules.validation)?;
-    let (rendered, status, send_at) = match role {
+    let mut timing = MessageTiming {
+        created_at: now,
+        not_before: None,
+        last_received: None,
+    };
+    let (rendered, status, decision) = match role {
         Role::Operator => {
             let text = payload.render_checked(&context.render_values(), &rules.validation)?;
-            let hours = context.active_hours(rules.active_hours);
-            let at = hours.next_send_instant(now, context.client_time_zone());
-            (Some(text), MessageStatus::New, Some(at))
+            timing.not_before = send_at
+                .map(|text| SendAt::parse(text, now))
+                .transpose()?
+                .map(SendAt::instant);
+            let decision = decide(storage, rules, &context, now, timing).await?;
+            (Some(text), MessageStatus::New, Some(decision))
         }
         Role::Client => (None, MessageStatus::Received, None),
     };
+    if let Some((_, last_received)) = decision {
+        timing.last_received = last_received;
+    }
     Ok(Draft {
         context,
         author: user_id,
@@ -169,8 +195,44 @@ pub async fn draft_chat(
         payload,
         rendered,
         status,
-        send_at,
+        send_at: decision.map(|(d, _)| d.at),
+        waiting_for: decision.and_then(|(d, _)| d.waiting_for),
+        timing,
     })
+}
+
+/// The delivery policy's decision at `now` for a message of `context` with `timing`
+/// (whose `last_received` is read from the storage), and that `last_received`. Sends
+/// after `timing.created_at` are left out, so a replayed request decides as the first.
+async fn decide(
+    storage: &dyn Storage,
+    rules: &Rules,
+    context: &ConversationContext,
+    now: DateTime<Utc>,
+    timing: MessageTiming,
+) -> Result<(Decision, Option<DateTime<Utc>>), StorageError> {
+    let since = match context.store.max_per_client {
+        Some(cap) => now - cap.per(),
+        None => now,
+    };
+    let facts = storage
+        .delivery_facts(context.conversation.id, context.client.id, since)
+        .await?;
+    let last_received = facts.last_received.filter(|at| *at <= timing.created_at);
+    let sends: Vec<_> = facts
+        .recent_sends
+        .into_iter()
+        .filter(|at| *at <= timing.created_at)
+        .collect();
+    let calendar = context.calendar(rules.active_hours);
+    let timing = MessageTiming {
+        last_received,
+        ..timing
+    };
+    let decision = context
+        .delivery_input(&calendar, now, timing, &sends)
+        .decide();
+    Ok((decision, last_received))
 }
 
 /// Validates and stores a message: see [`draft_chat`] for the checks. Nothing is
@@ -192,6 +254,7 @@ pub async fn post_chat(
         request.conversation_id,
         (&request.principal, request.user_id),
         &request.payload,
+        request.send_at.as_deref(),
     )
     .await?;
     let new = NewMessage {
@@ -202,6 +265,9 @@ pub async fn post_chat(
         created_at: now,
         send_at: draft.send_at,
         idempotency_key: request.idempotency_key,
+        not_before: draft.timing.not_before,
+        last_received: draft.timing.last_received,
+        waiting_for: draft.waiting_for,
     };
     let (status, send_at) = (new.status, new.send_at);
     let (conversation_id, author_id) = (new.conversation_id, new.author_id);
@@ -224,15 +290,15 @@ pub async fn post_chat(
         return Err(PostChatError::IdempotencyKeyReused);
     }
     // The first request computed its send instant from its own `now`, its `created_at`:
-    // the same rule on the same instant gives the same answer (unless the store's window
-    // changed in between, when the answer follows the window in force).
+    // the same rule on the same instant gives the same answer (unless the store's settings
+    // changed in between, when the answer follows the settings in force).
     let send_at = match draft.role {
-        Role::Operator => Some(
-            draft
-                .context
-                .active_hours(rules.active_hours)
-                .next_send_instant(first.created_at, draft.context.client_time_zone()),
-        ),
+        Role::Operator => {
+            let timing = first.timing();
+            let context = &draft.context;
+            let (decision, _) = decide(storage, rules, context, first.created_at, timing).await?;
+            Some(decision.at)
+        }
         Role::Client => None,
     };
     Ok(Posted {
@@ -255,6 +321,7 @@ pub async fn preview_chat(
     conversation_id: ConversationId,
     author: (&Principal, Option<UserId>),
     payload: &str,
+    send_at: Option<&str>,
 ) -> Result<Draft, PostChatError> {
     draft_chat(
         storage,
@@ -263,6 +330,7 @@ pub async fn preview_chat(
         conversation_id,
         author,
         payload,
+        send_at,
     )
     .await
 }
@@ -299,6 +367,9 @@ pub struct ChatView {
     /// The text rendered for the client as the conversation is now: `None` for a client's
     /// message, or when it no longer renders (e.g. the discount code was removed).
     pub rendered_text: Option<String>,
+    /// The rule of the delivery policy that holds the message now; `None` when it is due,
+    /// being sent, or done.
+    pub waiting_for: Option<WaitingFor>,
 }
 
 /// Why a message could not be read, cancelled or retried.
@@ -328,17 +399,37 @@ pub enum ChatError {
     Storage(#[from] StorageError),
 }
 
-/// Reads a message with its rendered text.
+/// Reads a message with its rendered text and, for a message still waiting at the clock's
+/// now, the rule that holds it: decided again with the conversation as it is now (the
+/// `sendAt` may have passed while the calendar still holds it), else the rule recorded
+/// when it was last scheduled.
 ///
 /// # Errors
 /// [`ChatError::NotFound`], storage failures.
-pub async fn chat_view(storage: &dyn Storage, id: MessageId) -> Result<ChatView, ChatError> {
+pub async fn chat_view(
+    storage: &dyn Storage,
+    clock: &dyn Clock,
+    rules: &Rules,
+    id: MessageId,
+) -> Result<ChatView, ChatError> {
     let message = storage.message(id).await?.ok_or(ChatError::NotFound(id))?;
-    with_rendering(storage, message).await
+    with_rendering(storage, Some((clock.now(), rules)), message).await
 }
 
-async fn with_rendering(storage: &dyn Storage, message: Message) -> Result<ChatView, ChatError> {
+async fn with_rendering(
+    storage: &dyn Storage,
+    now: Option<(DateTime<Utc>, &Rules)>,
+    message: Message,
+) -> Result<ChatView, ChatError> {
     let context = storage.conversation(message.conversation_id).await?;
+    let waiting = message.status == MessageStatus::New;
+    let waiting_for = match (&context, now, message.send_at) {
+        (Some(context), Some((now, rules)), Some(send_at)) if waiting && send_at > now => {
+            let (decision, _) = decide(storage, rules, context, now, message.timing()).await?;
+            decision.waiting_for.or(message.waiting_for)
+        }
+        _ => None,
+    };
     let rendered_text = context.and_then(|context| {
         (context.role_of(message.author_id) == Some(Role::Operator))
             .then(|| message.payload.render(&context.render_values()).ok())
@@ -347,6 +438,7 @@ async fn with_rendering(storage: &dyn Storage, message: Message) -> Result<ChatV
     Ok(ChatView {
         message,
         rendered_text,
+        waiting_for,
     })
 }
 
@@ -358,7 +450,7 @@ async fn with_rendering(storage: &dyn Storage, message: Message) -> Result<ChatV
 /// [`ChatError::NotFound`], [`ChatError::NotCancellable`], storage failures.
 pub async fn cancel_chat(storage: &dyn Storage, id: MessageId) -> Result<ChatView, ChatError> {
     match storage.cancel_message(id).await? {
-        Transition::Done(message) => with_rendering(storage, message).await,
+        Transition::Done(message) => with_rendering(storage, None, message).await,
         Transition::WrongStatus(message) => Err(ChatError::NotCancellable {
             id,
             status: message.status,
@@ -387,13 +479,21 @@ pub async fn retry_chat(
     }
     let now = clock.now();
     let at = match storage.conversation(message.conversation_id).await? {
-        Some(context) => context
-            .active_hours(rules.active_hours)
-            .next_send_instant(now, context.client_time_zone()),
+        Some(context) => {
+            let calendar = context.calendar(rules.active_hours);
+            // The cap is the dispatcher's to apply when it sends.
+            let input = context.delivery_input(&calendar, now, message.timing(), &[]);
+            crate::delivery_policy::DeliveryInput {
+                frequency_cap: None,
+                ..input
+            }
+            .decide()
+            .at
+        }
         None => now,
     };
     match storage.retry_message(id, at).await? {
-        Transition::Done(message) => with_rendering(storage, message).await,
+        Transition::Done(message) => with_rendering(storage, Some((now, rules)), message).await,
         Transition::WrongStatus(message) => Err(ChatError::NotRetryable {
             id,
             status: message.status,
@@ -405,6 +505,7 @@ pub async fn retry_chat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::Calendar;
     use crate::demo::demo_data;
     use crate::ports::prelude::*;
     use crate::testing::{ManualClock, MemoryStorage};
@@ -425,6 +526,7 @@ mod tests {
             user_id: Some(UserId(user)),
             payload: payload.to_owned(),
             idempotency_key: None,
+            send_at: None,
         }
     }
 
@@ -606,6 +708,7 @@ mod tests {
             ConversationId(1),
             (&ADMIN, Some(UserId(24))),
             "Hi << username >>, code {{discountCode}} from <<operator.Name>>",
+            None,
         )
         .await
         .unwrap();
@@ -625,6 +728,7 @@ mod tests {
             ConversationId(1),
             (&ADMIN, Some(UserId(27))),
             "Thanks",
+            None,
         )
         .await
         .unwrap();
@@ -639,6 +743,7 @@ mod tests {
             ConversationId(1),
             (&ADMIN, Some(UserId(24))),
             "caf\u{e9}",
+            None,
         )
         .await
         .unwrap_err();
@@ -667,7 +772,7 @@ mod tests {
         let rules = Rules::default();
         let night: crate::active_hours::ActiveHours = "21:00-08:00".parse().unwrap();
         storage
-            .set_store_hours(crate::ids::StoreId(1), Some(night))
+            .set_store_hours(crate::ids::StoreId(1), Some(Calendar::from(night)))
             .await
             .unwrap();
         // 09:00 in Chicago is outside 21:00-08:00: it waits for 21:00 CST (03:00Z).
@@ -722,6 +827,7 @@ mod tests {
             ConversationId(1),
             (&ADMIN, Some(UserId(24))),
             "hi",
+            None,
         )
         .await
         .unwrap_err();
@@ -738,19 +844,27 @@ mod tests {
 
     #[tokio::test]
     async fn reading_a_chat_renders_operator_messages_only() {
-        let (storage, _) = setup(nine_chicago()).await;
-        let operator = chat_view(&storage, MessageId(3)).await.unwrap();
+        let (storage, clock) = setup(nine_chicago()).await;
+        let operator = chat_view(&storage, &clock, &Rules::default(), MessageId(3))
+            .await
+            .unwrap();
         assert_eq!(
             operator.rendered_text.as_deref(),
             Some("Sure John Carter. Here is your code PROMO50")
         );
-        let client = chat_view(&storage, MessageId(2)).await.unwrap();
+        let client = chat_view(&storage, &clock, &Rules::default(), MessageId(2))
+            .await
+            .unwrap();
         assert_eq!(client.rendered_text, None);
         // The discount code was removed since: the message no longer renders.
         storage.set_discount_code(ConversationId(1), None);
-        let operator = chat_view(&storage, MessageId(3)).await.unwrap();
+        let operator = chat_view(&storage, &clock, &Rules::default(), MessageId(3))
+            .await
+            .unwrap();
         assert_eq!(operator.rendered_text, None);
-        let err = chat_view(&storage, MessageId(999)).await.unwrap_err();
+        let err = chat_view(&storage, &clock, &Rules::default(), MessageId(999))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, ChatError::NotFound(MessageId(999))),
             "{err:?}"
@@ -906,5 +1020,88 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ChatError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn send_later_waits_for_its_instant_and_then_for_the_window() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let rules = Rules::default();
+        // 19:30 in Chicago today: inside the window; the message waits for it.
+        let later = nine_chicago() + chrono::Duration::minutes(630);
+        let mut ask = request(1, 24, "Later");
+        ask.send_at = Some(later.to_rfc3339());
+        let posted = post_chat(&storage, &clock, &rules, ask).await.unwrap();
+        assert_eq!(posted.send_at, Some(later));
+        assert_eq!(posted.message.not_before, Some(later));
+        assert_eq!(posted.message.waiting_for, Some(WaitingFor::SendAt));
+        let view = chat_view(&storage, &clock, &rules, posted.message.id)
+            .await
+            .unwrap();
+        assert_eq!(view.waiting_for, Some(WaitingFor::SendAt));
+
+        // 21:00 in Chicago is outside: it goes at 09:00 the next morning.
+        let night = nine_chicago() + chrono::Duration::hours(12);
+        let mut ask = request(1, 24, "Tonight");
+        ask.send_at = Some(night.to_rfc3339());
+        let posted = post_chat(&storage, &clock, &rules, ask).await.unwrap();
+        assert_eq!(
+            posted.send_at,
+            Some(nine_chicago() + chrono::Duration::days(1))
+        );
+        // Once its sendAt has passed, what holds it is the window.
+        clock.set(night + chrono::Duration::minutes(5));
+        let view = chat_view(&storage, &clock, &rules, posted.message.id)
+            .await
+            .unwrap();
+        assert_eq!(view.waiting_for, Some(WaitingFor::ActiveHours));
+    }
+
+    #[tokio::test]
+    async fn a_bad_send_at_is_refused_and_nothing_is_stored() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let before = chats(&storage, 1).await;
+        for bad in ["tomorrow", "2026-11-25T14:58:00Z", "2027-03-01T00:00:00Z"] {
+            let mut ask = request(1, 24, "Later");
+            ask.send_at = Some(bad.to_owned());
+            let err = post_chat(&storage, &clock, &Rules::default(), ask)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, PostChatError::InvalidSendAt(_)),
+                "{bad}: {err:?}"
+            );
+        }
+        assert_eq!(chats(&storage, 1).await, before);
+    }
+
+    #[tokio::test]
+    async fn a_reply_at_1958_goes_at_once_and_later_messages_wait() {
+        // 19:58 in Chicago; the client wrote at 19:50.
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 1, 58, 0).unwrap();
+        let (storage, clock) = setup(at - chrono::Duration::minutes(8)).await;
+        let rules = Rules::default();
+        post_chat(&storage, &clock, &rules, request(1, 27, "Is it in stock?"))
+            .await
+            .unwrap();
+        clock.set(at);
+        let reply = post_chat(&storage, &clock, &rules, request(1, 24, "Yes"))
+            .await
+            .unwrap();
+        assert_eq!(reply.send_at, Some(at));
+        assert_eq!(reply.message.waiting_for, None);
+        assert_eq!(
+            reply.message.last_received,
+            Some(at - chrono::Duration::minutes(8))
+        );
+        // Twenty minutes later it is no reply, and 20:18 is outside the window.
+        clock.set(at + chrono::Duration::minutes(20));
+        let late = post_chat(&storage, &clock, &rules, request(1, 24, "Anything else?"))
+            .await
+            .unwrap();
+        assert_eq!(late.message.waiting_for, Some(WaitingFor::ActiveHours));
+        assert_eq!(
+            late.send_at,
+            Some(nine_chicago() + chrono::Duration::days(1))
+        );
     }
 }

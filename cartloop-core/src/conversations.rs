@@ -218,6 +218,9 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
             send_at: None,
             idempotency_key: None,
+            not_before: None,
+            last_received: None,
+            waiting_for: None,
         }
     }
 

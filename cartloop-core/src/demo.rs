@@ -235,12 +235,8 @@ fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
 pub fn demo_data() -> Dataset {
     let stores = STORES
         .iter()
-        .map(|&(id, name, time_zone, sender)| Store {
-            id: StoreId(id),
-            name: self::name(name),
-            time_zone,
-            sender_email: address(sender),
-            active_hours: None,
+        .map(|&(id, name, time_zone, sender)| {
+            Store::new(StoreId(id), self::name(name), time_zone, address(sender))
         })
         .collect();
     let operators = OPERATORS
@@ -322,6 +318,9 @@ pub fn demo_data() -> Dataset {
         sent_at: Some(when),
         attempts: 1,
         last_error: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     };
     let received = |id, conversation, author, payload: &str, when: DateTime<Utc>| Message {
         id: MessageId(id),
@@ -335,6 +334,9 @@ pub fn demo_data() -> Dataset {
         sent_at: None,
         attempts: 0,
         last_error: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     };
     let messages = vec![
         sent(
@@ -529,13 +531,12 @@ mod tests {
 
         // A client created first (of a store the demo does not have) takes user id 1.
         let taken = MemoryStorage::new();
-        let own_store = Store {
-            id: StoreId(99),
-            name: name("My Shop"),
-            time_zone: chrono_tz::Europe::Paris,
-            sender_email: EmailAddress::parse("me@myshop.example.com").unwrap(),
-            active_hours: None,
-        };
+        let own_store = Store::new(
+            StoreId(99),
+            name("My Shop"),
+            chrono_tz::Europe::Paris,
+            EmailAddress::parse("me@myshop.example.com").unwrap(),
+        );
         taken
             .import(&Dataset {
                 stores: vec![own_store],

@@ -3,10 +3,10 @@
 //! [`DiscountCode`](crate::discount_code::DiscountCode), addresses, zones); the references
 //! are checked here before anything is stored.
 
-use crate::active_hours::ActiveHours;
+use crate::closures::Closures;
 use crate::domain::{
     Client, ClientChanges, Conversation, ConversationContext, ConversationStatus, NewClient,
-    NewConversation, NewOperator, NewStore, Operator, Store,
+    NewConversation, NewOperator, NewStore, Operator, Store, StoreChanges,
 };
 use crate::ids::{ConversationId, StoreId, UserId};
 use crate::ports::{Clock, Storage, StorageError};
@@ -101,17 +101,35 @@ pub async fn create_store(storage: &dyn Storage, store: NewStore) -> Result<Stor
     Ok(storage.create_store(store).await?)
 }
 
-/// Sets or clears a store's own window.
+/// Changes a store's delivery settings: its calendar, frequency cap and reply grace.
 ///
 /// # Errors
 /// [`DirectoryError::NotFound`]; storage failures.
-pub async fn set_store_hours(
+pub async fn update_store(
     storage: &dyn Storage,
     id: StoreId,
-    hours: Option<ActiveHours>,
+    changes: StoreChanges,
 ) -> Result<Store, DirectoryError> {
     storage
-        .set_store_hours(id, hours)
+        .update_store(id, changes)
+        .await?
+        .ok_or(DirectoryError::NotFound {
+            what: "store",
+            id: id.0,
+        })
+}
+
+/// Replaces a store's closures.
+///
+/// # Errors
+/// [`DirectoryError::NotFound`]; storage failures.
+pub async fn set_store_closures(
+    storage: &dyn Storage,
+    id: StoreId,
+    closures: Closures,
+) -> Result<Store, DirectoryError> {
+    storage
+        .set_store_closures(id, closures)
         .await?
         .ok_or(DirectoryError::NotFound {
             what: "store",
@@ -352,6 +370,7 @@ fn unknown_store(id: StoreId) -> DirectoryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::Calendar;
     use crate::demo::demo_data;
     use crate::discount_code::DiscountCode;
     use crate::email_address::EmailAddress;
@@ -414,14 +433,18 @@ mod tests {
     #[tokio::test]
     async fn store_hours_change_and_unknown_store() {
         let storage = storage().await;
-        let night: ActiveHours = "21:00-08:00".parse().unwrap();
-        let store = set_store_hours(&storage, StoreId(1), Some(night))
+        let night: Calendar = "21:00-08:00".parse().unwrap();
+        let set = |hours: Option<Calendar>| StoreChanges {
+            active_hours: Some(hours),
+            ..StoreChanges::default()
+        };
+        let store = update_store(&storage, StoreId(1), set(Some(night.clone())))
             .await
             .unwrap();
-        assert_eq!(store.active_hours, Some(night));
-        let store = set_store_hours(&storage, StoreId(1), None).await.unwrap();
+        assert_eq!(store.active_hours, Some(night.clone()));
+        let store = update_store(&storage, StoreId(1), set(None)).await.unwrap();
         assert_eq!(store.active_hours, None);
-        let err = set_store_hours(&storage, StoreId(999), Some(night))
+        let err = update_store(&storage, StoreId(999), set(Some(night)))
             .await
             .unwrap_err();
         assert!(

@@ -16,8 +16,13 @@
 //!
 //! Outcomes of one claimed message:
 //! - the client unsubscribed: `suppressed`;
-//! - outside the conversation's window now (the client's zone or the store's window may
-//!   have changed): back to `new` at the next window start, without counting an attempt;
+//! - the [delivery policy](crate::delivery_policy) holds it now, decided again with the
+//!   conversation as it is (the client's zone, the store's calendar, closures, cap or reply
+//!   grace may have changed): back to `new` at the decision's instant, with the rule that
+//!   holds it, without counting an attempt. The frequency cap is counted in the storage: a
+//!   message that may go reserves its send ([`DispatchQueue::reserve_send`]) atomically
+//!   with every other dispatcher's reservations for the client, and is held until one more
+//!   fits when the cap is full;
 //! - the payload no longer renders (e.g. the discount code was removed): `failed`;
 //! - sent: `sent`;
 //! - permanent mail error: `failed` with the reason;
@@ -41,11 +46,13 @@
 
 use crate::compose;
 use crate::concurrent::{first, run_bounded, while_running, Signal};
+use crate::delivery_policy::{DeliveryInput, WaitingFor};
 use crate::disk_fault::DiskFault;
 use crate::domain::{ClaimToken, Claimed, ConversationContext, Message};
 use crate::ids::{ConversationId, MessageId};
 use crate::ports::{
-    ClaimLimit, Clock, DispatchQueue, DueCallback, Links, MailErrorKind, Mailer, StorageError,
+    ClaimLimit, Clock, DispatchQueue, DueCallback, Links, MailErrorKind, Mailer, Reservation,
+    StorageError,
 };
 use crate::rules::Rules;
 use chrono::{DateTime, Utc};
@@ -130,7 +137,8 @@ pub struct DispatchReport {
     pub claimed: u32,
     /// Emails accepted by the mailer and recorded `sent`.
     pub sent: u32,
-    /// Put back because the client is outside active hours.
+    /// Put back because the delivery policy holds it (active hours, a closure, a later
+    /// `sendAt`, the frequency cap).
     pub deferred: u32,
     /// Put back for a retry after a transient failure.
     pub retried: u32,
@@ -184,8 +192,10 @@ impl DispatchReport {
 pub enum Outcome {
     /// Sent (accepted by the mail server) at the instant.
     Sent(DateTime<Utc>),
-    /// Outside the window: re-scheduled to the instant.
+    /// Handed back unsent: due again at the instant.
     Deferred(DateTime<Utc>),
+    /// The delivery policy holds it: re-scheduled to the instant, waiting for the rule.
+    Held(DateTime<Utc>, WaitingFor),
     /// Transient failure: tried again at the instant.
     Retry(DateTime<Utc>, String),
     /// Given up, with the reason.
@@ -535,7 +545,7 @@ impl Dispatcher {
                 "conversation {} no longer exists",
                 message.conversation_id
             )),
-            Some(context) => self.deliver(&message, context).await,
+            Some(context) => self.deliver(&message, token, context).await,
         };
         let recorded = self.record(token, &message, &outcome, lease_until).await;
         match recorded {
@@ -546,7 +556,7 @@ impl Dispatcher {
                 });
                 match outcome {
                     Outcome::Sent(_) => Tally::Sent,
-                    Outcome::Deferred(_) => Tally::Deferred,
+                    Outcome::Deferred(_) | Outcome::Held(..) => Tally::Deferred,
                     Outcome::Retry(..) => Tally::Retried,
                     Outcome::Failed(_) => Tally::Failed,
                     Outcome::Suppressed => Tally::Suppressed,
@@ -605,6 +615,7 @@ impl Dispatcher {
         let action = match outcome {
             Outcome::Sent(_) => "record sent",
             Outcome::Deferred(_) => "reschedule",
+            Outcome::Held(..) => "hold",
             Outcome::Retry(..) => "schedule a retry",
             Outcome::Failed(_) => "record failed",
             Outcome::Suppressed => "record suppressed",
@@ -624,6 +635,7 @@ impl Dispatcher {
             let result = match outcome {
                 Outcome::Sent(at) => self.queue.mark_sent(token, *at).await,
                 Outcome::Deferred(at) => self.queue.reschedule(token, *at, None).await,
+                Outcome::Held(at, rule) => self.queue.hold(token, *at, Some(*rule)).await,
                 Outcome::Retry(at, error) => {
                     self.queue.reschedule(token, *at, Some(error.clone())).await
                 }
@@ -663,15 +675,54 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, message: &Message, context: &ConversationContext) -> Outcome {
+    async fn deliver(
+        &self,
+        message: &Message,
+        token: ClaimToken,
+        context: &ConversationContext,
+    ) -> Outcome {
         let now = self.clock.now();
         if context.client.unsubscribed_at.is_some() {
             return Outcome::Suppressed;
         }
-        let tz = context.client_time_zone();
-        let hours = context.active_hours(self.rules.active_hours);
-        if !hours.contains(now, tz) {
-            return Outcome::Deferred(hours.next_send_instant(now, tz));
+        let calendar = context.calendar(self.rules.active_hours);
+        let input = context.delivery_input(&calendar, now, message.timing(), &[]);
+        // The store's rules first, without the cap; then the cap, counted in the storage.
+        let uncapped = DeliveryInput {
+            frequency_cap: None,
+            ..input
+        };
+        if let Some(outcome) = held(uncapped.decide(), now) {
+            return outcome;
+        }
+        if let Some(cap) = input.frequency_cap.filter(|_| !input.is_reply()) {
+            match self.queue.reserve_send(token, now, cap).await {
+                Ok(Reservation::Granted) => {}
+                Ok(Reservation::Full(sends)) => {
+                    let decision = DeliveryInput {
+                        recent_sends: &sends,
+                        ..input
+                    }
+                    .decide();
+                    // The storage and the rule count the same sends; should they ever
+                    // disagree, the storage's count wins and the message waits a second.
+                    return held(decision, now).unwrap_or(Outcome::Held(
+                        add(now, Duration::from_secs(1)),
+                        WaitingFor::FrequencyCap,
+                    ));
+                }
+                // The claim is gone: recording anything is fenced off and counted as lost.
+                Ok(Reservation::Lost) => return Outcome::Held(now, WaitingFor::FrequencyCap),
+                Err(e) => {
+                    self.observe(Event::StorageFailed {
+                        message: Some(message.id),
+                        action: "reserve a send under the frequency cap",
+                        error: &e,
+                    });
+                    let due = message.send_at.unwrap_or(message.created_at);
+                    return Outcome::Deferred(due);
+                }
+            }
         }
         // Checked again: the client's name or the discount code may have changed since the
         // message was written, and the client must never get more than the limit.
@@ -695,10 +746,12 @@ impl Dispatcher {
             return Outcome::Failed(error.message);
         }
         let now = self.clock.now();
-        let retry_at = hours.next_send_instant(
-            add(now, self.config.backoff(message.attempts)),
-            context.client_time_zone(),
-        );
+        let retry_at = DeliveryInput {
+            now: add(now, self.config.backoff(message.attempts)),
+            ..uncapped
+        }
+        .decide()
+        .at;
         let due = message.send_at.unwrap_or(message.created_at);
         if retry_at > add(due, self.config.max_message_age) {
             return Outcome::Failed(format!(
@@ -709,6 +762,14 @@ impl Dispatcher {
             ));
         }
         Outcome::Retry(retry_at, error.message)
+    }
+}
+
+/// The outcome of a decision that holds the message; `None` when it may go now.
+fn held(decision: crate::delivery_policy::Decision, now: DateTime<Utc>) -> Option<Outcome> {
+    match decision.waiting_for {
+        Some(rule) if decision.at > now => Some(Outcome::Held(decision.at, rule)),
+        _ => None,
     }
 }
 
@@ -738,6 +799,7 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::Calendar;
     use crate::chat::{post_chat, PostChat};
     use crate::demo::demo_data;
     use crate::domain::MessageStatus;
@@ -788,6 +850,7 @@ mod tests {
             user_id: Some(UserId(24)),
             payload: payload.to_owned(),
             idempotency_key: None,
+            send_at: None,
         };
         post_chat(
             f.storage.as_ref(),
@@ -978,7 +1041,7 @@ mod tests {
         // Store 1 now opens at 10:00: at 09:00 Chicago the message waits another hour.
         let hours: crate::active_hours::ActiveHours = "10:00-20:00".parse().unwrap();
         f.storage
-            .set_store_hours(crate::ids::StoreId(1), Some(hours))
+            .set_store_hours(crate::ids::StoreId(1), Some(Calendar::from(hours)))
             .await
             .unwrap();
         assert_eq!(f.dispatcher.run_once().await.unwrap().deferred, 1);

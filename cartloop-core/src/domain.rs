@@ -1,14 +1,20 @@
 //! The entities: stores, operators, clients, conversations and messages.
 
 use crate::active_hours::ActiveHours;
+use crate::calendar::Calendar;
+use crate::closures::Closures;
+use crate::delivery_policy::{DeliveryInput, WaitingFor};
 use crate::discount_code::DiscountCode;
 use crate::email_address::EmailAddress;
+use crate::frequency_cap::FrequencyCap;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 use crate::name::Name;
+use crate::reply_grace::ReplyGrace;
 use crate::validate::Payload;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,8 +29,32 @@ pub struct Store {
     pub time_zone: Tz,
     /// The address emails to this store's clients are sent from.
     pub sender_email: EmailAddress,
-    /// The store's own delivery window; `None`: the deployment's default.
-    pub active_hours: Option<ActiveHours>,
+    /// The store's own calendar (one window every day, or a week); `None`: the
+    /// deployment's default window every day.
+    pub active_hours: Option<Calendar>,
+    /// Local days and stretches when the store sends nothing.
+    pub closures: Closures,
+    /// At most this many operator emails to one client in any rolling span; `None`: off.
+    pub max_per_client: Option<FrequencyCap>,
+    /// How long after a client's message an operator's message is a reply.
+    pub reply_grace: ReplyGrace,
+}
+
+impl Store {
+    /// A store with the default delivery settings: the deployment's window, no closures,
+    /// no cap, the default reply grace.
+    pub fn new(id: StoreId, name: Name, time_zone: Tz, sender_email: EmailAddress) -> Self {
+        Self {
+            id,
+            name,
+            time_zone,
+            sender_email,
+            active_hours: None,
+            closures: Closures::default(),
+            max_per_client: None,
+            reply_grace: ReplyGrace::default(),
+        }
+    }
 }
 
 /// A store employee who writes to clients.
@@ -107,10 +137,37 @@ impl ConversationContext {
         self.client.time_zone.unwrap_or(self.store.time_zone)
     }
 
-    /// The window this conversation's emails keep to: the store's own, else `default` (the
-    /// deployment's).
-    pub fn active_hours(&self, default: ActiveHours) -> ActiveHours {
-        self.store.active_hours.unwrap_or(default)
+    /// The calendar this conversation's emails keep to: the store's own, else `default`
+    /// (the deployment's window) every day.
+    pub fn calendar(&self, default: ActiveHours) -> Cow<'_, Calendar> {
+        match &self.store.active_hours {
+            Some(calendar) => Cow::Borrowed(calendar),
+            None => Cow::Owned(Calendar::Daily(default)),
+        }
+    }
+
+    /// The facts the delivery policy decides `message` from at `now`, with this store's
+    /// settings and `calendar` (from [`calendar`](Self::calendar)); `recent_sends` are the
+    /// client's sends that count against the cap.
+    pub fn delivery_input<'a>(
+        &'a self,
+        calendar: &'a Calendar,
+        now: DateTime<Utc>,
+        timing: MessageTiming,
+        recent_sends: &'a [DateTime<Utc>],
+    ) -> DeliveryInput<'a> {
+        DeliveryInput {
+            now,
+            created_at: timing.created_at,
+            send_at: timing.not_before,
+            time_zone: self.client_time_zone(),
+            calendar,
+            closures: &self.store.closures,
+            frequency_cap: self.store.max_per_client,
+            reply_grace: self.store.reply_grace,
+            recent_sends,
+            last_received: timing.last_received,
+        }
     }
 
     /// Who `user` is in this conversation, if anyone.
@@ -132,6 +189,17 @@ impl ConversationContext {
             operator: &self.operator.name,
         }
     }
+}
+
+/// The facts of a message that the delivery policy needs, fixed when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageTiming {
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// The operator's `sendAt`: never sent before it.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the client's last message in the conversation before it was received.
+    pub last_received: Option<DateTime<Utc>>,
 }
 
 /// The side of a conversation a user is on.
@@ -286,6 +354,25 @@ pub struct Message {
     pub attempts: u32,
     /// Why the last attempt failed, if it did.
     pub last_error: Option<String>,
+    /// The operator's `sendAt`, as requested: it is never sent before it.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the client's last message in the conversation was received, as it was when this
+    /// one was written (whether it is a reply, [`crate::reply_grace`]).
+    pub last_received: Option<DateTime<Utc>>,
+    /// The rule of the delivery policy that held it when it was last scheduled; `None`:
+    /// it was due.
+    pub waiting_for: Option<WaitingFor>,
+}
+
+impl Message {
+    /// The facts the delivery policy decides this message from.
+    pub fn timing(&self) -> MessageTiming {
+        MessageTiming {
+            created_at: self.created_at,
+            not_before: self.not_before,
+            last_received: self.last_received,
+        }
+    }
 }
 
 /// A message to store, as produced by [`crate::chat::post_chat`].
@@ -306,6 +393,12 @@ pub struct NewMessage {
     /// A client-chosen key, scoped to the author: a second insert by the same author with
     /// the same key returns the first message.
     pub idempotency_key: Option<String>,
+    /// The operator's `sendAt`, if any.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the client's last message in the conversation was received.
+    pub last_received: Option<DateTime<Utc>>,
+    /// The rule that holds it as scheduled (`None`: due at once).
+    pub waiting_for: Option<WaitingFor>,
 }
 
 /// A store to create (`POST /stores/`); the storage assigns the id.
@@ -317,8 +410,20 @@ pub struct NewStore {
     pub time_zone: Tz,
     /// Sender address.
     pub sender_email: EmailAddress,
-    /// Own window, or `None` for the deployment's.
-    pub active_hours: Option<ActiveHours>,
+    /// Own calendar, or `None` for the deployment's window.
+    pub active_hours: Option<Calendar>,
+}
+
+/// Changes to a store's delivery settings (`PATCH /store/{id}/`); `None` leaves a field as
+/// it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreChanges {
+    /// New calendar: `Some(None)` goes back to the deployment's window.
+    pub active_hours: Option<Option<Calendar>>,
+    /// New cap: `Some(None)` turns it off.
+    pub max_per_client: Option<Option<FrequencyCap>>,
+    /// New reply grace.
+    pub reply_grace: Option<ReplyGrace>,
 }
 
 /// An operator to create (`POST /operators/`).

@@ -129,6 +129,9 @@ pub async fn receive_reply(
                 .message_id
                 .map(|id| format!("email:{}", crate::text::clean(&id, MAX_MESSAGE_ID_CHARS)))
                 .filter(|key| key.len() > "email:".len()),
+            not_before: None,
+            last_received: None,
+            waiting_for: None,
         })
         .await?;
     if inserted.created && context.conversation.status == ConversationStatus::Resolved {

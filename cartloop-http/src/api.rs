@@ -3,12 +3,18 @@
 //! Request bodies must be JSON objects (see [`Object`]); the §7 bodies refuse unknown
 //! fields, so that a misspelt field (`timezone`) is an error rather than silently ignored.
 
+use cartloop_core::calendar::Calendar;
 use cartloop_core::chat::{ChatView, ConversationView, Draft};
+use cartloop_core::closures::Closures;
+use cartloop_core::delivery_policy::WaitingFor;
 use cartloop_core::domain::{
     Client, ConversationContext, ConversationStatus, Message, MessageStatus, Store,
 };
+use cartloop_core::frequency_cap::FrequencyCap;
 use cartloop_core::ids::MessageId;
+use cartloop_core::json::Checked;
 use cartloop_core::ports::ConversationSummary;
+use cartloop_core::reply_grace::ReplyGrace;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
@@ -97,6 +103,31 @@ impl From<MessageStatus> for ChatStatus {
     }
 }
 
+/// The rule of the delivery policy that holds a message now (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Waiting {
+    /// The client is outside the store's calendar.
+    ActiveHours,
+    /// The store is closed.
+    Closure,
+    /// The operator asked for later.
+    SendAt,
+    /// The client had as many emails as the store's cap allows.
+    FrequencyCap,
+}
+
+impl From<WaitingFor> for Waiting {
+    fn from(rule: WaitingFor) -> Self {
+        match rule {
+            WaitingFor::ActiveHours => Self::ActiveHours,
+            WaitingFor::Closure => Self::Closure,
+            WaitingFor::SendAt => Self::SendAt,
+            WaitingFor::FrequencyCap => Self::FrequencyCap,
+        }
+    }
+}
+
 /// Whether a conversation takes messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -150,6 +181,11 @@ pub(crate) struct ChatBody {
     /// else gives it.
     #[serde(default)]
     pub user_id: Option<i64>,
+    /// Send later: not before this RFC 3339 instant (an operator's message), at most a
+    /// minute back and 90 days ahead; absent or null: as soon as the store's rules allow.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-11-26T15:00:00Z")]
+    pub send_at: Option<serde_json::Value>,
 }
 
 /// `POST /chat/` answer.
@@ -162,6 +198,8 @@ pub(crate) struct ChatResponse {
     /// When it will be emailed; null for a client's message.
     #[schema(format = DateTime)]
     send_at: Option<String>,
+    /// The rule that holds it until `sendAt`; null: due now (or a client's message).
+    waiting_for: Option<Waiting>,
 }
 
 impl ChatResponse {
@@ -169,11 +207,13 @@ impl ChatResponse {
         id: MessageId,
         status: MessageStatus,
         send_at: Option<DateTime<Utc>>,
+        waiting_for: Option<WaitingFor>,
     ) -> Self {
         Self {
             chat_id: id.0,
             status: status.into(),
             send_at: send_at.map(rfc3339),
+            waiting_for: waiting_for.map(Into::into),
         }
     }
 }
@@ -300,6 +340,12 @@ pub(crate) struct ChatViewResponse {
     attempts: u32,
     /// Why the last attempt failed.
     last_error: Option<String>,
+    /// The rule of the delivery policy that holds it now; null when due, being sent or
+    /// done.
+    waiting_for: Option<Waiting>,
+    /// The operator's `sendAt` as requested, if any.
+    #[schema(format = DateTime)]
+    requested_send_at: Option<String>,
 }
 
 impl From<ChatView> for ChatViewResponse {
@@ -317,6 +363,8 @@ impl From<ChatView> for ChatViewResponse {
             sent_at: m.sent_at.map(rfc3339),
             attempts: m.attempts,
             last_error: m.last_error,
+            waiting_for: view.waiting_for.map(Into::into),
+            requested_send_at: m.not_before.map(rfc3339),
         }
     }
 }
@@ -335,6 +383,10 @@ pub(crate) struct PreviewResponse {
     /// The same instant in the client's zone, with its offset.
     #[schema(format = DateTime, example = "2026-11-25T09:00:00-06:00")]
     client_local_send_at: Option<String>,
+    /// The rule that would hold it until `sendAt`; null: it would go now.
+    waiting_for: Option<Waiting>,
+    /// The zone of `clientLocalSendAt`: the client's, else the store's.
+    client_time_zone: &'static str,
 }
 
 impl From<&Draft> for PreviewResponse {
@@ -348,6 +400,8 @@ impl From<&Draft> for PreviewResponse {
                 at.with_timezone(&zone)
                     .to_rfc3339_opts(SecondsFormat::AutoSi, false)
             }),
+            waiting_for: draft.waiting_for.map(Into::into),
+            client_time_zone: zone.name(),
         }
     }
 }
@@ -365,19 +419,34 @@ pub(crate) struct CreateStoreBody {
     pub time_zone: String,
     /// The address emails are sent from.
     pub sender_email: String,
-    /// The store's own delivery window `HH:MM-HH:MM`; absent or null: the deployment's.
+    /// The store's own calendar: a window `HH:MM-HH:MM` for every day, or a week
+    /// (`{"mon":["09:00-12:00","13:00-20:00"],...,"sun":[]}`); absent or null: the
+    /// deployment's window.
     #[serde(default)]
-    pub active_hours: Option<String>,
+    #[schema(value_type = Option<Object>, example = "08:00-21:00")]
+    pub active_hours: Option<Checked<Calendar>>,
 }
 
 /// `PATCH /store/{id}/` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PatchStoreBody {
-    /// `HH:MM-HH:MM`, or null for the deployment's window; absent: unchanged.
+    /// `HH:MM-HH:MM` every day, a week (`{"mon":["09:00-12:00","13:00-20:00"],"sun":[]}`:
+    /// a missing or empty day sends nothing), or null for the deployment's window; absent:
+    /// unchanged.
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>, example = "08:00-21:00")]
-    pub active_hours: Option<Option<String>>,
+    #[schema(value_type = Option<Object>, example = json!({"mon": ["09:00-12:00", "13:00-20:00"], "sat": ["10:00-16:00"]}))]
+    pub active_hours: Option<Option<Checked<Calendar>>>,
+    /// The frequency cap per client, `{"count":3,"per":"24h"}`, or null: off; absent:
+    /// unchanged.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<Object>, example = json!({"count": 3, "per": "24h"}))]
+    pub max_per_client: Option<Option<serde_json::Value>>,
+    /// How long after a client's message an operator's message is a reply that goes at
+    /// once: `15m` (the default), `0` (off), at most `24h`; absent: unchanged.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>, example = "15m")]
+    pub reply_grace: Option<Option<serde_json::Value>>,
 }
 
 /// A store as `POST /stores/` answers it.
@@ -388,8 +457,9 @@ pub(crate) struct StoreCreated {
     name: String,
     time_zone: &'static str,
     sender_email: String,
-    /// The store's own window; null: the deployment's.
-    active_hours: Option<String>,
+    /// The store's own calendar (a window every day, or a week); null: the deployment's.
+    #[schema(value_type = Option<Object>)]
+    active_hours: Option<Calendar>,
 }
 
 impl From<Store> for StoreCreated {
@@ -399,7 +469,7 @@ impl From<Store> for StoreCreated {
             name: store.name.into_string(),
             time_zone: store.time_zone.name(),
             sender_email: store.sender_email.into_string(),
-            active_hours: store.active_hours.map(|h| h.to_string()),
+            active_hours: store.active_hours,
         }
     }
 }
@@ -411,8 +481,17 @@ pub(crate) struct StoreResponse {
     store_id: i64,
     name: String,
     time_zone: &'static str,
-    /// The store's own window; null: the deployment's.
-    active_hours: Option<String>,
+    /// The store's own calendar (a window every day, or a week); null: the deployment's.
+    #[schema(value_type = Option<Object>, example = "08:00-21:00")]
+    active_hours: Option<Calendar>,
+    /// The frequency cap per client; null: off.
+    #[schema(value_type = Option<Object>, example = json!({"count": 3, "per": "24h"}))]
+    max_per_client: Option<FrequencyCap>,
+    /// The reply grace, e.g. `15m`; `0`: off.
+    #[schema(value_type = String, example = "15m")]
+    reply_grace: ReplyGrace,
+    /// How many closures the store has (`GET /store/{id}/closures/` lists them).
+    closures: usize,
 }
 
 impl From<Store> for StoreResponse {
@@ -421,9 +500,35 @@ impl From<Store> for StoreResponse {
             store_id: store.id.0,
             name: store.name.into_string(),
             time_zone: store.time_zone.name(),
-            active_hours: store.active_hours.map(|h| h.to_string()),
+            active_hours: store.active_hours,
+            max_per_client: store.max_per_client,
+            reply_grace: store.reply_grace,
+            closures: store.closures.as_slice().len(),
         }
     }
+}
+
+/// A store's closures (`GET` and `PUT /store/{id}/closures/`): client-local whole days
+/// `{"date":"2026-12-25"}` and stretches `{"from":"2026-12-31T18:00","to":"2027-01-02T09:00"}`
+/// (start included, end excluded), in the order given.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Vec<ClosureEntry>, example = json!([{"date": "2026-12-25"}, {"from": "2026-12-31T18:00", "to": "2027-01-02T09:00"}]))]
+pub(crate) struct ClosuresResponse(pub Closures);
+
+/// One closure: `date` alone, or `from` and `to`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClosureEntry {
+    /// A whole client-local day, `YYYY-MM-DD`.
+    #[schema(format = Date, example = "2026-12-25")]
+    date: Option<String>,
+    /// The client-local start, `YYYY-MM-DDTHH:MM`, included.
+    #[schema(example = "2026-12-31T18:00")]
+    from: Option<String>,
+    /// The client-local end, `YYYY-MM-DDTHH:MM`, excluded; after `from`.
+    #[schema(example = "2027-01-02T09:00")]
+    to: Option<String>,
 }
 
 /// `POST /clients/` body.

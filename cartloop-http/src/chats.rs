@@ -17,6 +17,7 @@ use cartloop_core::access::{self, Access, Resource};
 use cartloop_core::chat::{
     cancel_chat, chat_view, conversation_view, post_chat, preview_chat, retry_chat, PostChat,
 };
+use cartloop_core::domain::MessageStatus;
 use cartloop_core::ids::{ConversationId, MessageId, UserId};
 use cartloop_core::ports::Page;
 
@@ -104,7 +105,7 @@ fn page(query: &std::collections::HashMap<String, String>) -> Result<Page, ApiEr
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
         (status = 409, description = "`conversation_resolved`, `client_unsubscribed`, `idempotency_key_reused`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
-        (status = 422, description = "Payload validation: `invalid_character`, `payload_too_long`, `empty_payload`, `unknown_placeholder`, `missing_value`, ...", body = ErrorBody),
+        (status = 422, description = "Payload validation: `invalid_character`, `payload_too_long`, `empty_payload`, `unknown_placeholder`, `missing_value`, ...; `invalid_send_at`", body = ErrorBody),
     )
 )]
 pub(crate) async fn post_chat_handler(
@@ -115,12 +116,14 @@ pub(crate) async fn post_chat_handler(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     author_given(&caller, body.chat.user_id)?;
+    let send_at = send_at(body.chat.send_at)?;
     let request = PostChat {
         conversation_id: ConversationId(body.conversation_id),
         principal: caller.principal,
         user_id: body.chat.user_id.map(UserId),
         payload: body.chat.payload,
         idempotency_key,
+        send_at,
     };
     let posted = post_chat(
         state.storage.as_ref(),
@@ -133,7 +136,11 @@ pub(crate) async fn post_chat_handler(
     if posted.created {
         tracing::info!(chat = %message.id, conversation = %message.conversation_id, status = %message.status, send_at = ?message.send_at, "chat stored");
     }
-    let answer = ChatResponse::new(message.id, posted.status, posted.send_at);
+    // A replay answers the first request's instant; the rule holding it is the message's.
+    let waiting_for = message
+        .waiting_for
+        .filter(|_| posted.status == MessageStatus::New);
+    let answer = ChatResponse::new(message.id, posted.status, posted.send_at, waiting_for);
     let target = AuditTarget::new("chat", message.id, posted.store);
     let mut response = (StatusCode::CREATED, Json(answer)).into_response();
     response.extensions_mut().insert(target);
@@ -144,6 +151,20 @@ pub(crate) async fn post_chat_handler(
         );
     }
     Ok(response)
+}
+
+/// `chat.sendAt`: a string, or absent or null. Its content is the core's to judge
+/// ([`cartloop_core::send_at`]).
+fn send_at(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(ApiError::unprocessable(
+            "invalid_send_at",
+            format!("sendAt: expected an RFC 3339 timestamp string (e.g. 2026-11-25T09:00:00Z), not {other}"),
+        )
+        .with_field("sendAt")),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -182,7 +203,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
         (status = 409, description = "`conversation_resolved`, `client_unsubscribed`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
-        (status = 422, description = "Payload validation", body = ErrorBody),
+        (status = 422, description = "Payload validation; `invalid_send_at`", body = ErrorBody),
     )
 )]
 pub(crate) async fn preview(
@@ -198,6 +219,7 @@ pub(crate) async fn preview(
         ConversationId(body.conversation_id),
         (&caller.principal, body.chat.user_id.map(UserId)),
         &body.chat.payload,
+        send_at(body.chat.send_at)?.as_deref(),
     )
     .await?;
     Ok(Json(PreviewResponse::from(&draft)))
@@ -221,7 +243,13 @@ pub(crate) async fn get_chat(
     PathId(id): PathId,
 ) -> Result<Json<ChatViewResponse>, ApiError> {
     chat_access(&state, &caller, id, access::may_read).await?;
-    let view = chat_view(state.storage.as_ref(), MessageId(id)).await?;
+    let view = chat_view(
+        state.storage.as_ref(),
+        state.clock.as_ref(),
+        &state.rules,
+        MessageId(id),
+    )
+    .await?;
     Ok(Json(view.into()))
 }
 

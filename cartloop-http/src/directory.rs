@@ -4,9 +4,9 @@
 //! are parsed here, each refusal a 422 naming the field; the core checks the references.
 
 use crate::api::{
-    ClientResponse, ConversationResponse, ConversationRow, ConversationsPage, CreateClientBody,
-    CreateConversationBody, CreateStoreBody, Object, PatchClientBody, PatchConversationBody,
-    PatchStoreBody, StoreCreated, StoreResponse,
+    ClientResponse, ClosuresResponse, ConversationResponse, ConversationRow, ConversationsPage,
+    CreateClientBody, CreateConversationBody, CreateStoreBody, Object, PatchClientBody,
+    PatchConversationBody, PatchStoreBody, StoreCreated, StoreResponse,
 };
 use crate::audit::AuditTarget;
 use crate::auth::{denied, Caller};
@@ -19,18 +19,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cartloop_core::access::{self, Listing, NewResource, Resource};
-use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::calendar::Calendar;
 use cartloop_core::chat::conversation_view;
+use cartloop_core::closures::Closures;
 use cartloop_core::conversations::{self, Cursor};
 use cartloop_core::directory::{self, DirectoryError};
 use cartloop_core::discount_code::DiscountCode;
 use cartloop_core::domain::{
-    ClientChanges, ConversationStatus, NewClient, NewConversation, NewStore,
+    ClientChanges, ConversationStatus, NewClient, NewConversation, NewStore, StoreChanges,
 };
 use cartloop_core::email_address::EmailAddress;
+use cartloop_core::frequency_cap::FrequencyCap;
 use cartloop_core::ids::{ConversationId, StoreId, UserId};
+use cartloop_core::json::Checked;
 use cartloop_core::name::Name;
 use cartloop_core::ports::{ConversationFilter, Page};
+use cartloop_core::reply_grace::ReplyGrace;
 use chrono_tz::Tz;
 
 fn time_zone(field: &'static str, raw: &str) -> Result<Tz, ApiError> {
@@ -60,11 +64,47 @@ fn email(field: &'static str, raw: &str) -> Result<EmailAddress, ApiError> {
     })
 }
 
-fn active_hours(raw: &str) -> Result<ActiveHours, ApiError> {
-    raw.parse::<ActiveHours>().map_err(|e| {
+/// A calendar: a window every day or a week; the refusal names the day and the window.
+fn active_hours(value: Checked<Calendar>) -> Result<Calendar, ApiError> {
+    value.into_result().map_err(|e| {
         ApiError::unprocessable("invalid_active_hours", format!("activeHours: {e}"))
             .with_field("activeHours")
     })
+}
+
+/// `{"count":3,"per":"24h"}`; the refusal names the field.
+fn max_per_client(value: serde_json::Value) -> Result<FrequencyCap, ApiError> {
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::unprocessable("invalid_max_per_client", format!("maxPerClient: {e}"))
+            .with_field("maxPerClient")
+    })
+}
+
+/// `15m`, `0`, ...: a string (or the number 0).
+fn reply_grace(value: serde_json::Value) -> Result<ReplyGrace, ApiError> {
+    let refused = |message: String| {
+        ApiError::unprocessable("invalid_reply_grace", message).with_field("replyGrace")
+    };
+    match value {
+        serde_json::Value::String(text) => text.parse().map_err(|e| refused(format!("{e}"))),
+        serde_json::Value::Number(n) if n.as_u64() == Some(0) => Ok(ReplyGrace::OFF),
+        other => Err(refused(format!(
+            "replyGrace: expected a span of time such as \"15m\" or \"0\", not {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+/// What a JSON value is, for refusals: `a number`, `an object`, ...
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn not_null<T>(field: &'static str, value: Option<T>) -> Result<T, ApiError> {
@@ -104,7 +144,7 @@ pub(crate) async fn create_store(
     let store = NewStore {
         time_zone: time_zone("timeZone", &body.time_zone)?,
         sender_email: email("senderEmail", &body.sender_email)?,
-        active_hours: body.active_hours.as_deref().map(active_hours).transpose()?,
+        active_hours: body.active_hours.map(active_hours).transpose()?,
         name: name("name", &body.name)?,
     };
     let store = directory::create_store(state.storage.as_ref(), store).await?;
@@ -144,10 +184,12 @@ pub(crate) async fn get_store(
     Ok(Json(store.into()))
 }
 
-/// Sets the store's own delivery window, or with `null` goes back to the deployment's.
+/// Changes the store's delivery settings: its calendar (`activeHours`: a window every day,
+/// a week, or `null` for the deployment's window), its frequency cap per client
+/// (`maxPerClient`, `null`: off) and its reply grace (`replyGrace`). Fields left out stay.
 ///
-/// The window applies to every message scheduled after the change and to every re-check
-/// at send time.
+/// The settings apply to every message scheduled after the change and to every re-check
+/// at send time. A body with any malformed field changes nothing.
 #[utoipa::path(
     patch,
     path = "/store/{id}/",
@@ -158,7 +200,7 @@ pub(crate) async fn get_store(
         (status = 200, description = "The store as it is now", body = StoreResponse),
         (status = 400, description = "`invalid_id`, `invalid_json`, `invalid_request`", body = ErrorBody),
         (status = 404, description = "`store_not_found`", body = ErrorBody),
-        (status = 422, description = "`invalid_active_hours`", body = ErrorBody),
+        (status = 422, description = "`invalid_active_hours` (naming the day and the window), `invalid_max_per_client`, `invalid_reply_grace`", body = ErrorBody),
     )
 )]
 pub(crate) async fn patch_store(
@@ -171,21 +213,111 @@ pub(crate) async fn patch_store(
         access::may_change(&caller.principal, &Resource::Store(StoreId(id))),
         || store_not_found(id),
     )?;
-    let store = match body.active_hours {
-        None => state.storage.store(StoreId(id)).await?,
-        Some(hours) => {
-            let hours = hours.as_deref().map(active_hours).transpose()?;
-            match directory::set_store_hours(state.storage.as_ref(), StoreId(id), hours).await {
-                Ok(store) => {
-                    tracing::info!(store = id, active_hours = ?hours.map(|h| h.to_string()), "store window changed");
-                    Some(store)
-                }
-                Err(DirectoryError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            }
-        }
+    let changes = StoreChanges {
+        active_hours: body
+            .active_hours
+            .map(|hours| hours.map(active_hours).transpose())
+            .transpose()?,
+        max_per_client: body
+            .max_per_client
+            .map(|cap| cap.map(max_per_client).transpose())
+            .transpose()?,
+        reply_grace: body
+            .reply_grace
+            .map(|grace| reply_grace(grace.unwrap_or(serde_json::Value::Null)))
+            .transpose()?,
     };
-    Ok(Json(store.ok_or_else(|| store_not_found(id))?.into()))
+    if changes == StoreChanges::default() {
+        let store = state.storage.store(StoreId(id)).await?;
+        return Ok(Json(store.ok_or_else(|| store_not_found(id))?.into()));
+    }
+    match directory::update_store(state.storage.as_ref(), StoreId(id), changes).await {
+        Ok(store) => {
+            tracing::info!(
+                store = id,
+                active_hours = ?store.active_hours.as_ref().map(ToString::to_string),
+                max_per_client = ?store.max_per_client.map(|cap| cap.to_string()),
+                reply_grace = %store.reply_grace,
+                "store delivery settings changed"
+            );
+            Ok(Json(store.into()))
+        }
+        Err(DirectoryError::NotFound { .. }) => Err(store_not_found(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The store's closures: client-local days and stretches when nothing is sent.
+#[utoipa::path(
+    get,
+    path = "/store/{id}/closures/",
+    tag = "directory",
+    params(("id" = i64, Path, description = "Store id", minimum = 1)),
+    responses(
+        (status = 200, description = "The closures, in the order given", body = ClosuresResponse),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`store_not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_closures(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<ClosuresResponse>, ApiError> {
+    caller.check(
+        access::may_read(&caller.principal, &Resource::Store(StoreId(id))),
+        || store_not_found(id),
+    )?;
+    let store = state
+        .storage
+        .store(StoreId(id))
+        .await?
+        .ok_or_else(|| store_not_found(id))?;
+    Ok(Json(ClosuresResponse(store.closures)))
+}
+
+/// Replaces the store's closures (`[]` removes them all): whole client-local days
+/// `{"date":"2026-12-25"}` and stretches `{"from":"2026-12-31T18:00","to":"2027-01-02T09:00"}`
+/// (start included, end excluded), at most 366. A message due inside a closure waits for
+/// the first window after it.
+#[utoipa::path(
+    put,
+    path = "/store/{id}/closures/",
+    tag = "directory",
+    params(("id" = i64, Path, description = "Store id", minimum = 1)),
+    request_body(content = ClosuresResponse, description = "The new list"),
+    responses(
+        (status = 200, description = "The closures as they are now", body = ClosuresResponse),
+        (status = 400, description = "`invalid_id`, `invalid_json`", body = ErrorBody),
+        (status = 404, description = "`store_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_closures`, naming the closure's index and field", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put_closures(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<Checked<Closures>>,
+) -> Result<Json<ClosuresResponse>, ApiError> {
+    caller.check(
+        access::may_change(&caller.principal, &Resource::Store(StoreId(id))),
+        || store_not_found(id),
+    )?;
+    let closures = body.into_result().map_err(|e| {
+        let message = match e.index() {
+            Some(_) => format!("closures{e}"),
+            None => format!("closures: {e}"),
+        };
+        ApiError::unprocessable("invalid_closures", message).with_field("closures")
+    })?;
+    match directory::set_store_closures(state.storage.as_ref(), StoreId(id), closures).await {
+        Ok(store) => {
+            tracing::info!(store = id, closures = %store.closures, "store closures replaced");
+            Ok(Json(ClosuresResponse(store.closures)))
+        }
+        Err(DirectoryError::NotFound { .. }) => Err(store_not_found(id)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates a client of a store. An email already known in that store is 409

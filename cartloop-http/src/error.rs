@@ -378,6 +378,9 @@ impl From<PostChatError> for ApiError {
                 Self::conflict("idempotency_key_reused", e.to_string())
             }
             PostChatError::Invalid(v) => Self::validation(&v),
+            PostChatError::InvalidSendAt(e) => {
+                Self::unprocessable("invalid_send_at", e.to_string()).with_field("sendAt")
+            }
             PostChatError::Storage(s) => s.into(),
         }
     }

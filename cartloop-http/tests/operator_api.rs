@@ -46,7 +46,7 @@ async fn create_and_read_a_store() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"storeId": 4, "name": "Nova", "timeZone": "Europe/Paris", "activeHours": "08:00-21:00"})
+        json!({"storeId": 4, "name": "Nova", "timeZone": "Europe/Paris", "activeHours": "08:00-21:00", "maxPerClient": null, "replyGrace": "15m", "closures": 0})
     );
     // Without a window, and without the trailing slash.
     let (status, body) = post(
@@ -151,7 +151,7 @@ async fn a_store_window_is_set_cleared_and_used() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"storeId": 3, "name": "Tokyo Tea House", "timeZone": "Asia/Tokyo", "activeHours": "00:00-23:59"})
+        json!({"storeId": 3, "name": "Tokyo Tea House", "timeZone": "Asia/Tokyo", "activeHours": "00:00-23:59", "maxPerClient": null, "replyGrace": "15m", "closures": 0})
     );
     let (status, body) = app.send("POST", "/chat/", Some(&chat(9, 23, "hi"))).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -786,7 +786,8 @@ async fn read_a_chat() {
             "payload": "Sure {{ username }}. Here is your code {{ discountCode }}",
             "renderedText": "Sure John Carter. Here is your code PROMO50",
             "status": "sent", "createdAt": "2020-12-03T15:25:00Z", "sendAt": "2020-12-03T15:25:00Z",
-            "sentAt": "2020-12-03T15:25:00Z", "attempts": 1, "lastError": null
+            "sentAt": "2020-12-03T15:25:00Z", "attempts": 1, "lastError": null,
+            "waitingFor": null, "requestedSendAt": null
         })
     );
     let (_, body) = app.send("GET", "/chat/2", None).await;
@@ -925,7 +926,7 @@ async fn preview_stores_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"renderedText": "Hello Yuki Tanaka, code MATCHA30", "status": "new", "sendAt": "2026-11-26T00:00:00Z", "clientLocalSendAt": "2026-11-26T09:00:00+09:00"})
+        json!({"renderedText": "Hello Yuki Tanaka, code MATCHA30", "status": "new", "sendAt": "2026-11-26T00:00:00Z", "clientLocalSendAt": "2026-11-26T09:00:00+09:00", "waitingFor": "active_hours", "clientTimeZone": "Asia/Tokyo"})
     );
     let (_, after) = app.send("GET", "/conversation/9/", None).await;
     assert_eq!(before, after);
@@ -938,7 +939,7 @@ async fn preview_stores_nothing() {
         .await;
     assert_eq!(
         body,
-        json!({"renderedText": null, "status": "received", "sendAt": null, "clientLocalSendAt": null})
+        json!({"renderedText": null, "status": "received", "sendAt": null, "clientLocalSendAt": null, "waitingFor": null, "clientTimeZone": "America/Chicago"})
     );
 
     for (body, status, code) in [

@@ -125,7 +125,7 @@ async fn post_operator_message_inside_hours() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         body,
-        json!({"chatId": 6, "status": "new", "sendAt": "2026-11-25T15:00:00Z"})
+        json!({"chatId": 6, "status": "new", "sendAt": "2026-11-25T15:00:00Z", "waitingFor": null})
     );
     let (_, conversation) = app.send("GET", "/conversation/1/", None).await;
     let last = conversation["chats"]

@@ -375,6 +375,11 @@ pub trait Dialect: Driver {
     /// PostgreSQL advisory lock); `None` where claims already take turns.
     const CAP_LOCK: Option<&'static str>;
 
+    /// Run first in a reservation under the frequency cap, with the client's id as `$1`,
+    /// so that reservations for one client take turns (a PostgreSQL advisory lock per
+    /// client, held until the transaction ends); `None` where writes already take turns.
+    const CLIENT_LOCK: Option<&'static str>;
+
     /// Run first in [`snapshot`](cartloop_core::ports::Conversations::snapshot), where ids may be
     /// committed out of order: waits for the writes in flight, so that no message or
     /// conversation with an id up to the snapshot's can appear after it (PostgreSQL: an

@@ -33,6 +33,9 @@ const COLUMNS: &[&str] = &[
     "created_at",
     "send_at",
     "idempotency_key",
+    "not_before",
+    "last_received",
+    "waiting_for",
 ];
 
 /// Inserts the message of `params` ([`sql::INSERT_MESSAGE`]'s parameters) with the others

@@ -91,12 +91,14 @@ const GROUP_INSERT: &str = concat!(
        SELECT t.*, nextval(pg_get_serial_sequence('messages', 'id')) AS new_id \
        FROM json_to_recordset($1::json) AS t (ord BIGINT, conversation_id BIGINT, \
          author_id BIGINT, payload TEXT, status TEXT, created_at TIMESTAMPTZ, \
-         send_at TIMESTAMPTZ, idempotency_key TEXT)), \
+         send_at TIMESTAMPTZ, idempotency_key TEXT, not_before TIMESTAMPTZ, \
+         last_received TIMESTAMPTZ, waiting_for TEXT)), \
      inserted AS ( \
        INSERT INTO messages \
-       (id, conversation_id, author_id, payload, status, created_at, send_at, idempotency_key) \
+       (id, conversation_id, author_id, payload, status, created_at, send_at, idempotency_key, \
+        not_before, last_received, waiting_for) \
        SELECT new_id, conversation_id, author_id, payload, status, created_at, send_at, \
-         idempotency_key FROM input ORDER BY ord \
+         idempotency_key, not_before, last_received, waiting_for FROM input ORDER BY ord \
        ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
        RETURNING ",
     message_columns!("", ""),
@@ -125,6 +127,10 @@ impl Dialect for Postgres {
     // "cartloop" in ASCII; held until the transaction ends.
     const CAP_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(7161121149532958576)");
+    // The two-key form: its keys never meet the one-key locks'. Clients whose ids share the
+    // key only take turns with each other.
+    const CLIENT_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(1129466956, ($1::bigint % 2147483647)::int)");
     // Waits for the inserts in flight and holds new ones back for as long as the snapshot
     // reads two maximums. Tables in the order the import locks them.
     const SNAPSHOT_LOCK: Option<&'static str> =
@@ -170,6 +176,9 @@ impl Dialect for Postgres {
         let next: Vec<Option<DateTime<Utc>>> = array(row, "p_next_attempt_at")?;
         let attempts: Vec<i32> = array(row, "p_attempts")?;
         let mut last_errors: Vec<Option<String>> = array(row, "p_last_error")?;
+        let not_before: Vec<Option<DateTime<Utc>>> = array(row, "p_not_before")?;
+        let last_received: Vec<Option<DateTime<Utc>>> = array(row, "p_last_received")?;
+        let waiting_for: Vec<Option<String>> = array(row, "p_waiting_for")?;
         let n = ids.len();
         let lengths = [
             authors.len(),
@@ -181,6 +190,9 @@ impl Dialect for Postgres {
             next.len(),
             attempts.len(),
             last_errors.len(),
+            not_before.len(),
+            last_received.len(),
+            waiting_for.len(),
         ];
         if lengths.iter().any(|&len| len != n) {
             return Err(StorageError::other("a page's columns differ in length"));
@@ -199,6 +211,9 @@ impl Dialect for Postgres {
                 next_attempt_at: next[i],
                 attempts: attempts[i].into(),
                 last_error,
+                not_before: not_before[i],
+                last_received: last_received[i],
+                waiting_for: waiting_for[i].as_deref(),
             })?);
         }
         messages.sort_by_key(|m| m.id);

@@ -3,15 +3,19 @@
 
 use crate::dialect::{DbRow, Driver};
 use crate::sql::MessageColumns;
-use cartloop_core::active_hours::ActiveHours;
+use cartloop_core::calendar::Calendar;
+use cartloop_core::closures::Closures;
+use cartloop_core::delivery_policy::WaitingFor;
 use cartloop_core::discount_code::DiscountCode;
 use cartloop_core::domain::{
     Client, Conversation, ConversationContext, Message, MessageStatus, Operator, Store,
 };
 use cartloop_core::email_address::EmailAddress;
+use cartloop_core::frequency_cap::FrequencyCap;
 use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
 use cartloop_core::name::Name;
 use cartloop_core::ports::StorageError;
+use cartloop_core::reply_grace::ReplyGrace;
 use cartloop_core::validate::Payload;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -55,6 +59,9 @@ pub(crate) struct MessageParts<'a> {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub last_received: Option<DateTime<Utc>>,
+    pub waiting_for: Option<&'a str>,
 }
 
 /// The message of `parts`, checked.
@@ -83,6 +90,15 @@ pub(crate) fn checked_message(parts: MessageParts<'_>) -> Result<Message, Storag
         sent_at: parts.sent_at,
         attempts: u32::try_from(parts.attempts).map_err(|e| bad(owner(), "attempts", e))?,
         last_error: parts.last_error,
+        not_before: parts.not_before,
+        last_received: parts.last_received,
+        waiting_for: parts
+            .waiting_for
+            .map(|raw| {
+                serde_json::from_value::<WaitingFor>(serde_json::Value::from(raw))
+                    .map_err(|e| bad(owner(), "waiting_for", e))
+            })
+            .transpose()?,
     })
 }
 
@@ -103,6 +119,9 @@ pub(crate) fn message<D: Driver>(
         next_attempt_at: D::time(row, names.next_attempt_at)?,
         attempts: required(D::int32(row, names.attempts)?, names.attempts)?.into(),
         last_error: D::str(row, names.last_error)?.map(str::to_owned),
+        not_before: D::time(row, names.not_before)?,
+        last_received: D::time(row, names.last_received)?,
+        waiting_for: D::str(row, names.waiting_for)?,
     })
 }
 
@@ -120,6 +139,9 @@ type PageEntry = (
     Option<i64>,
     Option<i64>,
     i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
     Option<String>,
 );
 
@@ -155,6 +177,9 @@ pub(crate) fn page_json(json: &str) -> Result<Vec<Message>, StorageError> {
                 next_attempt_at: next.map(at).transpose()?,
                 attempts: entry.9,
                 last_error: entry.10,
+                not_before: entry.11.map(at).transpose()?,
+                last_received: entry.12.map(at).transpose()?,
+                waiting_for: entry.13.as_deref(),
             })
         })
         .collect::<Result<Vec<_>, StorageError>>()?;
@@ -173,10 +198,26 @@ pub(crate) fn store<D: Driver>(row: &DbRow<D>) -> Result<Store, StorageError> {
         sender_email: email(text::<D>(row, "store_sender_email")?, owner)?,
         active_hours: D::str(row, "store_active_hours")?
             .map(|raw| {
-                raw.parse::<ActiveHours>()
+                raw.parse::<Calendar>()
                     .map_err(|e| bad(owner(), "active hours", e))
             })
             .transpose()?,
+        closures: text::<D>(row, "store_closures")?
+            .parse::<Closures>()
+            .map_err(|e| bad(owner(), "closures", e))?,
+        max_per_client: D::str(row, "store_max_per_client")?
+            .map(|raw| {
+                serde_json::from_str::<FrequencyCap>(raw)
+                    .map_err(|e| bad(owner(), "frequency cap", e))
+            })
+            .transpose()?,
+        reply_grace: D::str(row, "store_reply_grace")?
+            .map(|raw| {
+                raw.parse::<ReplyGrace>()
+                    .map_err(|e| bad(owner(), "reply grace", e))
+            })
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 

@@ -18,7 +18,13 @@ macro_rules! store_columns {
             $q,
             "sender_email AS store_sender_email, ",
             $q,
-            "active_hours AS store_active_hours"
+            "active_hours AS store_active_hours, ",
+            $q,
+            "closures AS store_closures, ",
+            $q,
+            "max_per_client AS store_max_per_client, ",
+            $q,
+            "reply_grace AS store_reply_grace"
         )
     };
 }
@@ -107,7 +113,19 @@ macro_rules! message_columns {
             $q,
             "last_error AS ",
             $p,
-            "last_error"
+            "last_error, ",
+            $q,
+            "not_before AS ",
+            $p,
+            "not_before, ",
+            $q,
+            "last_received AS ",
+            $p,
+            "last_received, ",
+            $q,
+            "waiting_for AS ",
+            $p,
+            "waiting_for"
         )
     };
 }
@@ -127,6 +145,9 @@ pub(crate) struct MessageColumns {
     pub sent_at: &'static str,
     pub attempts: &'static str,
     pub last_error: &'static str,
+    pub not_before: &'static str,
+    pub last_received: &'static str,
+    pub waiting_for: &'static str,
 }
 
 macro_rules! message_names {
@@ -143,6 +164,9 @@ macro_rules! message_names {
             sent_at: concat!($p, "sent_at"),
             attempts: concat!($p, "attempts"),
             last_error: concat!($p, "last_error"),
+            not_before: concat!($p, "not_before"),
+            last_received: concat!($p, "last_received"),
+            waiting_for: concat!($p, "waiting_for"),
         }
     };
 }
@@ -240,7 +264,8 @@ pub(crate) const SQLITE_CONVERSATION_PAGE: &str = concat!(
     "SELECT ",
     context_columns!(),
     ", (SELECT json_group_array(json_array(id, conversation_id, author_id, payload, status, \
-     created_at, send_at, sent_at, next_attempt_at, attempts, last_error)) FROM ",
+     created_at, send_at, sent_at, next_attempt_at, attempts, last_error, not_before, \
+     last_received, waiting_for)) FROM ",
     newest!("$1", "$2", "$3"),
     ") AS page FROM conversations c",
     context_joins!(),
@@ -272,7 +297,10 @@ macro_rules! pg_conversation_page {
              array_agg(status) AS p_status, array_agg(created_at) AS p_created_at, \
              array_agg(send_at) AS p_send_at, array_agg(sent_at) AS p_sent_at, \
              array_agg(next_attempt_at) AS p_next_attempt_at, \
-             array_agg(attempts) AS p_attempts, array_agg(last_error) AS p_last_error FROM ",
+             array_agg(attempts) AS p_attempts, array_agg(last_error) AS p_last_error, \
+             array_agg(not_before) AS p_not_before, \
+             array_agg(last_received) AS p_last_received, \
+             array_agg(waiting_for) AS p_waiting_for FROM ",
             newest!("c.id", $before, $limit),
             ") AS p WHERE c.id = ",
             $id
@@ -416,8 +444,17 @@ pub(crate) const STORE: &str = concat!(
     " FROM stores s WHERE s.id = $1"
 );
 
-pub(crate) const SET_STORE_HOURS: &str = concat!(
-    "UPDATE stores SET active_hours = $2 WHERE id = $1 RETURNING ",
+/// `$2`, `$4`, `$6`: whether the calendar, the cap, the grace change, to `$3`, `$5`, `$7`.
+pub(crate) const UPDATE_STORE: &str = concat!(
+    "UPDATE stores SET active_hours = CASE WHEN $2 THEN $3 ELSE active_hours END, \
+     max_per_client = CASE WHEN $4 THEN $5 ELSE max_per_client END, \
+     reply_grace = CASE WHEN $6 THEN $7 ELSE reply_grace END \
+     WHERE id = $1 RETURNING ",
+    store_columns!("")
+);
+
+pub(crate) const SET_STORE_CLOSURES: &str = concat!(
+    "UPDATE stores SET closures = $2 WHERE id = $1 RETURNING ",
     store_columns!("")
 );
 
@@ -481,8 +518,9 @@ pub(crate) const MESSAGE_BY_KEY: &str = concat!(
 /// message.
 pub(crate) const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages \
-     (conversation_id, author_id, payload, status, created_at, send_at, idempotency_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     (conversation_id, author_id, payload, status, created_at, send_at, idempotency_key, \
+      not_before, last_received, waiting_for) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING ",
     message_columns!("", "")
@@ -550,16 +588,46 @@ macro_rules! fenced {
 
 pub(crate) const RENEW_LEASE: &str = concat!("UPDATE messages SET lease_until = $3", fenced!());
 
+/// A reservation under the frequency cap moves to the send's instant.
 pub(crate) const MARK_SENT: &str = concat!(
-    "UPDATE messages SET status = 'sent', sent_at = $3, last_error = NULL, lease_until = NULL",
+    "UPDATE messages SET status = 'sent', sent_at = $3, last_error = NULL, lease_until = NULL, \
+     counted_at = CASE WHEN counted_at IS NULL THEN NULL ELSE $3 END",
     fenced!()
 );
+
+/// `$3` the instant, `$4` the rule: the policy holds the message; not an attempt.
+pub(crate) const HOLD: &str = concat!(
+    "UPDATE messages SET status = 'new', lease_until = NULL, send_at = $3, \
+     next_attempt_at = NULL, waiting_for = $4, counted_at = NULL, attempts = attempts - 1",
+    fenced!()
+);
+
+/// The client of the message `$1` if it is `sending` under the claim `$2`.
+pub(crate) const CLAIM_CLIENT: &str = "\
+    SELECT c.client_id AS client_id FROM messages m JOIN conversations c \
+    ON c.id = m.conversation_id WHERE m.id = $1 AND m.status = 'sending' AND m.attempts = $2";
+
+/// The reservations under the frequency cap of client `$1` at or after `$2`, except message
+/// `$3`'s, oldest first.
+pub(crate) const RESERVED_SENDS: &str = "\
+    SELECT m.counted_at AS counted_at FROM conversations c \
+    JOIN messages m ON m.conversation_id = c.id \
+    WHERE c.client_id = $1 AND m.counted_at IS NOT NULL AND m.counted_at >= $2 AND m.id <> $3 \
+    ORDER BY m.counted_at";
+
+/// `$3` the instant of the reservation.
+pub(crate) const RESERVE_SEND: &str = concat!("UPDATE messages SET counted_at = $3", fenced!());
+
+/// The newest `received` message of conversation `$1`.
+pub(crate) const LAST_RECEIVED: &str = "\
+    SELECT MAX(created_at) AS last_received FROM messages \
+    WHERE conversation_id = $1 AND status = 'received'";
 
 /// `$3` the instant, `$4` the error. A retry after a transient error (`$4` set) waits for
 /// `next_attempt_at` and keeps `send_at`; a deferral (`$4` NULL) moves `send_at` and does not
 /// count as an attempt.
 pub(crate) const RESCHEDULE: &str = concat!(
-    "UPDATE messages SET status = 'new', lease_until = NULL, \
+    "UPDATE messages SET status = 'new', lease_until = NULL, counted_at = NULL, \
      send_at = CASE WHEN $4 IS NULL THEN $3 ELSE send_at END, \
      next_attempt_at = CASE WHEN $4 IS NULL THEN NULL ELSE $3 END, \
      last_error = COALESCE($4, last_error), \
@@ -568,14 +636,15 @@ pub(crate) const RESCHEDULE: &str = concat!(
 );
 
 pub(crate) const MARK_FAILED: &str = concat!(
-    "UPDATE messages SET status = 'failed', last_error = $3, lease_until = NULL",
+    "UPDATE messages SET status = 'failed', last_error = $3, lease_until = NULL, \
+     counted_at = NULL",
     fenced!()
 );
 
 /// No send was tried: the claim does not count as an attempt.
 pub(crate) const MARK_SUPPRESSED: &str = concat!(
     "UPDATE messages SET status = 'suppressed', last_error = $3, lease_until = NULL, \
-     attempts = attempts - 1",
+     counted_at = NULL, attempts = attempts - 1",
     fenced!()
 );
 
@@ -597,8 +666,9 @@ pub(crate) const BACKLOG: &str = "\
 // ---- data sets, secrets, health --------------------------------------------------------
 
 pub(crate) const IMPORT_STORE: &str = "\
-    INSERT INTO stores (id, name, time_zone, sender_email, active_hours) \
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id";
+    INSERT INTO stores (id, name, time_zone, sender_email, active_hours, closures, \
+                        max_per_client, reply_grace) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const IMPORT_OPERATOR: &str = "\
     INSERT INTO users (id, role, name, store_id, operator_group) \
@@ -615,9 +685,10 @@ pub(crate) const IMPORT_CONVERSATION: &str = "\
 /// A message imported as `sending` has no lease to keep: it is due again at once.
 pub(crate) const IMPORT_MESSAGE: &str = "\
     INSERT INTO messages (id, conversation_id, author_id, payload, status, created_at, \
-                          send_at, next_attempt_at, sent_at, attempts, last_error, lease_until) \
+                          send_at, next_attempt_at, sent_at, attempts, last_error, lease_until, \
+                          not_before, last_received, waiting_for) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-            CASE WHEN $5 = 'sending' THEN COALESCE($7, $6) END) \
+            CASE WHEN $5 = 'sending' THEN COALESCE($7, $6) END, $12, $13, $14) \
     ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(crate) const INSERT_SECRET: &str =

@@ -81,6 +81,7 @@ impl Dialect for Sqlite {
     // RETURNING cannot say when an expired lease was due: that is read first.
     const CLAIM_DUE_AT: Option<&'static str> = Some(claimable!());
     const CAP_LOCK: Option<&'static str> = None;
+    const CLIENT_LOCK: Option<&'static str> = None;
     const SNAPSHOT_LOCK: Option<&'static str> = None;
     const IMPORT_LOCK: Option<&'static str> = None;
     // Writes take turns and are group committed already (`SqlStorage::write`).

@@ -39,6 +39,7 @@ pub(crate) struct DispatchMetrics {
     retried: Counter,
     failed: Counter,
     suppressed: Counter,
+    held: Counter,
     storage_errors: Counter,
     lag: Histogram,
     /// The API's count of disk faults (registered by the API's [`Metrics`](cartloop_http::Metrics)),
@@ -54,6 +55,7 @@ impl DispatchMetrics {
             retried: Counter::default(),
             failed: Counter::default(),
             suppressed: Counter::default(),
+            held: Counter::default(),
             storage_errors: Counter::default(),
             lag: Histogram::new(LAG_BUCKETS),
             disk_faults: None,
@@ -78,6 +80,11 @@ impl DispatchMetrics {
                 "cartloop_emails_suppressed",
                 "Messages not sent because the client unsubscribed",
                 &metrics.suppressed,
+            ),
+            (
+                "cartloop_emails_held",
+                "Sends the delivery policy held at send time and re-scheduled",
+                &metrics.held,
             ),
             (
                 "cartloop_dispatch_storage_errors",
@@ -130,7 +137,11 @@ pub(crate) fn event(metrics: &DispatchMetrics, event: &Event<'_>) {
                     tracing::info!(%chat, attempt, lag_ms = lag.as_millis() as u64, "email sent");
                 }
                 Outcome::Deferred(at) => {
-                    tracing::info!(%chat, send_at = %at, "outside active hours; deferred")
+                    tracing::info!(%chat, send_at = %at, "handed back; deferred")
+                }
+                Outcome::Held(at, rule) => {
+                    metrics.held.inc();
+                    tracing::info!(%chat, send_at = %at, waiting_for = %rule, "held by the delivery policy")
                 }
                 Outcome::Retry(at, error) => {
                     metrics.retried.inc();

@@ -91,6 +91,17 @@ pub struct ConversationSummary {
     pub key: ActivityKey,
 }
 
+/// What the delivery policy needs to know of a conversation's past when a message is
+/// written ([`Conversations::delivery_facts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFacts {
+    /// When the emails that count against the frequency cap were sent to the client (or
+    /// reserved, while being sent), oldest first.
+    pub recent_sends: Vec<DateTime<Utc>>,
+    /// When the client's newest `received` message in the conversation was written.
+    pub last_received: Option<DateTime<Utc>>,
+}
+
 /// Conversations and their messages.
 ///
 /// Errors: as [`StorageError`] says; the contracts below say when a method MUST return
@@ -171,6 +182,25 @@ pub trait Conversations: Send + Sync {
     /// (keys of different authors never collide).
     /// MUST return [`StorageError::NotFound`] if the conversation does not exist.
     async fn insert_message(&self, message: NewMessage) -> Result<Inserted, StorageError>;
+
+    /// The delivery facts of conversation `id` whose client is `client`:
+    ///
+    /// - `recent_sends` MUST hold the instant of every send to `client` (in any of the
+    ///   client's conversations) reserved by [`DispatchQueue::reserve_send`] at or after
+    ///   `since`, whether the message is `sent` by now or still being sent, oldest first;
+    ///   no other message (replies never reserve);
+    /// - `last_received` MUST be the `created_at` of the newest `received` message of
+    ///   conversation `id`, or `None`.
+    ///
+    /// An unknown conversation or client has no facts: `Ok` with both empty.
+    ///
+    /// [`DispatchQueue::reserve_send`]: super::DispatchQueue::reserve_send
+    async fn delivery_facts(
+        &self,
+        id: ConversationId,
+        client: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryFacts, StorageError>;
 
     /// One message by id, or `Ok(None)`.
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError>;

@@ -1,8 +1,11 @@
 //! [`Directory`]: stores, operators and clients.
 
 use super::StorageError;
-use crate::active_hours::ActiveHours;
-use crate::domain::{Client, ClientChanges, NewClient, NewOperator, NewStore, Operator, Store};
+use crate::calendar::Calendar;
+use crate::closures::Closures;
+use crate::domain::{
+    Client, ClientChanges, NewClient, NewOperator, NewStore, Operator, Store, StoreChanges,
+};
 use crate::email_address::EmailAddress;
 use crate::ids::{StoreId, UserId};
 use async_trait::async_trait;
@@ -20,12 +23,37 @@ pub trait Directory: Send + Sync {
     /// One store, or `Ok(None)`.
     async fn store(&self, id: StoreId) -> Result<Option<Store>, StorageError>;
 
-    /// Sets (or with `None` clears) the store's own window; returns the store as it is now,
-    /// or `Ok(None)` for an unknown id.
+    /// Applies `changes` to the store's delivery settings (calendar, frequency cap, reply
+    /// grace), all or none; returns the store as it is now, or `Ok(None)` (changing
+    /// nothing) for an unknown id. A field left `None` MUST keep its value.
+    async fn update_store(
+        &self,
+        id: StoreId,
+        changes: StoreChanges,
+    ) -> Result<Option<Store>, StorageError>;
+
+    /// Sets (or with `None` clears) the store's own calendar alone: [`update_store`] with
+    /// only `active_hours`.
+    ///
+    /// [`update_store`]: Self::update_store
     async fn set_store_hours(
         &self,
         id: StoreId,
-        hours: Option<ActiveHours>,
+        hours: Option<Calendar>,
+    ) -> Result<Option<Store>, StorageError> {
+        let changes = StoreChanges {
+            active_hours: Some(hours),
+            ..StoreChanges::default()
+        };
+        self.update_store(id, changes).await
+    }
+
+    /// Replaces the store's closures with `closures` (an empty list removes them all);
+    /// returns the store as it is now, or `Ok(None)` (changing nothing) for an unknown id.
+    async fn set_store_closures(
+        &self,
+        id: StoreId,
+        closures: Closures,
     ) -> Result<Option<Store>, StorageError>;
 
     /// Creates an operator with the next user id (operators and clients share one id space).

@@ -41,15 +41,15 @@ pub use admin::{Admin, ImportSummary};
 pub use audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditLog, NewAuditEntry};
 pub use clock::Clock;
 pub use conversations::{
-    ActivityKey, ConversationFilter, ConversationSummary, Conversations, Inserted, Page, Snapshot,
-    Transition,
+    ActivityKey, ConversationFilter, ConversationSummary, Conversations, DeliveryFacts, Inserted,
+    Page, Snapshot, Transition,
 };
 pub use directory::Directory;
 pub use error::{Cause, StorageError};
 pub use keys::{ApiKeyRecord, ApiKeys, NewApiKey, SecretHash};
 pub use links::Links;
 pub use mailer::{Email, MailError, MailErrorKind, Mailer};
-pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback};
+pub use queue::{Backlog, ClaimLimit, DispatchQueue, DueCallback, Reservation};
 pub use sessions::{
     AccountChanges, Accounts, NewAccount, OperatorAccount, SessionLimits, SessionRecord, SignIn,
 };

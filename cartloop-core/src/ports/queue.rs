@@ -2,7 +2,9 @@
 //! of each.
 
 use super::StorageError;
+use crate::delivery_policy::WaitingFor;
 use crate::domain::{ClaimToken, Claimed, ConversationContext};
+use crate::frequency_cap::FrequencyCap;
 use crate::ids::ConversationId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,6 +23,20 @@ pub struct Backlog {
     /// and every `sending` one (it was due when it was claimed). `None` when there is none.
     /// Its age is how late the oldest email is.
     pub oldest_due: Option<DateTime<Utc>>,
+}
+
+/// The answer of [`DispatchQueue::reserve_send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// One more send fits: the message counts against the cap from now on.
+    Granted,
+    /// The cap is reached: the instants of the sends that fill it (the client's reserved
+    /// sends since `now - per`, oldest first), from which the policy finds when one more
+    /// fits. Nothing changed.
+    Full(Vec<DateTime<Utc>>),
+    /// The claim no longer holds (fenced as in [`DispatchQueue::mark_sent`]); nothing
+    /// changed.
+    Lost,
 }
 
 /// Called when a message may have become due (see [`DispatchQueue::watch_due`]).
@@ -88,6 +104,41 @@ pub trait DispatchQueue: Send + Sync {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<bool, StorageError>;
+
+    /// The delivery policy holds the message: back to `new` with `send_at = at`,
+    /// `next_attempt_at` cleared and `waiting_for` recorded, its lease ended and its
+    /// reservation ([`reserve_send`](Self::reserve_send)) released. No send was tried, so
+    /// the claim MUST NOT count: `attempts` goes back to its value before it.
+    ///
+    /// Same fencing as [`mark_sent`](Self::mark_sent).
+    async fn hold(
+        &self,
+        token: ClaimToken,
+        at: DateTime<Utc>,
+        waiting_for: Option<WaitingFor>,
+    ) -> Result<bool, StorageError>;
+
+    /// Reserves one send of the claimed message under the frequency cap `cap` of its
+    /// client at `now`: counts the client's other reserved sends (see
+    /// [`delivery_facts`](super::Conversations::delivery_facts)) after `now - cap.per()`,
+    /// and if fewer than `cap.count()`, reserves this one at `now` ([`Reservation::Granted`]),
+    /// else changes nothing and answers [`Reservation::Full`] with their instants.
+    ///
+    /// MUST count and reserve atomically with respect to every other reservation for the
+    /// same client, by any process on the same data, so that dispatchers sending at the
+    /// same moment together never exceed the cap. A reservation stays when the message is
+    /// [`mark_sent`](Self::mark_sent) (its instant becomes the send's) and is released by
+    /// every other result ([`reschedule`](Self::reschedule), [`hold`](Self::hold),
+    /// [`mark_failed`](Self::mark_failed), [`mark_suppressed`](Self::mark_suppressed)). A
+    /// claim whose lease ends keeps it: the email may have gone.
+    ///
+    /// MUST answer [`Reservation::Lost`] unless the message is `sending` under this claim.
+    async fn reserve_send(
+        &self,
+        token: ClaimToken,
+        now: DateTime<Utc>,
+        cap: FrequencyCap,
+    ) -> Result<Reservation, StorageError>;
 
     /// Gives up on the message: status `failed`, `last_error = error`.
     ///

@@ -1,20 +1,22 @@
 //! [`MemoryStorage`]: every storage port in memory, behind one lock; its `accounts` module
 //! holds the access ports (API keys, accounts and sessions, the audit log).
 
-use crate::active_hours::ActiveHours;
+use crate::closures::Closures;
+use crate::delivery_policy::WaitingFor;
 use crate::discount_code::DiscountCode;
 use crate::disk_fault::{DiskFault, DiskFaultKind};
 use crate::domain::{
     ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
     ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation, NewMessage,
-    NewOperator, NewStore, Operator, Store,
+    NewOperator, NewStore, Operator, Store, StoreChanges,
 };
 use crate::email_address::EmailAddress;
+use crate::frequency_cap::FrequencyCap;
 use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 use crate::ports::{
     ActivityKey, Admin, Backlog, ClaimLimit, ConversationFilter, ConversationSummary,
-    Conversations, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted, Page, Snapshot,
-    StorageError, Transition,
+    Conversations, DeliveryFacts, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted,
+    Page, Reservation, Snapshot, StorageError, Transition,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,6 +69,8 @@ struct State {
 struct Row {
     message: Message,
     lease_until: Option<DateTime<Utc>>,
+    /// When its send was reserved under the frequency cap (then when it was sent).
+    counted_at: Option<DateTime<Utc>>,
 }
 
 impl Row {
@@ -183,6 +187,33 @@ impl State {
             client: self.clients.get(&conversation.client_id)?.clone(),
             conversation,
         })
+    }
+
+    /// See [`Conversations::delivery_facts`]; leaves out the message `except`.
+    fn delivery_facts(
+        &self,
+        id: ConversationId,
+        client: UserId,
+        since: DateTime<Utc>,
+        except: Option<MessageId>,
+    ) -> DeliveryFacts {
+        let mut facts = DeliveryFacts::default();
+        for row in self.messages.values() {
+            let Some(conversation) = self.conversations.get(&row.message.conversation_id) else {
+                continue;
+            };
+            if row.message.conversation_id == id && row.message.status == MessageStatus::Received {
+                facts.last_received = facts.last_received.max(Some(row.message.created_at));
+            }
+            if conversation.client_id != client || Some(row.message.id) == except {
+                continue;
+            }
+            if let Some(at) = row.counted_at.filter(|at| *at >= since) {
+                facts.recent_sends.push(at);
+            }
+        }
+        facts.recent_sends.sort();
+        facts
     }
 
     fn fenced(&mut self, token: ClaimToken) -> Option<&mut Row> {
@@ -449,6 +480,9 @@ impl Conversations for MemoryStorage {
                 sent_at: None,
                 attempts: 0,
                 last_error: None,
+                not_before: new.not_before,
+                last_received: new.last_received,
+                waiting_for: new.waiting_for,
             };
             if let Some(key) = new.idempotency_key {
                 state.keys.insert((new.author_id, key), id);
@@ -458,6 +492,7 @@ impl Conversations for MemoryStorage {
                 Row {
                     message: message.clone(),
                     lease_until: None,
+                    counted_at: None,
                 },
             );
             message
@@ -469,6 +504,16 @@ impl Conversations for MemoryStorage {
             message: inserted,
             created: true,
         })
+    }
+
+    async fn delivery_facts(
+        &self,
+        id: ConversationId,
+        client: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryFacts, StorageError> {
+        let state = self.lock();
+        Ok(state.delivery_facts(id, client, since, None))
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StorageError> {
@@ -505,11 +550,8 @@ impl Directory for MemoryStorage {
         let mut state = self.lock();
         let id = StoreId(next_id(state.stores.keys().map(|id| id.0)));
         let store = Store {
-            id,
-            name: new.name,
-            time_zone: new.time_zone,
-            sender_email: new.sender_email,
             active_hours: new.active_hours,
+            ..Store::new(id, new.name, new.time_zone, new.sender_email)
         };
         state.stores.insert(id, store.clone());
         Ok(store)
@@ -519,13 +561,32 @@ impl Directory for MemoryStorage {
         Ok(self.lock().stores.get(&id).cloned())
     }
 
-    async fn set_store_hours(
+    async fn update_store(
         &self,
         id: StoreId,
-        hours: Option<ActiveHours>,
+        changes: StoreChanges,
     ) -> Result<Option<Store>, StorageError> {
         Ok(self.lock().stores.get_mut(&id).map(|store| {
-            store.active_hours = hours;
+            if let Some(hours) = changes.active_hours {
+                store.active_hours = hours;
+            }
+            if let Some(cap) = changes.max_per_client {
+                store.max_per_client = cap;
+            }
+            if let Some(grace) = changes.reply_grace {
+                store.reply_grace = grace;
+            }
+            store.clone()
+        }))
+    }
+
+    async fn set_store_closures(
+        &self,
+        id: StoreId,
+        closures: Closures,
+    ) -> Result<Option<Store>, StorageError> {
+        Ok(self.lock().stores.get_mut(&id).map(|store| {
+            store.closures = closures;
             store.clone()
         }))
     }
@@ -709,6 +770,7 @@ impl DispatchQueue for MemoryStorage {
         row.message.sent_at = Some(at);
         row.message.last_error = None;
         row.lease_until = None;
+        row.counted_at = row.counted_at.map(|_| at);
         Ok(true)
     }
 
@@ -725,6 +787,7 @@ impl DispatchQueue for MemoryStorage {
         };
         row.message.status = MessageStatus::New;
         row.lease_until = None;
+        row.counted_at = None;
         match error {
             Some(error) => {
                 row.message.next_attempt_at = Some(at);
@@ -748,7 +811,58 @@ impl DispatchQueue for MemoryStorage {
         row.message.status = MessageStatus::Failed;
         row.message.last_error = Some(error);
         row.lease_until = None;
+        row.counted_at = None;
         Ok(true)
+    }
+
+    async fn hold(
+        &self,
+        token: ClaimToken,
+        at: DateTime<Utc>,
+        waiting_for: Option<WaitingFor>,
+    ) -> Result<bool, StorageError> {
+        self.fault("hold")?;
+        let mut state = self.lock();
+        let Some(row) = state.fenced(token) else {
+            return Ok(false);
+        };
+        row.message.status = MessageStatus::New;
+        row.message.send_at = Some(at);
+        row.message.next_attempt_at = None;
+        row.message.waiting_for = waiting_for;
+        row.message.attempts = row.message.attempts.saturating_sub(1);
+        row.lease_until = None;
+        row.counted_at = None;
+        Ok(true)
+    }
+
+    async fn reserve_send(
+        &self,
+        token: ClaimToken,
+        now: DateTime<Utc>,
+        cap: FrequencyCap,
+    ) -> Result<Reservation, StorageError> {
+        self.fault("reserve_send")?;
+        let mut state = self.lock();
+        let Some(conversation) = state.fenced(token).map(|row| row.message.conversation_id) else {
+            return Ok(Reservation::Lost);
+        };
+        let Some(client) = state.conversations.get(&conversation).map(|c| c.client_id) else {
+            return Ok(Reservation::Lost);
+        };
+        let since = now - cap.per();
+        let facts = state.delivery_facts(conversation, client, since, Some(token.message_id));
+        let sends: Vec<_> = facts
+            .recent_sends
+            .into_iter()
+            .filter(|at| *at > since)
+            .collect();
+        if sends.len() >= cap.count() as usize {
+            return Ok(Reservation::Full(sends));
+        }
+        let row = state.fenced(token).expect("fenced above");
+        row.counted_at = Some(now);
+        Ok(Reservation::Granted)
     }
 
     async fn mark_suppressed(
@@ -765,6 +879,7 @@ impl DispatchQueue for MemoryStorage {
         row.message.last_error = Some(reason);
         row.message.attempts = row.message.attempts.saturating_sub(1);
         row.lease_until = None;
+        row.counted_at = None;
         Ok(true)
     }
 
@@ -840,6 +955,7 @@ impl Admin for MemoryStorage {
             let row = Row {
                 message: m.clone(),
                 lease_until: None,
+                counted_at: None,
             };
             inserted += add(&mut state.messages, m.id, &row);
         }

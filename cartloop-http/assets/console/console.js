@@ -36,6 +36,7 @@
     composeAs: $('compose-as'),
     resolvedNote: $('resolved-note'),
     input: $('compose-input'),
+    sendLater: $('send-later'),
     charCount: $('char-count'),
     preview: $('preview'),
     send: $('send-button'),
@@ -789,9 +790,38 @@
 
   // ---------------------------------------------------------------- compose
 
+  // "Send later" is picked in the operator's own time; the API takes an instant.
+  function sendLaterIso() {
+    const value = el.sendLater.value;
+    if (!value) return null;
+    const at = new Date(value);
+    return Number.isNaN(at.getTime()) ? null : at.toISOString();
+  }
+
   function chatBody() {
     const c = state.conversation;
-    return { conversationId: c.conversationId, chat: { payload: el.input.value, userId: c.operatorId } };
+    const chat = { payload: el.input.value, userId: c.operatorId };
+    const later = sendLaterIso();
+    if (later) chat.sendAt = later;
+    return { conversationId: c.conversationId, chat };
+  }
+
+  // Why a message waits, in words (SPEC §11's waitingFor).
+  const WAIT_REASONS = {
+    active_hours: (c) => `${clientName(c)} is outside the store's hours`,
+    closure: () => 'the store is closed',
+    send_at: () => 'you asked to send it later',
+    frequency_cap: (c) => `${clientName(c)} had as many emails as the store allows for now`,
+  };
+
+  // "waits for 09:00 Tue in Asia/Tokyo: the store is closed", in the client's local time.
+  function waitPhrase(waitingFor, sendAtIso, zone, c) {
+    const reason = WAIT_REASONS[waitingFor];
+    if (!reason || !sendAtIso) return '';
+    const at = new Date(sendAtIso);
+    if (Number.isNaN(at.getTime())) return '';
+    const day = formatter(zone, { weekday: 'short' }).format(at);
+    return `waits for ${clock(at, zone)} ${day} in ${zone || 'UTC'}: ${reason(c)}`;
   }
 
   function updateCount() {
@@ -857,7 +887,9 @@
           class: 'send-when',
           'data-testid': 'preview-send-at',
           dataset: { sendAt: data.sendAt, zone, local: data.clientLocalSendAt || '' },
-        }, sendPhrase(data.sendAt, zone, data.clientLocalSendAt)));
+        }, sendPhrase(data.sendAt, zone, data.clientLocalSendAt)),
+        h('span', { class: 'wait-reason', 'data-testid': 'preview-wait-reason' },
+          waitPhrase(data.waitingFor, data.sendAt, zone, c)));
     } catch (error) {
       if (seq !== state.previewSeq || error.status === 401) return;
       if (error.status === 0) setPreview('error', h('span', { class: 'preview-error', 'data-testid': 'preview-error' }, 'Preview unavailable: cannot reach the server.'));
@@ -885,6 +917,7 @@
       await api('POST', '/chat/', chatBody(), { 'Idempotency-Key': state.idempotencyKey });
       state.idempotencyKey = null;
       if (el.input.value === text) el.input.value = '';
+      el.sendLater.value = '';
       state.drafts.delete(c.conversationId);
       updateCount();
       state.previewSeq += 1;
@@ -909,6 +942,11 @@
     showNotice(el.sendError, '');
     state.idempotencyKey = null;
     if (state.selectedId !== null) state.drafts.set(state.selectedId, el.input.value);
+    schedulePreview();
+  });
+
+  el.sendLater.addEventListener('change', () => {
+    state.idempotencyKey = null;
     schedulePreview();
   });
 

@@ -186,6 +186,9 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
             new.created_at.into(),
             new.send_at.into(),
             new.idempotency_key.as_deref().into(),
+            new.not_before.into(),
+            new.last_received.into(),
+            new.waiting_for.map(WaitingFor::as_str).into(),
         ];
         let inserted = match D::GROUP_INSERT {
             Some(group_sql) => {
@@ -236,6 +239,32 @@ impl<D: Dialect> Conversations for SqlStorage<D> {
         Ok(Inserted {
             message: rows::message::<D>(&row, &MESSAGE)?,
             created: false,
+        })
+    }
+
+    async fn delivery_facts(
+        &self,
+        id: ConversationId,
+        client: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryFacts, StorageError> {
+        let params = [client.0.into(), since.into(), (-1_i64).into()];
+        let sends = self.exec.read(sql::RESERVED_SENDS, &params).await?;
+        let recent_sends = sends
+            .iter()
+            .map(|row| rows::time::<D>(row, "counted_at"))
+            .collect::<Result<_, _>>()?;
+        let row = self
+            .exec
+            .read_one(sql::LAST_RECEIVED, &[id.0.into()])
+            .await?;
+        let last_received = match row {
+            Some(row) => D::time(&row, "last_received")?,
+            None => None,
+        };
+        Ok(DeliveryFacts {
+            recent_sends,
+            last_received,
         })
     }
 

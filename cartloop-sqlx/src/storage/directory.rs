@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl<D: Dialect> Directory for SqlStorage<D> {
     async fn create_store(&self, new: NewStore) -> Result<Store, StorageError> {
-        let hours = new.active_hours.map(|h| h.to_string());
+        let hours = new.active_hours.as_ref().map(|h| h.to_string());
         let params = [
             new.name.as_str().into(),
             new.time_zone.name().into(),
@@ -18,12 +18,10 @@ impl<D: Dialect> Directory for SqlStorage<D> {
             .write(sql::INSERT_STORE, &params)
             .await
             .map_err(storage_error)?;
+        let id = StoreId(inserted_id::<D>(&rows)?);
         Ok(Store {
-            id: StoreId(inserted_id::<D>(&rows)?),
-            name: new.name,
-            time_zone: new.time_zone,
-            sender_email: new.sender_email,
             active_hours: new.active_hours,
+            ..Store::new(id, new.name, new.time_zone, new.sender_email)
         })
     }
 
@@ -32,14 +30,43 @@ impl<D: Dialect> Directory for SqlStorage<D> {
         row.as_ref().map(rows::store::<D>).transpose()
     }
 
-    async fn set_store_hours(
+    async fn update_store(
         &self,
         id: StoreId,
-        hours: Option<ActiveHours>,
+        changes: StoreChanges,
     ) -> Result<Option<Store>, StorageError> {
-        let hours = hours.map(|h| h.to_string());
-        let params = [id.0.into(), hours.as_deref().into()];
-        let row = self.exec.write_one(sql::SET_STORE_HOURS, &params).await?;
+        let hours = changes
+            .active_hours
+            .as_ref()
+            .map(|h| h.as_ref().map(|h| h.to_string()));
+        let cap = changes
+            .max_per_client
+            .map(|cap| cap.map(|cap| serde_json::json!(cap).to_string()));
+        let grace = changes.reply_grace.map(|grace| grace.to_string());
+        let params = [
+            id.0.into(),
+            hours.is_some().into(),
+            hours.as_ref().and_then(|h| h.as_deref()).into(),
+            cap.is_some().into(),
+            cap.as_ref().and_then(|c| c.as_deref()).into(),
+            grace.is_some().into(),
+            grace.as_deref().into(),
+        ];
+        let row = self.exec.write_one(sql::UPDATE_STORE, &params).await?;
+        row.as_ref().map(rows::store::<D>).transpose()
+    }
+
+    async fn set_store_closures(
+        &self,
+        id: StoreId,
+        closures: Closures,
+    ) -> Result<Option<Store>, StorageError> {
+        let closures = closures.to_string();
+        let params = [id.0.into(), closures.as_str().into()];
+        let row = self
+            .exec
+            .write_one(sql::SET_STORE_CLOSURES, &params)
+            .await?;
         row.as_ref().map(rows::store::<D>).transpose()
     }
 

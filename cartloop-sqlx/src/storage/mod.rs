@@ -20,18 +20,20 @@ pub(super) use crate::sql::{self, LAST_CHAT, MESSAGE};
 pub(super) use crate::tx::Tx;
 pub(super) use crate::ACQUIRE_TIMEOUT;
 pub(super) use async_trait::async_trait;
-pub(super) use cartloop_core::active_hours::ActiveHours;
+pub(super) use cartloop_core::closures::Closures;
+pub(super) use cartloop_core::delivery_policy::WaitingFor;
 pub(super) use cartloop_core::domain::{
     ClaimToken, Claimed, Client, ClientChanges, Conversation, ConversationContext,
     ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation, NewMessage,
-    NewOperator, NewStore, Operator, Store,
+    NewOperator, NewStore, Operator, Store, StoreChanges,
 };
 pub(super) use cartloop_core::email_address::EmailAddress;
+pub(super) use cartloop_core::frequency_cap::FrequencyCap;
 pub(super) use cartloop_core::ids::{ConversationId, MessageId, StoreId, UserId};
 pub(super) use cartloop_core::ports::{
     ActivityKey, Admin, Backlog, ClaimLimit, ConversationFilter, ConversationSummary,
-    Conversations, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted, Page, Snapshot,
-    StorageError, Transition,
+    Conversations, DeliveryFacts, Directory, DispatchQueue, DueCallback, ImportSummary, Inserted,
+    Page, Reservation, Snapshot, StorageError, Transition,
 };
 pub(super) use chrono::{DateTime, Utc};
 pub(super) use sqlx::error::ErrorKind;
@@ -262,13 +264,21 @@ impl<D: Dialect> SqlStorage<D> {
     ) -> Result<u64, StorageError> {
         let mut inserted = 0;
         for store in &data.stores {
-            let hours = store.active_hours.map(|h| h.to_string());
+            let hours = store.active_hours.as_ref().map(|h| h.to_string());
+            let closures = store.closures.to_string();
+            let cap = store
+                .max_per_client
+                .map(|cap| serde_json::json!(cap).to_string());
+            let grace = store.reply_grace.to_string();
             let params = [
                 store.id.0.into(),
                 store.name.as_str().into(),
                 store.time_zone.name().into(),
                 store.sender_email.as_str().into(),
                 hours.as_deref().into(),
+                closures.as_str().into(),
+                cap.as_deref().into(),
+                grace.as_str().into(),
             ];
             let what = || format!("store {}", store.id);
             inserted += import_row::<D>(conn, sql::IMPORT_STORE, &params, what).await?;
@@ -325,6 +335,9 @@ impl<D: Dialect> SqlStorage<D> {
                 message.sent_at.into(),
                 i64::from(message.attempts).into(),
                 message.last_error.as_deref().into(),
+                message.not_before.into(),
+                message.last_received.into(),
+                message.waiting_for.map(WaitingFor::as_str).into(),
             ];
             let what = || format!("conversation or author of message {}", message.id);
             inserted += import_row::<D>(conn, sql::IMPORT_MESSAGE, &params, what).await?;

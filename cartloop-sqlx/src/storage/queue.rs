@@ -93,6 +93,59 @@ impl<D: Dialect> DispatchQueue for SqlStorage<D> {
         self.fenced(sql::RESCHEDULE, token, &more).await
     }
 
+    async fn hold(
+        &self,
+        token: ClaimToken,
+        at: DateTime<Utc>,
+        waiting_for: Option<WaitingFor>,
+    ) -> Result<bool, StorageError> {
+        let more = [at.into(), waiting_for.map(WaitingFor::as_str).into()];
+        self.fenced(sql::HOLD, token, &more).await
+    }
+
+    async fn reserve_send(
+        &self,
+        token: ClaimToken,
+        now: DateTime<Utc>,
+        cap: FrequencyCap,
+    ) -> Result<Reservation, StorageError> {
+        let since = now - cap.per();
+        let _turn = self.exec.write_turn().await;
+        let mut tx = self.exec.begin_write().await?;
+        let reserved = async {
+            let id = token.message_id.0;
+            let fence = [id.into(), i64::from(token.attempt).into()];
+            let rows = fetch::<D>(tx.conn(), sql::CLAIM_CLIENT, &fence).await?;
+            let Some(row) = rows.first() else {
+                return Ok(Reservation::Lost);
+            };
+            let client = rows::int::<D>(row, "client_id")?;
+            if let Some(lock) = D::CLIENT_LOCK {
+                fetch::<D>(tx.conn(), lock, &[client.into()]).await?;
+            }
+            let params = [client.into(), since.into(), id.into()];
+            let mut sends = Vec::new();
+            for row in fetch::<D>(tx.conn(), sql::RESERVED_SENDS, &params).await? {
+                let at = rows::time::<D>(&row, "counted_at")?;
+                if at > since {
+                    sends.push(at);
+                }
+            }
+            if sends.len() >= cap.count() as usize {
+                return Ok(Reservation::Full(sends));
+            }
+            let params = [fence[0], fence[1], now.into()];
+            let changed = fetch::<D>(tx.conn(), sql::RESERVE_SEND, &params).await?;
+            Ok(if changed.is_empty() {
+                Reservation::Lost
+            } else {
+                Reservation::Granted
+            })
+        }
+        .await;
+        self.exec.noted(tx.finish(reserved).await)
+    }
+
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
         self.fenced(sql::MARK_FAILED, token, &[error.as_str().into()])
             .await

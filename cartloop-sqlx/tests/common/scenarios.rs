@@ -52,6 +52,9 @@ pub fn operator_message(payload: &str, send_at: DateTime<Utc>) -> NewMessage {
         created_at: send_at,
         send_at: Some(send_at),
         idempotency_key: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     }
 }
 

@@ -12,7 +12,7 @@ pub async fn stores(s: &dyn Storage) {
     let own = hours("07:30-19:45");
     let first = s
         .create_store(NewStore {
-            active_hours: Some(own),
+            active_hours: Some(own.clone()),
             ..new_store("Paris Perfume")
         })
         .await
@@ -21,7 +21,7 @@ pub async fn stores(s: &dyn Storage) {
     assert_eq!(first.name, "Paris Perfume");
     assert_eq!(first.time_zone, chrono_tz::Europe::Paris);
     assert_eq!(first.sender_email, address("shop@paris.example.com"));
-    assert_eq!(first.active_hours, Some(own));
+    assert_eq!(first.active_hours, Some(own.clone()));
     assert_eq!(s.store(first.id).await.unwrap(), Some(first.clone()));
     let second = s.create_store(new_store("Lyon Linen")).await.unwrap();
     assert!(second.id > first.id);
@@ -30,16 +30,16 @@ pub async fn stores(s: &dyn Storage) {
     let imported = data.stores.iter().find(|x| x.id == StoreId(1)).cloned();
     assert_eq!(s.store(StoreId(1)).await.unwrap(), imported);
     let changed = s
-        .set_store_hours(StoreId(1), Some(own))
+        .set_store_hours(StoreId(1), Some(own.clone()))
         .await
         .unwrap()
         .expect("store 1");
-    assert_eq!(changed.active_hours, Some(own));
+    assert_eq!(changed.active_hours, Some(own.clone()));
     assert_eq!(s.store(StoreId(1)).await.unwrap(), Some(changed));
     let context = s.conversation(ConversationId(1)).await.unwrap().unwrap();
     assert_eq!(
         context.store.active_hours,
-        Some(own),
+        Some(own.clone()),
         "conversations see it"
     );
     let cleared = s.set_store_hours(StoreId(1), None).await.unwrap().unwrap();
@@ -52,10 +52,13 @@ pub async fn stores(s: &dyn Storage) {
         "08:15:30-17:00",
     ] {
         let window = hours(raw);
-        let store = s.set_store_hours(StoreId(2), Some(window)).await.unwrap();
-        assert_eq!(store.unwrap().active_hours, Some(window), "{raw}");
+        let store = s
+            .set_store_hours(StoreId(2), Some(window.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.unwrap().active_hours, Some(window.clone()), "{raw}");
         let store = s.store(StoreId(2)).await.unwrap().unwrap();
-        assert_eq!(store.active_hours, Some(window), "{raw}");
+        assert_eq!(store.active_hours, Some(window.clone()), "{raw}");
     }
     let night = s
         .create_store(NewStore {
@@ -69,7 +72,7 @@ pub async fn stores(s: &dyn Storage) {
 
     assert_eq!(s.store(StoreId(999_999)).await.unwrap(), None);
     assert_eq!(
-        s.set_store_hours(StoreId(999_999), Some(own))
+        s.set_store_hours(StoreId(999_999), Some(own.clone()))
             .await
             .unwrap(),
         None

@@ -14,7 +14,8 @@
 //! at `next_attempt_at`, else `send_at`.
 
 //! One file per port — `directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`,
-//! `audit` — and every `pub async
+//! `audit` — plus `delivery` (what the delivery policy keeps in the storage: store
+//! settings, a message's timing, the frequency cap's reservations), and every `pub async
 //! fn` in them is a case, and the build script
 //! (`build.rs`) lists them all in the macro, so a new case cannot be left out.
 
@@ -22,26 +23,31 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod conversations;
+pub mod delivery;
 pub mod directory;
 pub mod keys;
 pub mod queue;
 
 pub(super) use crate::access::{AccessRole, OperatorRole};
-pub(super) use crate::active_hours::ActiveHours;
+pub(super) use crate::calendar::Calendar;
+pub(super) use crate::closures::Closures;
+pub(super) use crate::delivery_policy::WaitingFor;
 pub(super) use crate::demo::demo_data;
 pub(super) use crate::discount_code::DiscountCode;
 pub(super) use crate::domain::{
     ClientChanges, ConversationStatus, Dataset, Message, MessageStatus, NewClient, NewConversation,
-    NewMessage, NewOperator, NewStore,
+    NewMessage, NewOperator, NewStore, StoreChanges,
 };
 pub(super) use crate::email_address::EmailAddress;
+pub(super) use crate::frequency_cap::FrequencyCap;
 pub(super) use crate::ids::{ConversationId, MessageId, StoreId, UserId};
 pub(super) use crate::name::Name;
 pub(super) use crate::ports::{
     AccountChanges, ActivityKey, Actor, ActorKind, AuditFilter, Backlog, ClaimLimit,
-    ConversationFilter, ConversationSummary, NewAccount, NewApiKey, NewAuditEntry, Page,
-    SessionLimits, Snapshot, Storage, StorageError, Transition,
+    ConversationFilter, ConversationSummary, DeliveryFacts, NewAccount, NewApiKey, NewAuditEntry,
+    Page, Reservation, SessionLimits, Snapshot, Storage, StorageError, Transition,
 };
+pub(super) use crate::reply_grace::ReplyGrace;
 pub(super) use crate::validate::{Payload, ValidationPolicy};
 pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
 pub(super) use std::collections::BTreeSet;
@@ -76,6 +82,9 @@ pub(super) fn new_message(
         created_at: t0(),
         send_at,
         idempotency_key: None,
+        not_before: None,
+        last_received: None,
+        waiting_for: None,
     }
 }
 
@@ -131,7 +140,7 @@ pub(super) async fn store_with_operator(s: &dyn Storage, raw_name: &str) -> (Sto
     (store.id, operator.id)
 }
 
-pub(super) fn hours(raw: &str) -> ActiveHours {
+pub(super) fn hours(raw: &str) -> Calendar {
     raw.parse().expect("valid test window")
 }
 
