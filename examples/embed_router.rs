@@ -1,5 +1,10 @@
 //! Embedding cartloop's API in an axum app of your own: the app keeps its own routes and
-//! its own auth layer, and mounts cartloop under `/api`; the dispatcher runs beside it.
+//! its own sign-in, and mounts cartloop under `/api`; the dispatcher runs beside it.
+//!
+//! The host's auth layer decides who the request is and tells cartloop as a
+//! [`Principal`](cartloop_core::access::Principal) in the request's extensions: cartloop
+//! then applies its access rules to that principal (stores apart, operators writing as
+//! themselves) as it does for its own keys and sessions.
 //!
 //! ```sh
 //! cargo run --example embed_router
@@ -14,13 +19,23 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use cartloop::server::Server;
+use cartloop_core::access::{OperatorRole, Principal};
+use cartloop_core::ids::{StoreId, UserId};
 
-/// The host app's own auth: every request needs `X-Api-Key: demo-key`.
-async fn require_api_key(request: Request, next: Next) -> Result<Response, StatusCode> {
-    match request.headers().get("x-api-key") {
-        Some(key) if key == "demo-key" => Ok(next.run(request).await),
-        _ => Err(StatusCode::UNAUTHORIZED),
-    }
+/// The host app's own auth: `X-Api-Key: demo-key` is its back office (a cartloop admin);
+/// `X-User: dan` stands for its own session of Dan Brooks, an operator of store 1 (user
+/// 24 in the demo data). Anything else is refused before cartloop sees it.
+async fn host_auth(mut request: Request, next: Next) -> Result<Response, StatusCode> {
+    let headers = request.headers();
+    let principal = if headers.get("x-api-key").is_some_and(|k| k == "demo-key") {
+        Principal::deployment_token()
+    } else if headers.get("x-user").is_some_and(|u| u == "dan") {
+        Principal::session(OperatorRole::Operator, StoreId(1), UserId(24))
+    } else {
+        return Err(StatusCode::UNAUTHORIZED);
+    };
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
 }
 
 #[tokio::main]
@@ -35,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/", get(|| async { "the host app" }))
         .nest("/api", cartloop.router())
-        .layer(middleware::from_fn(require_api_key));
+        .layer(middleware::from_fn(host_auth));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -79,6 +94,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         assert!(status.is_success(), "{path}: {status}");
     }
+
+    // Dan, signed in to the host app: his store's conversation, not another store's; and
+    // he writes as himself without saying who he is.
+    for (path, expected) in [("/api/conversation/1/", 200), ("/api/conversation/5/", 404)] {
+        let response = client
+            .get(format!("{base}{path}"))
+            .header("x-user", "dan")
+            .send()
+            .await?;
+        println!("GET {path} as Dan: {}", response.status());
+        assert_eq!(response.status(), expected, "{path}");
+    }
+    let posted = client
+        .post(format!("{base}/api/chat/"))
+        .header("x-user", "dan")
+        .json(&serde_json::json!({"conversationId": 1, "chat": {"payload": "Hi << username >>"}}))
+        .send()
+        .await?;
+    println!("POST /api/chat/ as Dan: {}", posted.status());
+    assert_eq!(posted.status(), 201);
 
     let _ = stop.send(());
     let _ = stop_dispatch.send(());

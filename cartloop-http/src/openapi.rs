@@ -5,7 +5,7 @@
 use crate::error::ErrorBody;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
@@ -21,13 +21,14 @@ use utoipa::{Modify, OpenApi};
                        `{\"error\":{\"code\",\"message\"}}`."
     ),
     components(schemas(ErrorBody)),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("session" = [])),
     tags(
         (name = "conversations", description = "Conversations and their chats"),
         (name = "chats", description = "Writing, previewing, cancelling and retrying messages"),
         (name = "directory", description = "Stores, operators and clients"),
         (name = "email", description = "Unsubscribe links and clients' replies by email"),
         (name = "service", description = "Health, metrics, demo data, this document"),
+        (name = "access", description = "Signing in, API keys, who the caller is, the audit log"),
     )
 )]
 struct ApiDoc;
@@ -45,10 +46,20 @@ impl Modify for Conventions {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "`Authorization: Bearer <token>` when the server has an API token",
+                        "`Authorization: Bearer <credential>`: an API key (`ck_...`, made with \
+                         `POST /api-keys/`) or the deployment token (`CARTLOOP_API_TOKEN`, an \
+                         admin)",
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::credentials::SESSION_COOKIE,
+                "An operator's session, from `POST /login` (HttpOnly). A request that changes \
+                 something must also carry this server's `Origin`.",
+            ))),
         );
         let error = ResponseBuilder::new()
             .description("Any other error: `{\"error\":{\"code\",\"message\"}}`")
