@@ -163,9 +163,10 @@ pub(crate) async fn login(
         .storage
         .login_failures(&email, lockout::since(now))
         .await?;
+    // A refused sign-in is nobody's yet: no actor, only the account it was for.
     let audit = |actor: Option<&OperatorAccount>, status: u16| NewAuditEntry {
         at: now,
-        actor: actor.map(|a| Actor {
+        actor: actor.filter(|_| status == 200).map(|a| Actor {
             kind: ActorKind::Operator,
             id: Some(a.operator.id.0),
             name: Some(a.operator.name.as_str().to_owned()),

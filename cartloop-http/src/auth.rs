@@ -16,7 +16,8 @@
 //! before the router (a layer of its own): that principal is used as it is.
 //!
 //! The health check, the unsubscribe pages, the console's files and `POST /login` need no
-//! principal. An `inbound` key may post inbound email, read `GET /me` and nothing else.
+//! principal. An `inbound` key may post inbound email, read `GET /me` and the OpenAPI document,
+//! and nothing else.
 
 use crate::audit::{AuditTarget, Outcome};
 use crate::credentials::{KeyHash, SessionHash, API_KEY_PREFIX, SESSION_COOKIE};
@@ -36,8 +37,8 @@ use cartloop_core::session_lifetime;
 /// token is the credential) and signing in.
 const PUBLIC: [&str; 3] = ["/healthz", "/unsubscribe/{token}", "/login"];
 
-/// What an `inbound` key may reach besides nothing.
-const INBOUND: [&str; 2] = ["/inbound/email/", "/me"];
+/// What an `inbound` key may reach: its route, who it is, and the API's document.
+const INBOUND: [&str; 3] = ["/inbound/email/", "/me", "/openapi.json"];
 
 /// The principal making a request, with what the audit log and `GET /me` show of it.
 #[derive(Debug, Clone)]
