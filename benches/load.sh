@@ -6,6 +6,10 @@
 #   bash benches/load.sh sqlite           # one backend
 #   SCALE=1 bash benches/load.sh          # also with 1,000,000 messages stored
 #   SERVER=/path/to/server bash benches/load.sh   # another build (e.g. a baseline)
+#   AUTH=key bash benches/load.sh         # every request with an API key (checked in the
+#                                         # database on each request); AUTH=session: with an
+#                                         # operator's session cookie; AUTH=token: the
+#                                         # deployment token; unset: an open server
 #
 # For each backend: builds and starts the release server in a temporary directory (SQLite
 # file, or a fresh PostgreSQL database `cartloop_load`), imports the demo data, then runs
@@ -57,8 +61,12 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"conversationId":1,"chat":{"payload":"Sure {{ username }}. Here is your code {{ discountCode }}","userId":24}}'
 LUA
 
+token=load-token
+auth=()   # wrk's and curl's credential header, set by `credential` once the server runs
 start() { # database url
-  (cd "$work" && RUST_LOG=warn BIND="127.0.0.1:$port" DATABASE_URL="$1" \
+  local token_env=()
+  [ -n "${AUTH:-}" ] && token_env=(CARTLOOP_API_TOKEN="$token")
+  (cd "$work" && env "${token_env[@]}" RUST_LOG=warn BIND="127.0.0.1:$port" DATABASE_URL="$1" \
     OUTBOX_DIR="$work/outbox" exec "$SERVER") &
   pid=$!
   for _ in $(seq 1 100); do curl -sf "localhost:$port/healthz" >/dev/null && return; sleep 0.1; done
@@ -92,7 +100,7 @@ drain() {
   # conversation rather than /metrics, so a baseline build without /metrics works too.)
   # A message not due yet (the client outside active hours) has nothing to drain.
   for _ in $(seq 1 1800); do
-    newest=$(curl -sf "localhost:$port/conversation/1/?limit=1" | python3 -c '
+    newest=$(curl -sf -H "Authorization: Bearer $token" "localhost:$port/conversation/1/?limit=1" | python3 -c '
 import json, sys
 from datetime import datetime, timezone
 chat = json.load(sys.stdin)["chats"][0]
@@ -104,27 +112,52 @@ print("sent" if chat["status"] == "sent" or later else chat["status"])')
   echo "the dispatcher did not drain: the newest chat is $newest" >&2
 }
 
+# The credential every request of the run carries (AUTH), made through the API.
+credential() {
+  local admin=(-H "Authorization: Bearer $token") base="localhost:$port"
+  case "${AUTH:-}" in
+    "") auth=() ;;
+    token) auth=(-H "Authorization: Bearer $token") ;;
+    key)
+      local key
+      key=$(curl -sf "${admin[@]}" -d '{"name":"load","role":"integration","storeId":1}' "$base/api-keys/" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+      auth=(-H "Authorization: Bearer $key") ;;
+    session)
+      # Dan Brooks (24) signs in; the POSTs then need this server's Origin.
+      curl -sf "${admin[@]}" -X PATCH -d '{"email":"dan@load.example","password":"load test passphrase"}' \
+        "$base/operator/24/" >/dev/null
+      local cookie
+      cookie=$(curl -sf -D - -o /dev/null -d '{"email":"dan@load.example","password":"load test passphrase"}' \
+        "$base/login" | awk -F'[ ;]' 'tolower($1) == "set-cookie:" { print $2 }')
+      auth=(-H "Cookie: $cookie" -H "Origin: http://127.0.0.1:$port") ;;
+    *) echo "AUTH is key, session, token or unset" >&2; exit 1 ;;
+  esac
+}
+
 rss() { awk '/VmHWM/ { printf "%-9s rss    peak %d MB\n", b, $2 / 1024 }' b="$1" "/proc/$pid/status"; }
 
 run_backend() { # name url
   local name=$1 url=$2
   start "$url"
-  curl -sf "localhost:$port/import_data/" >/dev/null
+  curl -sf -H "Authorization: Bearer $token" "localhost:$port/import_data/" >/dev/null
+  credential
   local base="http://127.0.0.1:$port"
-  figure "$name" 404 "$base/nope"
-  figure "$name" get3 "$base/conversation/1/"
-  figure "$name" post -s "$work/post.lua" "$base/chat/"
+  figure "$name" 404 "${auth[@]}" "$base/nope"
+  figure "$name" get3 "${auth[@]}" "$base/conversation/1/"
+  figure "$name" post "${auth[@]}" -s "$work/post.lua" "$base/chat/"
   drain
-  figure "$name" get50 "$base/conversation/1/?limit=50"
+  figure "$name" get50 "${auth[@]}" "$base/conversation/1/?limit=50"
   rss "$name"
   if [ "${SCALE:-0}" = 1 ]; then
     stop
     ./target/release/examples/bulk_load "$url" 1000000 10000
     start "$url"
-    figure "$name-1M" get50 "$base/conversation/1/?limit=50"
-    figure "$name-1M" post -s "$work/post.lua" "$base/chat/"
+    credential
+    figure "$name-1M" get50 "${auth[@]}" "$base/conversation/1/?limit=50"
+    figure "$name-1M" post "${auth[@]}" -s "$work/post.lua" "$base/chat/"
     drain
-    figure "$name-1M" get50 "$base/conversation/1/?limit=50"
+    figure "$name-1M" get50 "${auth[@]}" "$base/conversation/1/?limit=50"
     rss "$name-1M"
   fi
   stop
