@@ -8,6 +8,10 @@
 //!
 //! `CARTLOOP_SCREENSHOTS=1` also writes the README's screenshots to `docs/screenshots/`.
 //!
+//! The sign-in scenarios run the server as the binary does (`tests/common`: its settings,
+//! `CARTLOOP_API_TOKEN` set) and make their stores, operators and conversations through
+//! the API, as a deployment would.
+//!
 //! Every document the browser opens counts the Content-Security-Policy's refusals (a
 //! listener installed before any of the page's own code runs): each scenario ends with
 //! none, so an inline script or style added to the console fails here, and with a probe
@@ -15,10 +19,13 @@
 
 #![cfg(all(feature = "server", feature = "sqlite"))]
 
+mod common;
+
 use cartloop::core::active_hours::ActiveHours;
 use cartloop::core::rules::Rules;
 use cartloop::server::Server;
 use chrono::{Timelike, Utc};
+use common::TestServer;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -67,6 +74,449 @@ async fn the_console_asks_for_the_api_token_once() {
     }
     finish(client, outcome).await;
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_writes_as_itself_and_signs_out() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let (server, _dir) = token_server().await;
+    let shop = Shop::open(&server).await;
+    let client = browser.open().await;
+    let mut outcome = operator_session(&client, &server, &shop).await;
+    if outcome.is_ok() {
+        outcome = no_csp_violations(&client, "after signing out").await;
+    }
+    finish(client, outcome).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_reassigns_a_conversation() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let (server, _dir) = token_server().await;
+    let shop = Shop::open(&server).await;
+    let client = browser.open().await;
+    let mut outcome = reassign(&client, &server, &shop).await;
+    if outcome.is_ok() {
+        outcome = no_csp_violations(&client, "after reassigning").await;
+    }
+    finish(client, outcome).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_later_says_why_it_waits() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let (server, _dir) = token_server().await;
+    let shop = Shop::open(&server).await;
+    let client = browser.open().await;
+    let mut outcome = send_later(&client, &server, &shop).await;
+    if outcome.is_ok() {
+        outcome = no_csp_violations(&client, "after sending later").await;
+    }
+    finish(client, outcome).await;
+    server.stop().await;
+}
+
+/// Dana signs in (after a wrong password, and next to a colleague locked out), sees her
+/// store's conversation only, writes as herself, cannot read the session cookie, and
+/// signs out.
+async fn operator_session(client: &Client, server: &TestServer, shop: &Shop) -> Result<()> {
+    set_viewport(client, 1280, 800).await?;
+    client.goto(&server_url(server, "/console/")).await?;
+    wait_for(client, "[data-testid=signin-view]").await?;
+    screenshot(client, "sign-in").await?;
+
+    // A wrong password: said in words, and the view stays.
+    type_credentials(client, DANA, "not her password").await?;
+    let error = wait_for(client, "[data-testid=login-error]").await?;
+    eventually("the wrong password's error", || async {
+        Ok(error
+            .text()
+            .await?
+            .contains("Wrong email or password")
+            .then_some(()))
+    })
+    .await?;
+
+    // Five failures lock an email out; the page says how long from Retry-After.
+    for _ in 0..5 {
+        let (status, _) = server
+            .send(
+                server
+                    .client
+                    .post(server_url(server, "/login"))
+                    .json(&serde_json::json!({"email": LEE, "password": "not his password"})),
+            )
+            .await;
+        check(status == 401, format!("a failed sign-in answered {status}"))?;
+    }
+    type_credentials(client, LEE, PASSWORD).await?;
+    eventually("the lockout's wait", || async {
+        let text = error.text().await?;
+        Ok(text.contains("Try again in 15 minutes").then_some(()))
+    })
+    .await?;
+
+    // The right password: who is signed in, and only the store's conversations.
+    type_credentials(client, DANA, PASSWORD).await?;
+    let who = wait_for(client, "[data-testid=who]").await?;
+    eventually("who is signed in", || async {
+        let text = who.text().await?;
+        Ok((text.contains("Dana Durand")
+            && text.contains("operator")
+            && text.contains("Paris Shop"))
+        .then_some(()))
+    })
+    .await?;
+    let own = wait_for(
+        client,
+        &format!("[data-testid=conversation-{}]", shop.conversation),
+    )
+    .await?;
+    let listed = client
+        .find_all(Locator::Css("[data-testid=conversation-list] .conv-item"))
+        .await?;
+    check(
+        listed.len() == 1,
+        format!("one conversation listed, not {}", listed.len()),
+    )?;
+    let other = client
+        .find_all(Locator::Css(&format!(
+            "[data-testid=conversation-{}]",
+            shop.other_conversation
+        )))
+        .await?;
+    check(
+        other.is_empty(),
+        "the other store's conversation is not listed",
+    )?;
+    let import = client
+        .find(Locator::Css("[data-testid=import-demo]"))
+        .await?;
+    check(
+        !import.is_displayed().await?,
+        "only an admin loads the demo",
+    )?;
+
+    // The session cookie is there (the API answers) but no script reads it.
+    let cookie = client.execute("return document.cookie;", vec![]).await?;
+    check(
+        !cookie
+            .as_str()
+            .unwrap_or_default()
+            .contains("cartloop_session"),
+        format!("document.cookie shows the session: {cookie}"),
+    )?;
+    check(
+        page_status(client, "/me").await? == 200,
+        "signed in, /me answers",
+    )?;
+
+    // Writing as herself: no userId sent, the chat is hers.
+    own.click().await?;
+    let input = wait_for(client, "[data-testid=compose-input]").await?;
+    let reassign = client.find(Locator::Css("[data-testid=reassign]")).await?;
+    check(
+        !reassign.is_displayed().await?,
+        "an operator does not reassign",
+    )?;
+    input.send_keys("Bonjour << username >>").await?;
+    wait_for(client, "[data-testid=preview-text]").await?;
+    client
+        .find(Locator::Css("[data-testid=send-button]"))
+        .await?
+        .click()
+        .await?;
+    let written = eventually("the chat written", || async {
+        Ok(chats(client).await?.into_iter().next())
+    })
+    .await?;
+    check(
+        written.attr("data-author").await?.as_deref() == Some(shop.dana.to_string().as_str()),
+        "the chat's author is Dana",
+    )?;
+    let author = written
+        .find(Locator::Css("[data-testid=chat-author]"))
+        .await?
+        .text()
+        .await?;
+    check(
+        author.contains("Dana Durand"),
+        format!("author shown: {author:?}"),
+    )?;
+    let id = written.attr("data-testid").await?.unwrap_or_default();
+    let (_, chat) = server
+        .get(&format!("/chat/{}/", id.trim_start_matches("chat-")))
+        .await;
+    check(
+        chat["userId"] == shop.dana,
+        format!("the stored chat's author: {chat}"),
+    )?;
+    screenshot(client, "signed-in").await?;
+
+    // Signing out: the sign-in view, and the API no longer knows the browser.
+    client
+        .find(Locator::Css("[data-testid=sign-out]"))
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "[data-testid=login-email]").await?;
+    let layout = client.find(Locator::Css("#layout")).await?;
+    check(!layout.is_displayed().await?, "the conversations are gone")?;
+    check(
+        page_status(client, "/me").await? == 401,
+        "after signing out /me answers 401",
+    )?;
+    Ok(())
+}
+
+/// Max, a manager, gives Dana's conversation to Lee.
+async fn reassign(client: &Client, server: &TestServer, shop: &Shop) -> Result<()> {
+    sign_in_as(client, server, MAX).await?;
+    wait_for(
+        client,
+        &format!("[data-testid=conversation-{}]", shop.conversation),
+    )
+    .await?
+    .click()
+    .await?;
+    let select = wait_for(client, "[data-testid=reassign-select]").await?;
+    eventually("Dana as the conversation's operator", || async {
+        let value = select.prop("value").await?;
+        Ok((value.as_deref() == Some(shop.dana.to_string().as_str())).then_some(()))
+    })
+    .await?;
+    let options = client
+        .find_all(Locator::Css("[data-testid=reassign-select] option"))
+        .await?;
+    let mut labels = Vec::new();
+    for option in &options {
+        labels.push(option.text().await?);
+    }
+    check(
+        labels.iter().any(|l| l.contains("Lee Laurent"))
+            && !labels.iter().any(|l| l.contains("Otto")),
+        format!("the store's operators, and only those: {labels:?}"),
+    )?;
+    select.select_by_value(&shop.lee.to_string()).await?;
+    let path = format!("/conversation/{}/", shop.conversation);
+    eventually("the conversation reassigned", || async {
+        let (_, conversation) = server.get(&path).await;
+        Ok((conversation["operatorId"] == shop.lee).then_some(()))
+    })
+    .await?;
+    let writing_as = client.find(Locator::Css("#compose-as")).await?;
+    eventually("the box writes as Lee", || async {
+        Ok(writing_as
+            .text()
+            .await?
+            .contains("Lee Laurent")
+            .then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Dana picks a later time: the chat waits, and says so in words.
+async fn send_later(client: &Client, server: &TestServer, shop: &Shop) -> Result<()> {
+    sign_in_as(client, server, DANA).await?;
+    wait_for(
+        client,
+        &format!("[data-testid=conversation-{}]", shop.conversation),
+    )
+    .await?
+    .click()
+    .await?;
+    let input = wait_for(client, "[data-testid=compose-input]").await?;
+    input
+        .send_keys("A la semaine prochaine << username >>")
+        .await?;
+    // Two hours on, in the browser's own time, as the picker gives it.
+    client
+        .execute(
+            "const at = new Date(Date.now() + 2 * 3600 * 1000);\
+             const pad = (n) => String(n).padStart(2, '0');\
+             const picker = document.querySelector('[data-testid=send-later]');\
+             picker.value = `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:${pad(at.getMinutes())}`;\
+             picker.dispatchEvent(new Event('change', { bubbles: true }));",
+            vec![],
+        )
+        .await?;
+    let preview = wait_for(client, "[data-testid=preview-wait-reason]").await?;
+    eventually("the preview's reason", || async {
+        Ok(preview
+            .text()
+            .await?
+            .contains("you asked to send it later")
+            .then_some(()))
+    })
+    .await?;
+    client
+        .find(Locator::Css("[data-testid=send-button]"))
+        .await?
+        .click()
+        .await?;
+    let reason = wait_for(
+        client,
+        "[data-testid=chat-list] [data-testid=chat-wait-reason]",
+    )
+    .await?;
+    let text = reason.text().await?;
+    check(
+        text.starts_with("waits for ")
+            && text.contains("Europe/Paris")
+            && text.ends_with("you asked to send it later"),
+        format!("the chat's reason: {text:?}"),
+    )?;
+    let waiting = chats(client).await?;
+    check(
+        waiting.len() == 1 && waiting[0].attr("data-status").await?.as_deref() == Some("new"),
+        "one chat, waiting",
+    )?;
+    screenshot(client, "send-later").await?;
+    Ok(())
+}
+
+/// Fills the sign-in form and submits it with Enter.
+async fn type_credentials(client: &Client, email: &str, password: &str) -> Result<()> {
+    let email_input = wait_for(client, "[data-testid=login-email]").await?;
+    email_input.clear().await?;
+    email_input.send_keys(email).await?;
+    let password_input = client
+        .find(Locator::Css("[data-testid=login-password]"))
+        .await?;
+    password_input.clear().await?;
+    password_input.send_keys(&format!("{password}\n")).await?;
+    Ok(())
+}
+
+async fn sign_in_as(client: &Client, server: &TestServer, email: &str) -> Result<()> {
+    set_viewport(client, 1280, 800).await?;
+    client.goto(&server_url(server, "/console/")).await?;
+    type_credentials(client, email, PASSWORD).await?;
+    wait_for(client, "[data-testid=who]").await?;
+    Ok(())
+}
+
+/// The status the page's own `fetch(path)` gets (with the browser's cookies).
+async fn page_status(client: &Client, path: &str) -> Result<u64> {
+    let status = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(arguments[0], { cache: 'no-store' }).then((r) => done(r.status), () => done(0));",
+            vec![serde_json::json!(path)],
+        )
+        .await?;
+    status
+        .as_u64()
+        .ok_or_else(|| format!("no status from the page: {status}").into())
+}
+
+// ------------------------------------------------------------------ a deployment with stores
+
+const TOKEN: &str = "browser-deployment-token";
+const PASSWORD: &str = "correct horse battery";
+const DANA: &str = "dana@paris.example.com";
+const LEE: &str = "lee@paris.example.com";
+const MAX: &str = "max@paris.example.com";
+
+/// The server as the binary runs it, with a deployment token and always-open hours.
+async fn token_server() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = common::sqlite_and_outbox(dir.path());
+    args.extend(
+        ["--api-token", TOKEN, "--active-hours", "00:00-24:00"]
+            .iter()
+            .map(|a| (*a).to_owned()),
+    );
+    (TestServer::start(&args).await, dir)
+}
+
+fn server_url(server: &TestServer, path: &str) -> String {
+    format!("{}{path}", server.base)
+}
+
+/// Two stores, made through the API: Paris with Dana (an operator, who has Claire's
+/// conversation), Lee (an operator) and Max (a manager); Lyon with Otto and his conversation.
+struct Shop {
+    dana: i64,
+    lee: i64,
+    conversation: i64,
+    other_conversation: i64,
+}
+
+impl Shop {
+    async fn open(server: &TestServer) -> Shop {
+        let paris = made(server, "/stores/", serde_json::json!({"name": "Paris Shop", "timeZone": "Europe/Paris", "senderEmail": "shop@paris.example.com"}), "storeId").await;
+        let lyon = made(server, "/stores/", serde_json::json!({"name": "Lyon Shop", "timeZone": "Europe/Paris", "senderEmail": "shop@lyon.example.com"}), "storeId").await;
+        let operator = |name: &str, store: i64, email: &str, role: &str| serde_json::json!({"name": name, "storeId": store, "group": "sales", "email": email, "password": PASSWORD, "role": role});
+        let dana = made(
+            server,
+            "/operators/",
+            operator("Dana Durand", paris, DANA, "operator"),
+            "operatorId",
+        )
+        .await;
+        let lee = made(
+            server,
+            "/operators/",
+            operator("Lee Laurent", paris, LEE, "operator"),
+            "operatorId",
+        )
+        .await;
+        made(
+            server,
+            "/operators/",
+            operator("Max Martin", paris, MAX, "manager"),
+            "operatorId",
+        )
+        .await;
+        let otto = made(
+            server,
+            "/operators/",
+            operator("Otto Other", lyon, "otto@lyon.example.com", "operator"),
+            "operatorId",
+        )
+        .await;
+        let claire = made(server, "/clients/", serde_json::json!({"name": "Claire Petit", "email": "claire@example.com", "timeZone": "Europe/Paris", "storeId": paris}), "clientId").await;
+        let bruno = made(server, "/clients/", serde_json::json!({"name": "Bruno Other", "email": "bruno@example.com", "timeZone": "Europe/Paris", "storeId": lyon}), "clientId").await;
+        let conversation = made(
+            server,
+            "/conversations/",
+            serde_json::json!({"storeId": paris, "operatorId": dana, "clientId": claire}),
+            "conversationId",
+        )
+        .await;
+        let other_conversation = made(
+            server,
+            "/conversations/",
+            serde_json::json!({"storeId": lyon, "operatorId": otto, "clientId": bruno}),
+            "conversationId",
+        )
+        .await;
+        Shop {
+            dana,
+            lee,
+            conversation,
+            other_conversation,
+        }
+    }
+}
+
+/// POSTs `body` with the deployment token and returns the new thing's `id_field`.
+async fn made(server: &TestServer, path: &str, body: serde_json::Value, id_field: &str) -> i64 {
+    let (status, answer) = server.post(path, &body).await;
+    assert_eq!(status, 201, "POST {path}: {answer}");
+    answer[id_field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("POST {path} gave no {id_field}: {answer}"))
 }
 
 /// A new operator's first session, on a fresh database.
@@ -270,8 +720,8 @@ async fn chat_with_john(client: &Client, app: &App, window: &Window) -> Result<(
     Ok(())
 }
 
-/// With a token configured, the page asks for it, says when it is wrong, and keeps it for
-/// the rest of the browser session.
+/// With a token configured, the sign-in view takes it too, says when it is wrong, and
+/// keeps it for the rest of the browser session.
 async fn sign_in(client: &Client, app: &App) -> Result<()> {
     client.goto(&app.url("/console/")).await?;
     let input = wait_for(client, "[data-testid=token-input]").await?;
@@ -284,13 +734,19 @@ async fn sign_in(client: &Client, app: &App) -> Result<()> {
     input.send_keys("console-test-token\n").await?;
     wait_for(client, "[data-testid=import-demo]").await?;
 
+    let who = wait_for(client, "[data-testid=who]").await?;
+    check(
+        who.text().await?.contains("admin"),
+        "the token's holder is shown as the admin",
+    )?;
+
     client.refresh().await?;
     wait_for(client, "[data-testid=import-demo]").await?;
-    let dialog = client
-        .find(Locator::Css("[data-testid=token-dialog]"))
+    let view = client
+        .find(Locator::Css("[data-testid=signin-view]"))
         .await?;
     check(
-        dialog.attr("open").await?.is_none(),
+        !view.is_displayed().await?,
         "the token is asked once per session",
     )?;
     Ok(())

@@ -1,5 +1,5 @@
 //! Signing in and the access API: `POST /login`, `POST /logout`, `GET /me`, operators'
-//! accounts (`POST /operators/`, `PATCH /operator/{id}/`) and API keys (`POST /api-keys/`,
+//! accounts (`POST /operators/`, `GET /operators/`, `PATCH /operator/{id}/`) and API keys (`POST /api-keys/`,
 //! `GET /api-keys/`, `DELETE /api-key/{id}/`) and the audit log (`GET /audit/`).
 //!
 //! Passwords are checked on Tokio's blocking pool, a few at a time (`AppState::hashing`),
@@ -465,6 +465,61 @@ pub(crate) async fn create_operator(
     Ok(response)
 }
 
+/// A store's operators.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OperatorList {
+    /// By id.
+    operators: Vec<AccountResponse>,
+}
+
+/// The operators with their accounts (never a password): a store principal's its own
+/// store's, an admin's every store's (or one store's with `storeId`). The console offers
+/// them when a manager reassigns a conversation.
+#[utoipa::path(
+    get,
+    path = "/operators/",
+    tag = "directory",
+    params(("storeId" = Option<i64>, Query, description = "Only this store's operators", minimum = 1)),
+    responses(
+        (status = 200, description = "The operators, by id", body = OperatorList),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 404, description = "`store_not_found`: another store", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_operators(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryMap(query): QueryMap,
+) -> Result<Json<OperatorList>, ApiError> {
+    let requested = query_store(&query)?;
+    let scope = access::list_scope(&caller.principal, Listing::Operators, requested)
+        .map_err(|d| denied(d, || store_not_found(requested)))?;
+    let accounts = state.storage.list_accounts(scope).await?;
+    Ok(Json(OperatorList {
+        operators: accounts.into_iter().map(AccountResponse::from).collect(),
+    }))
+}
+
+/// The query's `storeId`, if it names one; a 400 naming the field otherwise.
+fn query_store(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Option<StoreId>, ApiError> {
+    let Some(raw) = query.get("storeId") else {
+        return Ok(None);
+    };
+    let id = parse_id(raw).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "invalid storeId {}: expected a store id",
+                extract::quoted(raw)
+            ),
+        )
+        .with_field("storeId")
+    })?;
+    Ok(Some(StoreId(id)))
+}
+
 fn email_exists() -> ApiError {
     ApiError::conflict(
         "operator_email_exists",
@@ -769,19 +824,7 @@ pub(crate) async fn list_keys(
     caller: Caller,
     QueryMap(query): QueryMap,
 ) -> Result<Json<KeyList>, ApiError> {
-    let requested = match query.get("storeId") {
-        None => None,
-        Some(raw) => Some(StoreId(parse_id(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!(
-                    "invalid storeId {}: expected a store id",
-                    extract::quoted(raw)
-                ),
-            )
-            .with_field("storeId")
-        })?)),
-    };
+    let requested = query_store(&query)?;
     let scope = access::list_scope(&caller.principal, Listing::ApiKeys, requested)
         .map_err(|d| denied(d, || store_not_found(requested)))?;
     let keys = state.storage.list_api_keys(scope).await?;
@@ -931,19 +974,7 @@ pub(crate) async fn list_audit(
     caller: Caller,
     QueryMap(query): QueryMap,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let requested = match query.get("storeId") {
-        None => None,
-        Some(raw) => Some(StoreId(parse_id(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!(
-                    "invalid storeId {}: expected a store id",
-                    extract::quoted(raw)
-                ),
-            )
-            .with_field("storeId")
-        })?)),
-    };
+    let requested = query_store(&query)?;
     let store = access::list_scope(&caller.principal, Listing::Audit, requested).map_err(|d| {
         crate::auth::denied(d, || {
             ApiError::not_found(

@@ -1,6 +1,7 @@
 //! The operator console: a page, its script and its stylesheet, embedded at compile time
-//! and served without the API token (the API calls it makes need one). Nothing in the page
-//! is inline, so its Content-Security-Policy (see `pages`) refuses every inline script and
+//! and served without the API token (the API calls it makes need one: the page signs an
+//! operator in with `POST /login`, or takes the deployment token or a key for admins, and
+//! asks `GET /me` who it is). Nothing in the page is inline, so its Content-Security-Policy (see `pages`) refuses every inline script and
 //! style: an injected one does not run.
 
 use crate::pages;

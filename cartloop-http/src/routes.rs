@@ -134,6 +134,7 @@ pub(crate) fn routes() -> Routes {
         .add::<directory::__path_get_closures, _, _>(directory::get_closures)
         .add::<directory::__path_put_closures, _, _>(directory::put_closures)
         .add::<accounts::__path_create_operator, _, _>(accounts::create_operator)
+        .add::<accounts::__path_list_operators, _, _>(accounts::list_operators)
         .add::<accounts::__path_patch_operator, _, _>(accounts::patch_operator)
         .add::<directory::__path_create_client, _, _>(directory::create_client)
         .add::<directory::__path_patch_client, _, _>(directory::patch_client)

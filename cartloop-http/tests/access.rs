@@ -269,6 +269,73 @@ async fn managers_run_their_store_and_make_its_keys_only() {
 }
 
 #[tokio::test]
+async fn operators_are_listed_for_their_store_only() {
+    let app = app().await;
+    let (status, made) = call(
+        &app,
+        TOKEN,
+        "POST",
+        "/operators/",
+        Some(json!({"name": "Dana", "storeId": 1, "group": "sales",
+            "email": "dana@shop.example.com", "password": "correct horse battery", "role": "manager"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let dan = key(
+        &app,
+        TOKEN,
+        json!({"name": "dan", "role": "operator", "storeId": 1, "operatorId": 24}),
+    )
+    .await;
+    let (status, list) = call(&app, &dan, "GET", "/operators/", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let operators = list["operators"].as_array().unwrap();
+    assert!(
+        operators.iter().all(|o| o["storeId"] == 1),
+        "only its store's: {list}"
+    );
+    let ids: Vec<i64> = operators
+        .iter()
+        .map(|o| o["operatorId"].as_i64().unwrap())
+        .collect();
+    assert!(ids.contains(&24), "{list}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "by id: {ids:?}");
+    let dana = operators
+        .iter()
+        .find(|o| o["operatorId"] == made["operatorId"])
+        .unwrap_or_else(|| panic!("the new operator is listed: {list}"));
+    assert_eq!(dana["email"], "dana@shop.example.com");
+    assert_eq!(dana["role"], "manager");
+    assert_eq!(dana["hasPassword"], true);
+    assert!(
+        !list.to_string().contains("argon2") && !list.to_string().contains("correct horse"),
+        "no password: {list}"
+    );
+    // Its own store by name is the same list; another store's is not there at all.
+    let (_, own) = call(&app, &dan, "GET", "/operators/?storeId=1", None).await;
+    assert_eq!(own, list);
+    let (status, body) = call(&app, &dan, "GET", "/operators/?storeId=2", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "store_not_found");
+    let (status, body) = call(&app, &dan, "GET", "/operators/?storeId=two", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_query");
+    assert_eq!(body["error"]["field"], "storeId", "{body}");
+    // The deployment sees every store's, or one store's when it asks.
+    let (_, all) = call(&app, TOKEN, "GET", "/operators/", None).await;
+    let stores: std::collections::BTreeSet<i64> = all["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["storeId"].as_i64().unwrap())
+        .collect();
+    assert!(stores.len() > 1, "{all}");
+    let (_, two) = call(&app, TOKEN, "GET", "/operators/?storeId=2", None).await;
+    let two = two["operators"].as_array().unwrap();
+    assert!(!two.is_empty() && two.iter().all(|o| o["storeId"] == 2));
+}
+
+#[tokio::test]
 async fn a_revoked_key_is_refused_and_an_inbound_key_reaches_nothing_else() {
     let app = app().await;
     let inbound = key(&app, TOKEN, json!({"name": "mx", "role": "inbound"})).await;

@@ -5,7 +5,7 @@ use super::StorageError;
 use crate::access::OperatorRole;
 use crate::domain::{NewOperator, Operator};
 use crate::email_address::EmailAddress;
-use crate::ids::UserId;
+use crate::ids::{StoreId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -148,6 +148,16 @@ pub trait Accounts: Send + Sync {
         id: UserId,
         changes: AccountChanges,
     ) -> Result<Option<OperatorAccount>, StorageError>;
+
+    /// The operators of `store` (of every store for `None`) with their accounts, by id.
+    ///
+    /// MUST list every operator of the store, also one made without an account (no email,
+    /// the `operator` role), and nothing of another store; an unknown store has none
+    /// (`Ok(vec![])`). MUST NOT list clients.
+    async fn list_accounts(
+        &self,
+        store: Option<StoreId>,
+    ) -> Result<Vec<OperatorAccount>, StorageError>;
 
     /// The account signing in with `email` (compared case-insensitively), or `Ok(None)`.
     async fn sign_in(&self, email: &EmailAddress) -> Result<Option<SignIn>, StorageError>;

@@ -11,7 +11,17 @@
   const el = {
     layout: $('layout'),
     connection: $('connection'),
-    tokenButton: $('token-button'),
+    who: $('who'),
+    whoName: $('who-name'),
+    whoRole: $('who-role'),
+    whoStore: $('who-store'),
+    signOut: $('sign-out'),
+    signin: $('signin'),
+    loginForm: $('login-form'),
+    loginEmail: $('login-email'),
+    loginPassword: $('login-password'),
+    loginError: $('login-error'),
+    loginSubmit: $('login-submit'),
     filter: document.querySelectorAll('input[name="status"]'),
     list: $('conversation-list'),
     listError: $('list-error'),
@@ -28,6 +38,8 @@
     sub: $('conversation-sub'),
     status: $('conversation-status'),
     resolve: $('resolve-button'),
+    reassign: $('reassign'),
+    reassignSelect: $('reassign-select'),
     convError: $('conversation-error'),
     chatScroll: $('chat-scroll'),
     chats: $('chat-list'),
@@ -35,13 +47,13 @@
     composeTo: $('compose-to'),
     composeAs: $('compose-as'),
     resolvedNote: $('resolved-note'),
+    assignedNote: $('assigned-note'),
     input: $('compose-input'),
     sendLater: $('send-later'),
     charCount: $('char-count'),
     preview: $('preview'),
     send: $('send-button'),
     sendError: $('send-error'),
-    tokenDialog: $('token-dialog'),
     tokenForm: $('token-form'),
     tokenInput: $('token-input'),
     tokenError: $('token-error'),
@@ -66,7 +78,12 @@
     previewSeq: 0,
     sending: false,
     idempotencyKey: null,
-    locked: false,
+    // Who is signed in (`GET /me`); null while signed out or not yet known.
+    me: null,
+    storeName: null,
+    // Each store's operators (`GET /operators/`), by store id, and their names by id.
+    operators: new Map(),
+    operatorNames: new Map(),
     pollTimer: 0,
   };
 
@@ -105,7 +122,7 @@
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
     if (response.status === 401) {
-      askForToken(bearer !== '');
+      showSignIn(bearer !== '' ? 'token' : state.me && state.me.via === 'session' ? 'session' : null);
       throw new ApiError(401, data);
     }
     setConnection('live');
@@ -114,52 +131,221 @@
   }
 
   function setConnection(kind) {
-    if (state.locked && kind !== 'locked') return;
-    const labels = { live: 'Live', offline: 'Offline, retrying…', locked: 'Token needed', connecting: 'Connecting…' };
+    if (!state.me && kind === 'live') return;
+    const labels = { live: 'Live', offline: 'Offline, retrying…', locked: 'Signed out', connecting: 'Connecting…' };
     if (el.connection.dataset.state === kind) return;
     el.connection.dataset.state = kind;
     el.connection.textContent = labels[kind];
   }
 
-  // ---------------------------------------------------------------- token
+  // ---------------------------------------------------------------- signing in
 
-  function askForToken(rejected) {
-    if (state.locked) return;
-    state.locked = true;
-    setConnection('locked');
-    el.tokenError.hidden = !rejected;
-    el.tokenError.textContent = rejected ? 'The server did not accept that token.' : '';
-    el.tokenInput.value = '';
-    if (!el.tokenDialog.open) el.tokenDialog.showModal();
-    el.tokenInput.focus();
+  function forgetToken() {
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
   }
+
+  // Signed out (or never in): the sign-in view, with why when there is a reason to say.
+  function showSignIn(reason) {
+    const wasShown = !el.signin.hidden;
+    state.me = null;
+    clearTimeout(state.pollTimer);
+    setConnection('locked');
+    el.layout.hidden = true;
+    el.signin.hidden = false;
+    el.who.hidden = true;
+    el.signOut.hidden = true;
+    if (reason === 'token') {
+      forgetToken();
+      showNotice(el.tokenError, 'The server did not accept that token or key.');
+      el.tokenInput.value = '';
+      el.tokenInput.focus();
+    } else if (reason === 'session') {
+      showNotice(el.loginError, 'Your session has ended. Sign in again.');
+    }
+    if (!wasShown) {
+      el.loginPassword.value = '';
+      if (reason !== 'token') el.loginEmail.focus();
+    }
+  }
+
+  // What the previous operator saw is not left for the next one.
+  function forgetData() {
+    state.conversations = [];
+    state.nextCursor = null;
+    state.listLoaded = false;
+    state.selectedId = null;
+    state.conversation = null;
+    state.names.clear();
+    state.details.clear();
+    state.drafts.clear();
+    state.operators.clear();
+    state.operatorNames.clear();
+    state.storeName = null;
+    el.list.replaceChildren();
+    el.chats.replaceChildren();
+    el.listEmpty.hidden = true;
+    el.input.value = '';
+    if (location.hash) history.replaceState(null, '', location.pathname);
+  }
+
+  // Asks the server who this is; signed in: the console, else the sign-in view.
+  async function connect() {
+    clearTimeout(state.pollTimer);
+    let me;
+    try {
+      me = await api('GET', '/me');
+    } catch (error) {
+      // 401: the sign-in view is up. Unreachable: ask again shortly.
+      if (error.status !== 401) state.pollTimer = setTimeout(connect, POLL_MS);
+      return;
+    }
+    state.me = me;
+    setConnection('live');
+    el.signin.hidden = true;
+    el.layout.hidden = false;
+    showNotice(el.loginError, '');
+    showNotice(el.tokenError, '');
+    renderWho();
+    if (me.storeId) {
+      loadStoreName(me.storeId);
+      loadOperators(me.storeId);
+    }
+    route();
+    poll();
+  }
+
+  function renderWho() {
+    const me = state.me;
+    const name = me.name || (me.via === 'token' && token() ? 'Deployment token' : '');
+    el.whoName.textContent = name;
+    el.whoName.hidden = !name;
+    el.whoRole.textContent = me.role;
+    el.whoStore.textContent = me.storeId ? state.storeName || `Store #${me.storeId}` : 'every store';
+    el.who.hidden = false;
+    // A server without a token has nobody to sign out.
+    el.signOut.hidden = me.via !== 'session' && token() === '';
+  }
+
+  async function loadStoreName(id) {
+    try {
+      const store = await api('GET', `/store/${id}/`);
+      if (state.me && state.me.storeId === id && store && store.name) {
+        state.storeName = store.name;
+        renderWho();
+      }
+    } catch (_) { /* the store's number says enough */ }
+  }
+
+  // The operators of `store`, for authors' names and for reassigning.
+  async function loadOperators(store) {
+    try {
+      const data = await api('GET', `/operators/?storeId=${store}`);
+      const operators = (data && data.operators) || [];
+      state.operators.set(store, operators);
+      for (const o of operators) state.operatorNames.set(o.operatorId, o.name);
+      if (state.conversation) {
+        renderHeader();
+        refreshAuthors();
+      }
+    } catch (_) { /* operators show by number; the next conversation asks again */ }
+  }
+
+  function operatorName(id) {
+    return state.operatorNames.get(id) || `Operator #${id}`;
+  }
+
+  // An operator's session (or key) writes as itself: `userId` is left out and the server
+  // fills it in. The token and store keys write as the conversation's operator, as before.
+  function writesAsItself() {
+    return !!state.me && (state.me.via === 'session' || state.me.role === 'operator');
+  }
+
+  function retryAfterMinutes(header) {
+    const seconds = Number(header);
+    return Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds / 60) : 15;
+  }
+
+  function loginFailure(status, data, retryAfter) {
+    const code = data && data.error && data.error.code;
+    if (status === 401) return 'Wrong email or password.';
+    if (status === 429) {
+      const minutes = retryAfterMinutes(retryAfter);
+      return `Too many failed attempts for this email. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
+    }
+    if (code === 'invalid_email') return 'That is not an email address.';
+    return new ApiError(status, data).message;
+  }
+
+  el.loginForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const email = el.loginEmail.value.trim();
+    const password = el.loginPassword.value;
+    if (!email || !password) {
+      showNotice(el.loginError, 'Enter your email and password.');
+      return;
+    }
+    showNotice(el.loginError, '');
+    el.loginSubmit.disabled = true;
+    let response;
+    let data = null;
+    try {
+      response = await fetch('/login', {
+        method: 'POST',
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+      try { data = await response.json(); } catch (_) { data = null; }
+    } catch (_) {
+      showNotice(el.loginError, 'Cannot reach the server. Try again in a moment.');
+      return;
+    } finally {
+      el.loginSubmit.disabled = false;
+    }
+    if (response.ok) {
+      // The session is the credential from now on; a token kept from before would win.
+      forgetToken();
+      el.loginPassword.value = '';
+      connect();
+      return;
+    }
+    showNotice(el.loginError, loginFailure(response.status, data, response.headers.get('Retry-After')));
+    el.loginPassword.value = '';
+    el.loginPassword.focus();
+  });
 
   el.tokenForm.addEventListener('submit', (event) => {
     event.preventDefault();
     const value = el.tokenInput.value.trim();
     if (!value) {
-      el.tokenError.hidden = false;
-      el.tokenError.textContent = 'Enter the token.';
+      showNotice(el.tokenError, 'Enter the token or key.');
       return;
     }
+    showNotice(el.tokenError, '');
     try { sessionStorage.setItem(TOKEN_KEY, value); } catch (_) { /* private mode: the token lives until reload */ }
-    state.locked = false;
-    el.tokenDialog.close();
-    el.tokenButton.hidden = false;
     setConnection('connecting');
-    poll();
+    connect();
   });
 
-  // Esc must not leave the console without a token and nothing to show.
-  el.tokenDialog.addEventListener('cancel', (event) => {
-    if (state.locked) event.preventDefault();
+  el.signOut.addEventListener('click', async () => {
+    el.signOut.disabled = true;
+    try {
+      if (state.me && state.me.via === 'session') await api('POST', '/logout');
+    } catch (error) {
+      if (error.status !== 401) {
+        showNotice(el.listError, `Could not sign out: ${error.message}`);
+        el.signOut.disabled = false;
+        return;
+      }
+    }
+    el.signOut.disabled = false;
+    forgetToken();
+    forgetData();
+    showNotice(el.loginError, '');
+    showNotice(el.tokenError, '');
+    showSignIn(null);
   });
-
-  el.tokenButton.addEventListener('click', () => {
-    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
-    askForToken(false);
-  });
-  el.tokenButton.hidden = token() === '';
 
   // ---------------------------------------------------------------- time
 
@@ -386,18 +572,22 @@
       el.list,
       state.conversations,
       (c) => c.conversationId,
-      (c) => JSON.stringify([c, c.conversationId === state.selectedId, listStamp(c.lastChat ? c.lastChat.createdAt : '')]),
+      (c) => JSON.stringify([c, c.conversationId === state.selectedId, listStamp(c.lastChat ? c.lastChat.createdAt : ''),
+        c.lastChat ? state.operatorNames.get(c.lastChat.userId) : null]),
       renderListItem,
     );
     const empty = state.listLoaded && state.conversations.length === 0;
     el.listEmpty.hidden = !empty;
     if (empty) {
       const open = state.filter === 'open';
+      const admin = !!state.me && state.me.role === 'admin';
       el.listEmptyTitle.textContent = open ? 'No open conversations' : 'No resolved conversations';
-      el.listEmptyText.textContent = open
-        ? 'Load the demo data set to try the console: three stores and two dozen shoppers spread over the world\u2019s time zones.'
-        : 'Conversations you resolve show up here.';
-      el.importDemo.hidden = !open;
+      el.listEmptyText.textContent = !open
+        ? 'Conversations you resolve show up here.'
+        : admin
+          ? 'Load the demo data set to try the console: three stores and two dozen shoppers spread over the world\u2019s time zones.'
+          : 'Your store\u2019s conversations show up here as they start.';
+      el.importDemo.hidden = !open || !admin;
     }
     el.loadMore.hidden = !state.nextCursor;
     if (state.conversation) renderHeader();
@@ -405,8 +595,11 @@
 
   function renderListItem(c) {
     const last = c.lastChat;
-    const fromOperator = last && last.userId === c.operatorId;
-    const lastText = last ? `${fromOperator ? 'You: ' : ''}${last.payload}` : 'No messages yet';
+    const fromOperator = last && last.userId !== c.clientId;
+    // A signed-in operator's own messages are "You"; a colleague's carry their name.
+    const other = fromOperator && state.me && state.me.operatorId && last.userId !== state.me.operatorId;
+    const prefix = fromOperator ? (other ? `${operatorName(last.userId)}: ` : 'You: ') : '';
+    const lastText = last ? `${prefix}${last.payload}` : 'No messages yet';
     const pending = c.pendingCount > 0
       ? h('span', { class: 'pending', 'data-testid': 'pending-count', title: `${c.pendingCount} waiting to be sent`, 'aria-label': `${c.pendingCount} waiting to be sent` }, String(c.pendingCount))
       : null;
@@ -587,14 +780,88 @@
     const resolved = c.status === 'resolved';
     el.resolve.textContent = resolved ? 'Reopen' : 'Resolve';
     el.resolve.setAttribute('aria-label', resolved ? `Reopen the conversation with ${name}` : `Resolve the conversation with ${name}`);
+    const me = state.me || {};
+    // An operator writes only where it is assigned; a manager reassigns.
+    const notMine = me.role === 'operator' && me.operatorId !== c.operatorId;
+    const mine = me.operatorId === c.operatorId;
     el.composeTo.textContent = `Message to ${name}`;
-    el.composeAs.textContent = `as operator #${c.operatorId}`;
+    el.composeAs.textContent = mine ? 'as you' : `as ${operatorName(c.operatorId)}`;
     el.resolvedNote.hidden = !resolved;
+    el.assignedNote.hidden = resolved || !notMine;
+    el.assignedNote.textContent = notMine
+      ? `Assigned to ${operatorName(c.operatorId)}: only they can write here. A manager can reassign it to you.`
+      : '';
     el.compose.dataset.resolved = String(resolved);
-    el.input.disabled = resolved;
-    el.send.disabled = resolved || state.sending;
-    for (const button of el.compose.querySelectorAll('[data-insert]')) button.disabled = resolved;
+    el.compose.dataset.readonly = String(notMine);
+    const closed = resolved || notMine;
+    el.input.disabled = closed;
+    el.send.disabled = closed || state.sending;
+    for (const button of el.compose.querySelectorAll('[data-insert]')) button.disabled = closed;
+    renderReassign(c);
   }
+
+  function mayReassign() {
+    return !!state.me && ['admin', 'manager', 'integration'].includes(state.me.role);
+  }
+
+  function renderReassign(c) {
+    const operators = state.operators.get(c.storeId);
+    if (!mayReassign()) {
+      el.reassign.hidden = true;
+      return;
+    }
+    if (!operators) {
+      el.reassign.hidden = true;
+      loadOperatorsOnce(c.storeId);
+      return;
+    }
+    const select = el.reassignSelect;
+    const options = operators.map((o) => [String(o.operatorId), `${o.name}${o.role === 'manager' ? ' (manager)' : ''}`]);
+    if (!options.some(([id]) => id === String(c.operatorId))) options.push([String(c.operatorId), operatorName(c.operatorId)]);
+    const key = JSON.stringify(options);
+    if (select.dataset.key !== key) {
+      select.replaceChildren(...options.map(([id, label]) => h('option', { value: id, 'data-testid': `reassign-to-${id}` }, label)));
+      select.dataset.key = key;
+    }
+    // Not while the manager is choosing.
+    if (document.activeElement !== select || select.dataset.conversation !== String(c.conversationId)) {
+      select.value = String(c.operatorId);
+    }
+    select.dataset.conversation = String(c.conversationId);
+    select.setAttribute('aria-label', `Assign the conversation with ${clientName(c)} to`);
+    el.reassign.hidden = false;
+  }
+
+  const operatorsAsked = new Set();
+  function loadOperatorsOnce(store) {
+    if (operatorsAsked.has(store)) return;
+    operatorsAsked.add(store);
+    loadOperators(store).finally(() => {
+      if (!state.operators.has(store)) operatorsAsked.delete(store);
+    });
+  }
+
+  el.reassignSelect.addEventListener('change', async () => {
+    const c = state.conversation;
+    if (!c) return;
+    const operatorId = Number(el.reassignSelect.value);
+    if (operatorId === c.operatorId) return;
+    el.reassignSelect.disabled = true;
+    showNotice(el.convError, '');
+    try {
+      const data = await api('PATCH', `/conversation/${c.conversationId}/`, { operatorId });
+      if (data && data.conversationId === state.selectedId) {
+        state.convSeq += 1;
+        applyConversation(data);
+      }
+      await loadList();
+    } catch (error) {
+      el.reassignSelect.value = String(c.operatorId);
+      if (error.status !== 401) showNotice(el.convError, `Could not reassign: ${error.message}`);
+    } finally {
+      el.reassignSelect.disabled = false;
+    }
+  });
 
   function renderChats() {
     const c = state.conversation;
@@ -614,7 +881,7 @@
       el.chats,
       rows,
       (row) => row.chat.chatId,
-      (row) => JSON.stringify([row, zone, c.operatorId, detailKey(row.chat)]),
+      (row) => JSON.stringify([row, zone, c.clientId, detailKey(row.chat), state.me && state.me.operatorId]),
       (row) => renderChat(row, c),
     );
     if (state.scrollToEnd || state.atEnd) {
@@ -635,7 +902,15 @@
 
   function detailKey(chat) {
     const detail = state.details.get(chat.chatId);
-    return detail && detail.status === chat.status ? [detail.lastError, detail.renderedText, detail.attempts] : null;
+    // A waiting chat's reason is filled in where it stands (`showWaitReason`): re-rendering
+    // would take the Cancel button from under the operator's pointer.
+    if (chat.status === 'new') return null;
+    return fresh(detail, chat) ? [detail.lastError, detail.renderedText, detail.attempts] : null;
+  }
+
+  // A detail still describes the chat: same status, same send time.
+  function fresh(detail, chat) {
+    return !!detail && detail.status === chat.status && detail.sendAt === chat.sendAt;
   }
 
   function dayLabel(iso, zone) {
@@ -658,8 +933,10 @@
   function renderChat(row, c) {
     const { chat } = row;
     const zone = c.clientTimeZone;
-    const fromOperator = chat.userId === c.operatorId;
-    const author = fromOperator ? `Operator #${chat.userId}` : clientName(c);
+    // Whoever is not the client is an operator: the conversation's, or one before a reassignment.
+    const fromOperator = chat.userId !== c.clientId;
+    const own = fromOperator && !!state.me && state.me.operatorId === chat.userId;
+    const author = fromOperator ? authorLabel(chat.userId) : clientName(c);
     const created = timeOnDay(chat.createdAt, chat.createdAt, zone);
     const meta = [
       h('span', { class: `status status-badge-${chat.status}`, 'data-testid': 'chat-status' }, chat.status),
@@ -702,18 +979,46 @@
       class: `chat ${fromOperator ? 'from-operator' : 'from-client'} status-${chat.status}`,
       'data-testid': `chat-${chat.chatId}`,
       'data-status': chat.status,
+      'data-author': String(chat.userId),
       'aria-label': `${author}, ${chat.status}, ${created}`,
     },
-    row.author ? h('span', { class: 'chat-author' }, author) : null,
+    row.author ? h('span', { class: 'chat-author', 'data-testid': 'chat-author', dataset: { operator: fromOperator ? String(chat.userId) : '' } }, author) : null,
     h('div', { class: 'bubble', 'data-testid': 'chat-payload' }, payloadNodes(chat.payload)),
     h('div', { class: 'chat-meta' }, meta, actions));
     if (chat.status === 'failed') item.append(renderFailure(chat));
+    if (chat.status === 'new') {
+      const reason = h('span', { class: 'wait-reason', 'data-testid': 'chat-wait-reason', hidden: true });
+      item.append(reason);
+      showWaitReason(reason, chat, c);
+    }
     return h('li', {}, row.day ? h('p', { class: 'day', role: 'separator' }, row.day) : null, item);
+  }
+
+  function authorLabel(id) {
+    const own = !!state.me && state.me.operatorId === id;
+    return `${operatorName(id)}${own ? ' (you)' : ''}`;
+  }
+
+  // Operators' names arrive after the chats: set where they stand.
+  function refreshAuthors() {
+    for (const span of el.chats.querySelectorAll('.chat-author[data-operator]')) {
+      const id = Number(span.dataset.operator);
+      if (!id) continue;
+      const label = authorLabel(id);
+      if (span.textContent !== label) span.textContent = label;
+    }
+  }
+
+  function showWaitReason(node, chat, c) {
+    const detail = state.details.get(chat.chatId);
+    const why = fresh(detail, chat) ? waitPhrase(detail.waitingFor, chat.sendAt, c.clientTimeZone, c) : '';
+    if (node.textContent !== why) node.textContent = why;
+    node.hidden = !why;
   }
 
   function renderFailure(chat) {
     const detail = state.details.get(chat.chatId);
-    const known = detail && detail.status === chat.status;
+    const known = fresh(detail, chat);
     const reason = known ? detail.lastError || 'no reason recorded' : 'loading the reason…';
     return h('div', { class: 'failure', 'data-testid': 'chat-failure' },
       h('span', {}, 'Not delivered: ', h('code', { 'data-testid': 'chat-last-error' }, reason),
@@ -727,18 +1032,22 @@
       }, 'Retry'));
   }
 
-  // A failed message's reason lives on GET /chat/{id}/; fetched once per failure.
+  // A failed message's reason and why a waiting one waits live on GET /chat/{id}/;
+  // fetched once per status and send time.
   function loadFailureDetails() {
     const c = state.conversation;
     for (const chat of c.chats || []) {
-      if (chat.status !== 'failed' || state.detailsLoading.has(chat.chatId)) continue;
-      const detail = state.details.get(chat.chatId);
-      if (detail && detail.status === chat.status) continue;
+      const wanted = chat.status === 'failed' || chat.status === 'new';
+      if (!wanted || state.detailsLoading.has(chat.chatId)) continue;
+      if (fresh(state.details.get(chat.chatId), chat)) continue;
       state.detailsLoading.add(chat.chatId);
       api('GET', `/chat/${chat.chatId}/`)
         .then((data) => {
           state.details.set(chat.chatId, data);
-          if (state.conversation && state.conversation.conversationId === c.conversationId) renderChats();
+          if (!state.conversation || state.conversation.conversationId !== c.conversationId) return;
+          const reason = el.chats.querySelector(`[data-testid="chat-${chat.chatId}"] [data-testid=chat-wait-reason]`);
+          if (chat.status === 'new' && reason) showWaitReason(reason, chat, state.conversation);
+          else renderChats();
         })
         .catch(() => { /* the next poll tries again */ })
         .finally(() => state.detailsLoading.delete(chat.chatId));
@@ -800,7 +1109,8 @@
 
   function chatBody() {
     const c = state.conversation;
-    const chat = { payload: el.input.value, userId: c.operatorId };
+    const chat = { payload: el.input.value };
+    if (!writesAsItself()) chat.userId = c.operatorId;
     const later = sendLaterIso();
     if (later) chat.sendAt = later;
     return { conversationId: c.conversationId, chat };
@@ -972,7 +1282,7 @@
 
   // Esc leaves the conversation for the list (on a phone: goes back).
   document.addEventListener('keydown', (event) => {
-    if (event.key !== 'Escape' || el.tokenDialog.open || event.defaultPrevented) return;
+    if (event.key !== 'Escape' || !el.signin.hidden || event.defaultPrevented) return;
     if (state.selectedId !== null) {
       event.preventDefault();
       closeConversation();
@@ -983,7 +1293,8 @@
 
   async function poll() {
     clearTimeout(state.pollTimer);
-    if (!state.locked && !document.hidden) {
+    if (!state.me) return;
+    if (!document.hidden) {
       await Promise.allSettled([loadList(), loadConversation()]);
       if (state.conversation) loadFailureDetails();
     }
@@ -992,12 +1303,13 @@
   }
 
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden) poll();
+    if (!document.hidden && state.me) poll();
   });
 
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => {
+    if (state.me) route();
+  });
 
   setPreview('idle');
-  route();
-  poll();
+  connect();
 })();

@@ -26,6 +26,14 @@ macro_rules! account_select {
 }
 
 const ACCOUNT: &str = account_select!("", "users o", "o.id = $1 AND o.role = 'operator'");
+const ACCOUNTS: &str = concat!(
+    account_select!(
+        "",
+        "users o",
+        "o.role = 'operator' AND ($1 IS NULL OR o.store_id = $1)"
+    ),
+    " ORDER BY o.id"
+);
 const SIGN_IN: &str = account_select!(
     "",
     "operator_accounts s JOIN users o ON o.id = s.operator_id",
@@ -144,6 +152,17 @@ impl<D: Dialect> Accounts for SqlStorage<D> {
 
     async fn account(&self, id: UserId) -> Result<Option<OperatorAccount>, StorageError> {
         self.read_account(id).await
+    }
+
+    async fn list_accounts(
+        &self,
+        store: Option<StoreId>,
+    ) -> Result<Vec<OperatorAccount>, StorageError> {
+        let rows = self
+            .exec
+            .read(ACCOUNTS, &[store.map(|s| s.0).into()])
+            .await?;
+        rows.iter().map(account::<D>).collect()
     }
 
     async fn update_account(

@@ -237,3 +237,57 @@ pub async fn login_failures_are_counted(s: &dyn Storage) {
         "older failures of any email go"
     );
 }
+
+/// A store's operators are listed with their accounts, by id: those made without one too,
+/// never another store's operators nor a client.
+pub async fn accounts_are_listed_per_store(s: &dyn Storage) {
+    let one = s.create_store(new_store("One")).await.unwrap().id;
+    let two = s.create_store(new_store("Two")).await.unwrap().id;
+    let ann = s
+        .create_operator_account(
+            new_operator(one, "Ann"),
+            account("ann@one.example", OperatorRole::Manager),
+        )
+        .await
+        .unwrap();
+    let ben = s
+        .create_operator_account(
+            new_operator(two, "Ben"),
+            account("ben@two.example", OperatorRole::Operator),
+        )
+        .await
+        .unwrap();
+    let cy = s.create_operator(new_operator(one, "Cy")).await.unwrap();
+    s.create_client(NewClient {
+        store_id: one,
+        name: name("Dee Client"),
+        email: address("dee@client.example"),
+        time_zone: None,
+    })
+    .await
+    .unwrap();
+
+    let listed = s.list_accounts(Some(one)).await.unwrap();
+    let cy_account = s.account(cy.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            cy_account.email.clone(),
+            cy_account.role,
+            cy_account.has_password
+        ),
+        (None, OperatorRole::Operator, false),
+        "an operator without an account"
+    );
+    assert_eq!(listed, vec![ann.clone(), cy_account.clone()]);
+    assert_eq!(s.list_accounts(Some(two)).await.unwrap(), vec![ben.clone()]);
+    assert_eq!(
+        s.list_accounts(None).await.unwrap(),
+        vec![ann, ben, cy_account],
+        "every store's, by id"
+    );
+    assert!(s
+        .list_accounts(Some(StoreId(one.0 + two.0 + 5)))
+        .await
+        .unwrap()
+        .is_empty());
+}

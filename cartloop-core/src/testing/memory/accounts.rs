@@ -192,6 +192,21 @@ impl Accounts for MemoryStorage {
             .map(|operator| self.account_of(operator, &accounts)))
     }
 
+    async fn list_accounts(
+        &self,
+        store: Option<StoreId>,
+    ) -> Result<Vec<OperatorAccount>, StorageError> {
+        let state = self.lock();
+        let accounts = self.lock_accounts();
+        // The map is ordered by id.
+        Ok(state
+            .operators
+            .values()
+            .filter(|operator| store.is_none_or(|store| operator.store_id == store))
+            .map(|operator| self.account_of(operator, &accounts))
+            .collect())
+    }
+
     async fn update_account(
         &self,
         id: UserId,
