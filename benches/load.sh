@@ -66,8 +66,8 @@ auth=()   # wrk's and curl's credential header, set by `credential` once the ser
 start() { # database url
   local token_env=()
   [ -n "${AUTH:-}" ] && token_env=(CARTLOOP_API_TOKEN="$token")
-  (cd "$work" && env "${token_env[@]}" RUST_LOG=warn BIND="127.0.0.1:$port" DATABASE_URL="$1" \
-    OUTBOX_DIR="$work/outbox" exec "$SERVER") &
+  (cd "$work" && exec env "${token_env[@]}" RUST_LOG=warn BIND="127.0.0.1:$port" DATABASE_URL="$1" \
+    OUTBOX_DIR="$work/outbox" "$SERVER") &
   pid=$!
   for _ in $(seq 1 100); do curl -sf "localhost:$port/healthz" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1

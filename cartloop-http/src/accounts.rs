@@ -321,6 +321,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     let mut signed_out = false;
     if let Some(session) = &caller.session {
+        state.credentials.forget_session(session);
         signed_out = state.storage.end_session(session).await?;
         tracing::info!(operator = ?caller.principal.operator().map(|o| o.0), "signed out");
     }
@@ -714,13 +715,14 @@ pub(crate) async fn patch_operator(
     let password_changed = changes.password_hash.is_some();
     let account = state
         .storage
-        .update_account(UserId(id), changes)
+        .update_account(UserId(id), changes.clone())
         .await
         .map_err(|e| match e {
             StorageError::Conflict(_) => email_exists(),
             other => other.into(),
         })?
         .ok_or_else(|| operator_not_found(id))?;
+    state.credentials.forget_sessions_of(UserId(id));
     tracing::info!(operator = id, password_changed, "operator account changed");
     Ok(Json(account.into()))
 }
@@ -928,6 +930,7 @@ pub(crate) async fn revoke_key(
         .revoke_api_key(id, state.clock.now())
         .await?
         .ok_or_else(|| key_not_found(id))?;
+    state.credentials.forget_key(id);
     tracing::info!(key = id, "API key revoked");
     let target = AuditTarget::new("api_key", id, key.store_id);
     let mut response = Json(KeyResponse::from(key)).into_response();

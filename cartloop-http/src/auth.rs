@@ -30,8 +30,10 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cartloop_core::access::{self, Access, Denied, Principal, Via};
-use cartloop_core::ports::{Actor, ActorKind, SecretHash};
+use cartloop_core::ports::{Actor, ActorKind, ApiKeyRecord, SecretHash, SessionRecord};
 use cartloop_core::session_lifetime;
+use std::collections::HashMap;
+use std::time::Instant;
 
 /// Routes that need no principal: the health check, the unsubscribe links (their signed
 /// token is the credential) and signing in.
@@ -39,6 +41,85 @@ const PUBLIC: [&str; 3] = ["/healthz", "/unsubscribe/{token}", "/login"];
 
 /// What an `inbound` key may reach: its route, who it is, and the API's document.
 const INBOUND: [&str; 3] = ["/inbound/email/", "/me", "/openapi.json"];
+
+/// API keys and sessions recently found, so that a request need not read them from the
+/// storage each time. Off (`ttl` zero) unless the deployment says its storage is this
+/// process's alone (the bundled server on SQLite): a key revoked, a session ended or an
+/// account changed through this process is forgotten here at once, but another process
+/// sharing the database could not tell this one. On PostgreSQL every request reads the
+/// database, so a revocation holds on every server at once.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    ttl: std::time::Duration,
+    keys: std::sync::Mutex<HashMap<SecretHash, (ApiKeyRecord, Instant)>>,
+    sessions: std::sync::Mutex<HashMap<SecretHash, (SessionRecord, Instant)>>,
+}
+
+/// Entries kept at most; beyond, the cache starts again empty.
+const CACHE_ENTRIES: usize = 10_000;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CredentialCache {
+    /// A cache keeping what it found for `ttl` (zero: off).
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            ..Self::default()
+        }
+    }
+
+    fn key(&self, hash: &SecretHash) -> Option<ApiKeyRecord> {
+        let keys = lock(&self.keys);
+        let (key, at) = keys.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| key.clone())
+    }
+
+    fn keep_key(&self, hash: SecretHash, key: &ApiKeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut keys = lock(&self.keys);
+        if keys.len() >= CACHE_ENTRIES {
+            keys.clear();
+        }
+        keys.insert(hash, (key.clone(), Instant::now()));
+    }
+
+    fn session(&self, hash: &SecretHash) -> Option<SessionRecord> {
+        let sessions = lock(&self.sessions);
+        let (session, at) = sessions.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| session.clone())
+    }
+
+    fn keep_session(&self, hash: SecretHash, session: &SessionRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= CACHE_ENTRIES {
+            sessions.clear();
+        }
+        sessions.insert(hash, (session.clone(), Instant::now()));
+    }
+
+    /// Forgets key `id` (it was revoked).
+    pub(crate) fn forget_key(&self, id: i64) {
+        lock(&self.keys).retain(|_, (key, _)| key.id != id);
+    }
+
+    /// Forgets the session with this hash (it was ended).
+    pub(crate) fn forget_session(&self, hash: &SecretHash) {
+        lock(&self.sessions).remove(hash);
+    }
+
+    /// Forgets every session of `operator` (its account or password changed).
+    pub(crate) fn forget_sessions_of(&self, operator: cartloop_core::ids::UserId) {
+        lock(&self.sessions).retain(|_, (session, _)| session.account.operator.id != operator);
+    }
+}
 
 /// The principal making a request, with what the audit log and `GET /me` show of it.
 #[derive(Debug, Clone)]
@@ -224,14 +305,19 @@ async fn key_caller(state: &AppState, presented: &str) -> Result<Caller, ApiErro
     let hash = KeyHash::of(presented).map_err(|e| {
         ApiError::unauthenticated("invalid_api_key", format!("malformed API key: {e}"))
     })?;
-    let key = state
-        .storage
-        .api_key_by_hash(hash.as_bytes())
-        .await?
-        .filter(|key| key.revoked_at.is_none())
-        .ok_or_else(|| {
-            ApiError::unauthenticated("invalid_api_key", "unknown or revoked API key")
-        })?;
+    let key = match state.credentials.key(hash.as_bytes()) {
+        Some(key) => Some(key),
+        None => {
+            let found = state.storage.api_key_by_hash(hash.as_bytes()).await?;
+            if let Some(key) = &found {
+                state.credentials.keep_key(*hash.as_bytes(), key);
+            }
+            found
+        }
+    };
+    let key = key.filter(|key| key.revoked_at.is_none()).ok_or_else(|| {
+        ApiError::unauthenticated("invalid_api_key", "unknown or revoked API key")
+    })?;
     let principal = Principal::api_key(key.role, key.store_id, key.operator_id).map_err(|e| {
         ApiError::internal(format!("stored API key {} is inconsistent: {e}", key.id))
     })?;
@@ -259,16 +345,28 @@ async fn session_caller(
         )
     })?;
     let now = state.clock.now();
-    let session = state
-        .storage
-        .session(hash.as_bytes(), now, session_lifetime::LIMITS)
-        .await?
-        .ok_or_else(|| {
-            ApiError::unauthenticated(
-                "invalid_session",
-                "the session has ended (signed out, expired or replaced): sign in again",
-            )
-        })?;
+    let limits = session_lifetime::LIMITS;
+    // A remembered session still in its limits, whose use need not be recorded yet.
+    let remembered = state.credentials.session(hash.as_bytes()).filter(|s| {
+        now - s.last_used_at < limits.touch_every
+            && now < session_lifetime::ends_at(s.created_at, s.last_used_at)
+    });
+    let session = match remembered {
+        Some(session) => Some(session),
+        None => {
+            let found = state.storage.session(hash.as_bytes(), now, limits).await?;
+            if let Some(session) = &found {
+                state.credentials.keep_session(*hash.as_bytes(), session);
+            }
+            found
+        }
+    };
+    let session = session.ok_or_else(|| {
+        ApiError::unauthenticated(
+            "invalid_session",
+            "the session has ended (signed out, expired or replaced): sign in again",
+        )
+    })?;
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if changes {
         same_origin(state, headers)?;

@@ -115,6 +115,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// Where audit entries go.
     pub audit: audit::AuditSink,
+    /// Keys and sessions recently found (off unless the storage is this process's alone).
+    pub credentials: Arc<auth::CredentialCache>,
     /// Password hashes checked or made at once at most (each takes ~19 MiB and tens of
     /// milliseconds of one core): sign-in storms queue here, not on the async workers.
     pub hashing: Arc<tokio::sync::Semaphore>,
@@ -149,6 +151,7 @@ impl AppState {
             public_url: None,
             audit: audit::AuditSink::new(storage.clone(), clock.clone(), audit::DEFAULT_RETENTION),
             hashing: Arc::new(tokio::sync::Semaphore::new(default_hashing_permits())),
+            credentials: Arc::new(auth::CredentialCache::default()),
         }
     }
 }

@@ -97,6 +97,7 @@ pub struct ServerBuilder {
     limits: ConnectionLimits,
     request_timeout: Duration,
     audit_retention: Duration,
+    credential_cache: Duration,
 }
 
 impl ServerBuilder {
@@ -168,6 +169,16 @@ impl ServerBuilder {
         self
     }
 
+    /// How long API keys and sessions found in the storage are remembered by this process
+    /// (default zero: every request reads them). Only for a storage no other process writes
+    /// to (the bundled server sets 60 s on SQLite): revocations, sign-outs and account
+    /// changes made through this process are forgotten here at once, another process's are
+    /// not seen until the entry is that old.
+    pub fn credential_cache(mut self, ttl: Duration) -> Self {
+        self.credential_cache = ttl;
+        self
+    }
+
     /// How long audit log entries are kept (default 90 days).
     pub fn audit_retention(mut self, retention: Duration) -> Self {
         self.audit_retention = retention;
@@ -221,6 +232,9 @@ impl ServerBuilder {
             key: TokenKey::new(&secret),
             limits: self.limits,
             request_timeout: self.request_timeout,
+            credentials: Arc::new(cartloop_http::auth::CredentialCache::new(
+                self.credential_cache,
+            )),
             audit: cartloop_http::audit::AuditSink::new(
                 self.storage.clone(),
                 self.clock.clone(),
@@ -248,6 +262,7 @@ pub struct Server {
     limits: ConnectionLimits,
     request_timeout: Duration,
     audit: cartloop_http::audit::AuditSink,
+    credentials: Arc<cartloop_http::auth::CredentialCache>,
     metrics: Metrics,
     dispatch_metrics: DispatchMetrics,
     metrics_listener: Option<TcpListener>,
@@ -281,6 +296,7 @@ impl Server {
             limits: ConnectionLimits::default(),
             request_timeout: Duration::from_secs(30),
             audit_retention: cartloop_http::audit::DEFAULT_RETENTION,
+            credential_cache: Duration::ZERO,
         }
     }
 
@@ -301,6 +317,7 @@ impl Server {
         state.metrics = self.metrics.clone();
         state.public_url = self.public_url.as_deref().map(Arc::from);
         state.audit = self.audit.clone();
+        state.credentials = self.credentials.clone();
         state.inbound_parser = Some(Arc::new(|raw: &[u8]| {
             cartloop_mail::inbound::parse_reply(raw).map_err(|e| e.to_string())
         }));

@@ -218,7 +218,13 @@ impl Settings {
                 ..ConnectionLimits::default()
             })
             .request_timeout(self.request_timeout)
-            .audit_retention(self.audit_retention))
+            .audit_retention(self.audit_retention)
+            // SQLite is one server's own database: what it revokes, it forgets at once.
+            .credential_cache(if self.database_url.starts_with("sqlite:") {
+                Duration::from_secs(60)
+            } else {
+                Duration::ZERO
+            }))
     }
 
     /// The `backup` command: copies the database and prints what it wrote.
