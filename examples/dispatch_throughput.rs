@@ -8,14 +8,18 @@
 //!
 //! Defaults: 2,000 emails, 20 ms per email at the server, 8 emails in flight per pass,
 //! 4 dispatcher tasks (the server's defaults), on a fresh SQLite file. Prints emails per
-//! second and checks that every email arrived exactly once.
+//! second and checks that every email arrived exactly once. `MAX_PER_CLIENT=1000/24h`
+//! sets the store's frequency cap (SPEC §11), so that every send also reserves its place
+//! under it (one more write each; at most 1,000 emails then, the largest cap); by default
+//! the demo store has none.
 
 use cartloop::core::rules::Rules;
 use cartloop::core::validate::{Payload, ValidationPolicy};
 use cartloop_core::demo::demo_data;
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
-use cartloop_core::domain::{MessageStatus, NewMessage};
-use cartloop_core::ids::{ConversationId, UserId};
+use cartloop_core::domain::{MessageStatus, NewMessage, StoreChanges};
+use cartloop_core::frequency_cap::FrequencyCap;
+use cartloop_core::ids::{ConversationId, StoreId, UserId};
 use cartloop_core::testing::ManualClock;
 use cartloop_mail::testing::{SinkBehavior, SmtpSink};
 use cartloop_mail::SmtpMailer;
@@ -44,6 +48,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let storage = cartloop_sqlx::connect(&url).await?;
     storage.import(&demo_data()).await?;
+    let cap = std::env::var("MAX_PER_CLIENT").ok();
+    if let Some(cap) = &cap {
+        let (count, per) = cap.split_once('/').ok_or("MAX_PER_CLIENT: count/per")?;
+        let changes = StoreChanges {
+            max_per_client: Some(Some(FrequencyCap::new(count.parse()?, per)?)),
+            ..StoreChanges::default()
+        };
+        storage.update_store(StoreId(1), changes).await?;
+    }
 
     // 15:00Z is 09:00 in Chicago, where conversation 1's client lives: inside the window.
     let nine = Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap();
@@ -113,9 +126,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(received.len() as u64, emails, "every email arrived");
     assert_eq!(unique.len() as u64, emails, "no email twice");
     println!(
-        "{emails} emails, {} ms per email at the server, concurrency {concurrency}, {workers} workers, {}: {:.0} emails/s ({elapsed:.2?})",
+        "{emails} emails, {} ms per email at the server, concurrency {concurrency}, {workers} workers, {}{}: {:.0} emails/s ({elapsed:.2?})",
         delay.as_millis(),
         url.split(':').next().unwrap_or(""),
+        cap.map(|cap| format!(", cap {cap}")).unwrap_or_default(),
         emails as f64 / elapsed.as_secs_f64(),
     );
     Ok(())

@@ -9,7 +9,7 @@ use crate::domain::{
     Role,
 };
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::ports::{Clock, Page, Storage, StorageError, Transition};
+use crate::ports::{Clock, DeliveryFacts, Page, Storage, StorageError, Transition};
 use crate::rules::Rules;
 use crate::send_at::{SendAt, SendAtError};
 use crate::validate::{Payload, ValidationError};
@@ -211,17 +211,39 @@ async fn decide(
     now: DateTime<Utc>,
     timing: MessageTiming,
 ) -> Result<(Decision, Option<DateTime<Utc>>), StorageError> {
+    let facts = delivery_facts(storage, context, now).await?;
+    Ok(decide_from(&facts, rules, context, now, timing))
+}
+
+/// What the decisions at `now` of `context`'s messages are made from: one read for any
+/// number of them.
+async fn delivery_facts(
+    storage: &dyn Storage,
+    context: &ConversationContext,
+    now: DateTime<Utc>,
+) -> Result<DeliveryFacts, StorageError> {
     let since = match context.store.max_per_client {
         Some(cap) => now - cap.per(),
         None => now,
     };
-    let facts = storage
+    storage
         .delivery_facts(context.conversation.id, context.client.id, since)
-        .await?;
+        .await
+}
+
+/// [`decide`] from facts already read.
+fn decide_from(
+    facts: &DeliveryFacts,
+    rules: &Rules,
+    context: &ConversationContext,
+    now: DateTime<Utc>,
+    timing: MessageTiming,
+) -> (Decision, Option<DateTime<Utc>>) {
     let last_received = facts.last_received.filter(|at| *at <= timing.created_at);
     let sends: Vec<_> = facts
         .recent_sends
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|at| *at <= timing.created_at)
         .collect();
     let calendar = context.calendar(rules.active_hours);
@@ -232,7 +254,26 @@ async fn decide(
     let decision = context
         .delivery_input(&calendar, now, timing, &sends)
         .decide();
-    Ok((decision, last_received))
+    (decision, last_received)
+}
+
+/// The rule that holds `message` at `now`, decided again from `facts` (see [`chat_view`]);
+/// `None` unless it is `new` and not yet due.
+fn waiting_for_now(
+    facts: Option<&DeliveryFacts>,
+    rules: &Rules,
+    context: &ConversationContext,
+    now: DateTime<Utc>,
+    message: &Message,
+) -> Option<WaitingFor> {
+    let facts = facts.filter(|_| is_waiting(message, now))?;
+    let (decision, _) = decide_from(facts, rules, context, now, message.timing());
+    decision.waiting_for.or(message.waiting_for)
+}
+
+/// Whether `message` is `new` and due only after `now`.
+fn is_waiting(message: &Message, now: DateTime<Utc>) -> bool {
+    message.status == MessageStatus::New && message.send_at.is_some_and(|at| at > now)
 }
 
 /// Validates and stores a message: see [`draft_chat`] for the checks. Nothing is
@@ -342,21 +383,42 @@ pub struct ConversationView {
     pub context: ConversationContext,
     /// The page of messages.
     pub messages: Vec<Message>,
+    /// For each of `messages`, in the same order, the rule of the delivery policy that
+    /// holds it now, as [`ChatView::waiting_for`]; `None` when it is due, being sent, done
+    /// or a client's.
+    pub waiting_for: Vec<Option<WaitingFor>>,
 }
 
-/// Reads a conversation with a page of its messages; `Ok(None)` for an unknown id.
+/// Reads a conversation with a page of its messages, and why each waiting one waits at the
+/// clock's now (as [`chat_view`] decides it); `Ok(None)` for an unknown id. The decisions
+/// cost one more read for the whole page, and none when no message of it waits.
 ///
 /// # Errors
 /// Storage failures.
 pub async fn conversation_view(
     storage: &dyn Storage,
+    clock: &dyn Clock,
+    rules: &Rules,
     id: ConversationId,
     page: Page,
 ) -> Result<Option<ConversationView>, StorageError> {
-    Ok(storage
-        .conversation_page(id, page)
-        .await?
-        .map(|(context, messages)| ConversationView { context, messages }))
+    let Some((context, messages)) = storage.conversation_page(id, page).await? else {
+        return Ok(None);
+    };
+    let now = clock.now();
+    let facts = match messages.iter().any(|m| is_waiting(m, now)) {
+        true => Some(delivery_facts(storage, &context, now).await?),
+        false => None,
+    };
+    let waiting_for = messages
+        .iter()
+        .map(|m| waiting_for_now(facts.as_ref(), rules, &context, now, m))
+        .collect();
+    Ok(Some(ConversationView {
+        context,
+        messages,
+        waiting_for,
+    }))
 }
 
 /// One message with what the client receives (`GET /chat/{id}/`).
@@ -422,11 +484,10 @@ async fn with_rendering(
     message: Message,
 ) -> Result<ChatView, ChatError> {
     let context = storage.conversation(message.conversation_id).await?;
-    let waiting = message.status == MessageStatus::New;
-    let waiting_for = match (&context, now, message.send_at) {
-        (Some(context), Some((now, rules)), Some(send_at)) if waiting && send_at > now => {
-            let (decision, _) = decide(storage, rules, context, now, message.timing()).await?;
-            decision.waiting_for.or(message.waiting_for)
+    let waiting_for = match (&context, now) {
+        (Some(context), Some((now, rules))) if is_waiting(&message, now) => {
+            let facts = delivery_facts(storage, context, now).await?;
+            waiting_for_now(Some(&facts), rules, context, now, &message)
         }
         _ => None,
     };
@@ -683,11 +744,18 @@ mod tests {
     }
 
     async fn chats(storage: &MemoryStorage, id: i64) -> Vec<Message> {
-        conversation_view(storage, ConversationId(id), all())
-            .await
-            .unwrap()
-            .unwrap()
-            .messages
+        let clock = ManualClock::new(nine_chicago());
+        conversation_view(
+            storage,
+            &clock,
+            &Rules::default(),
+            ConversationId(id),
+            all(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .messages
     }
 
     /// 15:00Z: 09:00 in Chicago (client 27, conversation 1).
@@ -869,7 +937,14 @@ mod tests {
             matches!(err, ChatError::NotFound(MessageId(999))),
             "{err:?}"
         );
-        let missing = conversation_view(&storage, ConversationId(999), all()).await;
+        let missing = conversation_view(
+            &storage,
+            &clock,
+            &Rules::default(),
+            ConversationId(999),
+            all(),
+        )
+        .await;
         assert_eq!(missing.unwrap(), None);
     }
 
@@ -1054,6 +1129,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(view.waiting_for, Some(WaitingFor::ActiveHours));
+    }
+
+    /// Conversation 1's messages and what holds each, as its page says.
+    async fn waiting(
+        storage: &MemoryStorage,
+        clock: &ManualClock,
+    ) -> std::collections::HashMap<MessageId, Option<WaitingFor>> {
+        let rules = Rules::default();
+        let view = conversation_view(storage, clock, &rules, ConversationId(1), all())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.waiting_for.len(), view.messages.len());
+        view.messages
+            .iter()
+            .map(|m| m.id)
+            .zip(view.waiting_for)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_conversation_says_why_each_waiting_message_waits() {
+        let (storage, clock) = setup(nine_chicago()).await;
+        let rules = Rules::default();
+        let due = post_chat(&storage, &clock, &rules, request(1, 24, "Now"))
+            .await
+            .unwrap();
+        // For 19:30 Chicago, inside the window; for 21:00, outside it (09:00 tomorrow).
+        let mut ask = request(1, 24, "Later");
+        ask.send_at = Some((nine_chicago() + chrono::Duration::minutes(630)).to_rfc3339());
+        let later = post_chat(&storage, &clock, &rules, ask).await.unwrap();
+        let night = nine_chicago() + chrono::Duration::hours(12);
+        let mut ask = request(1, 24, "Tonight");
+        ask.send_at = Some(night.to_rfc3339());
+        let tonight = post_chat(&storage, &clock, &rules, ask).await.unwrap();
+
+        let now = waiting(&storage, &clock).await;
+        assert_eq!(now[&due.message.id], None, "due now");
+        assert_eq!(now[&later.message.id], Some(WaitingFor::SendAt));
+        assert_eq!(now[&tonight.message.id], Some(WaitingFor::SendAt));
+        assert_eq!(now[&MessageId(2)], None, "a client's message");
+        // Each as `GET /chat/{id}/` answers it.
+        for (id, rule) in &now {
+            let view = chat_view(&storage, &clock, &rules, *id).await.unwrap();
+            assert_eq!(view.waiting_for, *rule, "chat {id}");
+        }
+
+        // Past the second sendAt, what holds it is the window, decided again now.
+        clock.set(night + chrono::Duration::minutes(5));
+        let after = waiting(&storage, &clock).await;
+        assert_eq!(after[&tonight.message.id], Some(WaitingFor::ActiveHours));
+        assert_eq!(after[&later.message.id], None, "due since 19:30");
     }
 
     #[tokio::test]

@@ -757,6 +757,51 @@ mod tests {
         assert_eq!(decide(&facts).at, utc(2026, 4, 4, 14, 45));
     }
 
+    #[test]
+    fn a_window_wrapping_into_a_closed_day_and_a_closure_across_the_new_year() {
+        // Thursday's and Friday's windows wrap midnight; Saturday has none, so what is open
+        // early on Saturday is Friday's window. Berlin, +01:00 in winter.
+        let nights = calendar(r#"{"thu":["21:00-02:00"],"fri":["22:00-03:00"]}"#);
+        let none = Closures::NONE;
+        // Saturday 2027-01-02 02:30 local: still Friday's window.
+        let facts = input(utc(2027, 1, 2, 1, 30), &nights, &none);
+        assert_eq!(decide(&facts), due(facts.now));
+        // 03:00 local: Friday's window is over and Saturday is closed: next Thursday 21:00.
+        let facts = input(utc(2027, 1, 2, 2, 0), &nights, &none);
+        assert_eq!(
+            decide(&facts),
+            waits(utc(2027, 1, 7, 20, 0), WaitingFor::ActiveHours)
+        );
+
+        // Closed from New Year's Eve 23:30 to 00:45 on New Year's Day, inside Thursday's
+        // window (Thursday 2026-12-31 21:00 to Friday 02:00).
+        let new_year = closures(r#"[{"from":"2026-12-31T23:30","to":"2027-01-01T00:45"}]"#);
+        let facts = input(utc(2026, 12, 31, 22, 0), &nights, &new_year); // 23:00 local
+        assert_eq!(decide(&facts), due(facts.now));
+        // 23:45 local: the closure ends at 00:45 in the new year, still in Thursday's window.
+        let facts = input(utc(2026, 12, 31, 22, 45), &nights, &new_year);
+        assert_eq!(
+            decide(&facts),
+            waits(utc(2026, 12, 31, 23, 45), WaitingFor::Closure)
+        );
+        // A closure over the rest of Thursday's window sends it to Friday's, 22:00 local.
+        let long = closures(r#"[{"from":"2026-12-31T23:30","to":"2027-01-01T02:30"}]"#);
+        let facts = input(utc(2026, 12, 31, 22, 45), &nights, &long);
+        assert_eq!(
+            decide(&facts),
+            waits(utc(2027, 1, 1, 21, 0), WaitingFor::Closure)
+        );
+        // New Year's Day closed all day, from 00:30 local (in Thursday's wrapped window):
+        // Friday's window opens inside it too, so the first open instant is the closure's
+        // end, Saturday 00:00 local, in Friday's wrapped window.
+        let day = closures(r#"[{"date":"2027-01-01"}]"#);
+        let facts = input(utc(2026, 12, 31, 23, 30), &nights, &day);
+        assert_eq!(
+            decide(&facts),
+            waits(utc(2027, 1, 1, 23, 0), WaitingFor::Closure)
+        );
+    }
+
     /// The earliest whole minute `>= from` (or `from` itself) at which `ok` holds, scanning
     /// minute by minute up to `horizon`.
     fn scan(
@@ -898,6 +943,20 @@ mod tests {
             prop_assert_eq!(decision.waiting_for, expected_rule);
             if expected_rule == Some(WaitingFor::FrequencyCap) {
                 prop_assert!(!reply && !fits(now));
+            }
+
+            // Decided again at send time with the same facts (the dispatcher's pass at the
+            // decided instant): due, nothing holds it.
+            let at_send = DeliveryInput { now: at, ..facts };
+            prop_assert_eq!(decide(&at_send), Decision { at, waiting_for: None });
+            // Decided again earlier (a pass woken before it, or a read of the chat): the
+            // same instant. Not for a reply: it goes at the moment it is decided.
+            if !reply && at > now {
+                for later in [now + (at - now) / 2, at - TimeDelta::seconds(1)] {
+                    let again = decide(&DeliveryInput { now: later, ..facts });
+                    prop_assert_eq!(again.at, at, "decided again at {}", later);
+                    prop_assert!(again.waiting_for.is_some());
+                }
             }
         }
     }

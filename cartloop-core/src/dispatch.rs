@@ -32,7 +32,10 @@
 //!   [`DispatchConfig::max_message_age`] after the message's `send_at`. Retries are by age,
 //!   not count, so an SMTP outage of hours fails nothing. An *ambiguous* error (the server
 //!   may already have accepted the email) is retried too: a possible duplicate, which
-//!   receivers drop by its stable `Message-ID`, is better than a lost email.
+//!   receivers drop by its stable `Message-ID`, is better than a lost email. It keeps its
+//!   reservation under the frequency cap ([`DispatchQueue::keep_reservation`]): an email
+//!   that may have gone counts, so the cap holds even if it did. A transient error (the
+//!   email was not handed over) releases it.
 //!
 //! Recording a result retries transient storage errors with backoff for as long as the
 //! claim holds (recording is idempotent under the fence), each retry reported to the
@@ -695,9 +698,10 @@ impl Dispatcher {
         if let Some(outcome) = held(uncapped.decide(), now) {
             return outcome;
         }
+        let mut reserved = false;
         if let Some(cap) = input.frequency_cap.filter(|_| !input.is_reply()) {
             match self.queue.reserve_send(token, now, cap).await {
-                Ok(Reservation::Granted) => {}
+                Ok(Reservation::Granted) => reserved = true,
                 Ok(Reservation::Full(sends)) => {
                     let decision = DeliveryInput {
                         recent_sends: &sends,
@@ -745,6 +749,9 @@ impl Dispatcher {
         if error.kind == MailErrorKind::Permanent {
             return Outcome::Failed(error.message);
         }
+        if reserved && error.kind == MailErrorKind::Ambiguous {
+            self.keep_reservation(message, token).await;
+        }
         let now = self.clock.now();
         let retry_at = DeliveryInput {
             now: add(now, self.config.backoff(message.attempts)),
@@ -762,6 +769,34 @@ impl Dispatcher {
             ));
         }
         Outcome::Retry(retry_at, error.message)
+    }
+
+    /// The email may have gone: its send counts against the cap whatever is recorded next.
+    /// Should the storage keep failing, the next result releases the reservation (the
+    /// failure is reported).
+    async fn keep_reservation(&self, message: &Message, token: ClaimToken) {
+        let mut delay = Duration::from_millis(100);
+        for tries_left in (0..3).rev() {
+            let error = match self.queue.keep_reservation(token).await {
+                Ok(_) => return,
+                Err(e) => e,
+            };
+            if !error.is_transient() || tries_left == 0 {
+                self.observe(Event::StorageFailed {
+                    message: Some(message.id),
+                    action: "keep the reservation of an email that may have gone",
+                    error: &error,
+                });
+                return;
+            }
+            self.observe(Event::StorageRetry {
+                message: message.id,
+                action: "keep the reservation of an email that may have gone",
+                error: &error,
+            });
+            self.clock.sleep(delay).await;
+            delay *= 2;
+        }
     }
 }
 
@@ -1532,6 +1567,54 @@ mod tests {
         assert_eq!((stored.status, stored.attempts), (MessageStatus::New, 0));
         // Due at once, not at the end of a lease.
         assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+    }
+
+    #[tokio::test]
+    async fn an_email_that_may_have_gone_counts_against_the_frequency_cap() {
+        for (error, second_goes) in [
+            (MailError::ambiguous("connection lost after DATA"), false),
+            (MailError::transient("451 try later"), true),
+        ] {
+            let f = fixture(RecordingMailer::new_ok(), DispatchConfig::default()).await;
+            let cap = crate::frequency_cap::FrequencyCap::new(1, "24h").unwrap();
+            let changes = crate::domain::StoreChanges {
+                max_per_client: Some(Some(cap)),
+                ..Default::default()
+            };
+            f.storage
+                .update_store(crate::ids::StoreId(1), changes)
+                .await
+                .unwrap();
+            let first = post(&f, "first").await;
+            f.mailer.fail_next(1, error.clone());
+            let report = f.dispatcher.run_once().await.unwrap();
+            assert_eq!(report.retried, 1, "{report:?}");
+
+            // A second message to the same client before the first is tried again.
+            let second = post(&f, "second").await;
+            let report = f.dispatcher.run_once().await.unwrap();
+            let stored = f.storage.message(second).await.unwrap().unwrap();
+            if second_goes {
+                assert_eq!(report.sent, 1, "{:?}: {report:?}", error.kind);
+                assert_eq!(stored.status, MessageStatus::Sent);
+            } else {
+                assert_eq!(report.sent, 0, "{:?}: {report:?}", error.kind);
+                assert_eq!(
+                    (stored.status, stored.waiting_for, stored.send_at),
+                    (
+                        MessageStatus::New,
+                        Some(WaitingFor::FrequencyCap),
+                        Some(nine_am_chicago() + chrono::Duration::hours(24))
+                    ),
+                    "held until a day after the attempt that may have gone"
+                );
+                // The first is tried again and goes: it never waits for its own attempt.
+                f.clock.advance(chrono::Duration::minutes(5));
+                assert_eq!(f.dispatcher.run_once().await.unwrap().sent, 1);
+                let sent = f.storage.message(first).await.unwrap().unwrap();
+                assert_eq!(sent.status, MessageStatus::Sent);
+            }
+        }
     }
 
     #[tokio::test]

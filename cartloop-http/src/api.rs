@@ -248,10 +248,18 @@ pub(crate) struct Chat {
     send_at: Option<String>,
     #[schema(format = DateTime)]
     sent_at: Option<String>,
+    /// For a `new` chat, the rule of the delivery policy that holds it now, as
+    /// `GET /chat/{id}/` says; null when due, being sent, done, or a client's.
+    waiting_for: Option<Waiting>,
 }
 
 impl ConversationResponse {
-    pub(crate) fn new(context: &ConversationContext, messages: &[Message]) -> Self {
+    /// `waiting_for[i]` is what holds `messages[i]` (missing: nothing).
+    pub(crate) fn new(
+        context: &ConversationContext,
+        messages: &[Message],
+        waiting_for: &[Option<WaitingFor>],
+    ) -> Self {
         let c = context;
         Self {
             conversation_id: c.conversation.id.0,
@@ -263,7 +271,8 @@ impl ConversationResponse {
             client_time_zone: c.client_time_zone().name(),
             chats: messages
                 .iter()
-                .map(|m| Chat {
+                .enumerate()
+                .map(|(i, m)| Chat {
                     chat_id: m.id.0,
                     user_id: m.author_id.0,
                     payload: m.payload.as_str().to_owned(),
@@ -271,6 +280,7 @@ impl ConversationResponse {
                     created_at: rfc3339(m.created_at),
                     send_at: m.send_at.map(rfc3339),
                     sent_at: m.sent_at.map(rfc3339),
+                    waiting_for: waiting_for.get(i).copied().flatten().map(Into::into),
                 })
                 .collect(),
         }
@@ -279,7 +289,7 @@ impl ConversationResponse {
 
 impl From<&ConversationView> for ConversationResponse {
     fn from(view: &ConversationView) -> Self {
-        Self::new(&view.context, &view.messages)
+        Self::new(&view.context, &view.messages, &view.waiting_for)
     }
 }
 

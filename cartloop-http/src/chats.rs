@@ -24,7 +24,9 @@ use cartloop_core::ports::Page;
 /// A conversation with a page of its chats, oldest first.
 ///
 /// Paging backwards from the newest: `limit` (default 100, at most 1000; larger values are
-/// clamped) gives the newest N, `before` the N before that chat.
+/// clamped) gives the newest N, `before` the N before that chat. A `new` chat not yet due
+/// carries `waitingFor`, the rule of the delivery policy that holds it now (as
+/// `GET /chat/{id}/` decides it: one read for the page).
 #[utoipa::path(
     get,
     path = "/conversation/{id}/",
@@ -47,9 +49,15 @@ pub(crate) async fn get_conversation(
     QueryMap(query): QueryMap,
 ) -> Result<Json<ConversationResponse>, ApiError> {
     let page = page(&query)?;
-    let view = conversation_view(state.storage.as_ref(), ConversationId(id), page)
-        .await?
-        .ok_or_else(|| conversation_not_found(id))?;
+    let view = conversation_view(
+        state.storage.as_ref(),
+        state.clock.as_ref(),
+        &state.rules,
+        ConversationId(id),
+        page,
+    )
+    .await?
+    .ok_or_else(|| conversation_not_found(id))?;
     let resource = Resource::from(&view.context.conversation);
     caller.check(access::may_read(&caller.principal, &resource), || {
         conversation_not_found(id)

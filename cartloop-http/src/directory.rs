@@ -493,7 +493,7 @@ pub(crate) async fn create_conversation(
     let target = AuditTarget::new("conversation", context.conversation.id, Some(store));
     let mut response = (
         StatusCode::CREATED,
-        Json(ConversationResponse::new(&context, &[])),
+        Json(ConversationResponse::new(&context, &[], &[])),
     )
         .into_response();
     response.extensions_mut().insert(target);
@@ -566,9 +566,15 @@ pub(crate) async fn patch_conversation(
         limit: DEFAULT_PAGE,
         before: None,
     };
-    let view = conversation_view(state.storage.as_ref(), ConversationId(id), page)
-        .await?
-        .ok_or_else(|| conversation_not_found(id))?;
+    let view = conversation_view(
+        state.storage.as_ref(),
+        state.clock.as_ref(),
+        &state.rules,
+        ConversationId(id),
+        page,
+    )
+    .await?
+    .ok_or_else(|| conversation_not_found(id))?;
     let target = AuditTarget::new("conversation", id, Some(view.context.conversation.store_id));
     let mut response = Json(ConversationResponse::from(&view)).into_response();
     response.extensions_mut().insert(target);

@@ -264,6 +264,58 @@ async fn send_later_at_post_and_preview() {
 }
 
 #[tokio::test]
+async fn the_conversation_says_why_each_waiting_chat_waits() {
+    let app = app().await;
+    let post = |payload: &str, send_at: Value| {
+        let body = chat_at(1, 24, payload, send_at);
+        let app = &app;
+        async move {
+            let (status, posted) = send(app, "POST", "/chat/", body).await;
+            assert_eq!(status, StatusCode::CREATED, "{posted}");
+            posted["chatId"].as_i64().unwrap()
+        }
+    };
+    let now = post("Now", Value::Null).await;
+    // 19:30 in Chicago today; 21:00, outside the window.
+    let later = post("Later", json!("2026-11-26T01:30:00Z")).await;
+    let night = post("Tonight", json!("2026-11-26T03:00:00Z")).await;
+    let waiting = |page: &Value| -> Vec<(i64, Value)> {
+        page["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["chatId"].as_i64().unwrap(), c["waitingFor"].clone()))
+            .collect()
+    };
+    let (status, page) = app.send("GET", "/conversation/1/", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let expected = vec![
+        (1, Value::Null),
+        (2, Value::Null),
+        (3, Value::Null),
+        (now, Value::Null),
+        (later, json!("send_at")),
+        (night, json!("send_at")),
+    ];
+    assert_eq!(waiting(&page), expected);
+
+    // Past the night's sendAt: the window holds it, decided again now, as the chat says.
+    app.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-11-26T03:05:00Z")
+            .unwrap()
+            .into(),
+    );
+    let (_, page) = app.send("GET", "/conversation/1/", None).await;
+    let chats = waiting(&page);
+    assert_eq!(chats[5], (night, json!("active_hours")), "{page}");
+    assert_eq!(chats[4], (later, Value::Null), "due since 19:30: {page}");
+    for (id, rule) in chats {
+        let (_, chat) = app.send("GET", &format!("/chat/{id}/"), None).await;
+        assert_eq!(chat["waitingFor"], rule, "{chat}");
+    }
+}
+
+#[tokio::test]
 async fn the_document_covers_the_policy() {
     let app = app().await;
     let (_, doc) = app.send("GET", "/openapi.json", None).await;
@@ -280,6 +332,7 @@ async fn the_document_covers_the_policy() {
     assert!(schemas["ChatBody"]["properties"]["sendAt"].is_object());
     assert!(schemas["ChatViewResponse"]["properties"]["waitingFor"].is_object());
     assert!(schemas["PreviewResponse"]["properties"]["waitingFor"].is_object());
+    assert!(schemas["Chat"]["properties"]["waitingFor"].is_object());
     let rules = schemas["Waiting"].to_string();
     for rule in ["active_hours", "closure", "send_at", "frequency_cap"] {
         assert!(rules.contains(rule), "{rules}");

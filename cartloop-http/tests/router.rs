@@ -30,7 +30,8 @@ async fn get_conversation_has_the_spec_shape() {
             "chatId": 3, "userId": 24,
             "payload": "Sure {{ username }}. Here is your code {{ discountCode }}",
             "status": "sent",
-            "createdAt": "2020-12-03T15:25:00Z", "sendAt": "2020-12-03T15:25:00Z", "sentAt": "2020-12-03T15:25:00Z"
+            "createdAt": "2020-12-03T15:25:00Z", "sendAt": "2020-12-03T15:25:00Z", "sentAt": "2020-12-03T15:25:00Z",
+            "waitingFor": null
         })
     );
     assert_eq!(chats[1]["status"], "received");

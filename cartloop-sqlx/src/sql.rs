@@ -598,7 +598,7 @@ pub(crate) const MARK_SENT: &str = concat!(
 /// `$3` the instant, `$4` the rule: the policy holds the message; not an attempt.
 pub(crate) const HOLD: &str = concat!(
     "UPDATE messages SET status = 'new', lease_until = NULL, send_at = $3, \
-     next_attempt_at = NULL, waiting_for = $4, counted_at = NULL, attempts = attempts - 1",
+     next_attempt_at = NULL, waiting_for = $4, counted_at = maybe_sent_at, attempts = attempts - 1",
     fenced!()
 );
 
@@ -615,6 +615,13 @@ pub(crate) const RESERVED_SENDS: &str = "\
     WHERE c.client_id = $1 AND m.counted_at IS NOT NULL AND m.counted_at >= $2 AND m.id <> $3 \
     ORDER BY m.counted_at";
 
+/// An attempt whose email may have gone keeps its reservation (if any): the instant every
+/// later result but a send puts `counted_at` back to.
+pub(crate) const KEEP_RESERVATION: &str = concat!(
+    "UPDATE messages SET maybe_sent_at = COALESCE(counted_at, maybe_sent_at)",
+    fenced!()
+);
+
 /// `$3` the instant of the reservation.
 pub(crate) const RESERVE_SEND: &str = concat!("UPDATE messages SET counted_at = $3", fenced!());
 
@@ -627,7 +634,7 @@ pub(crate) const LAST_RECEIVED: &str = "\
 /// `next_attempt_at` and keeps `send_at`; a deferral (`$4` NULL) moves `send_at` and does not
 /// count as an attempt.
 pub(crate) const RESCHEDULE: &str = concat!(
-    "UPDATE messages SET status = 'new', lease_until = NULL, counted_at = NULL, \
+    "UPDATE messages SET status = 'new', lease_until = NULL, counted_at = maybe_sent_at, \
      send_at = CASE WHEN $4 IS NULL THEN $3 ELSE send_at END, \
      next_attempt_at = CASE WHEN $4 IS NULL THEN NULL ELSE $3 END, \
      last_error = COALESCE($4, last_error), \
@@ -637,14 +644,14 @@ pub(crate) const RESCHEDULE: &str = concat!(
 
 pub(crate) const MARK_FAILED: &str = concat!(
     "UPDATE messages SET status = 'failed', last_error = $3, lease_until = NULL, \
-     counted_at = NULL",
+     counted_at = maybe_sent_at",
     fenced!()
 );
 
 /// No send was tried: the claim does not count as an attempt.
 pub(crate) const MARK_SUPPRESSED: &str = concat!(
     "UPDATE messages SET status = 'suppressed', last_error = $3, lease_until = NULL, \
-     counted_at = NULL, attempts = attempts - 1",
+     counted_at = maybe_sent_at, attempts = attempts - 1",
     fenced!()
 );
 

@@ -129,8 +129,10 @@ pub trait DispatchQueue: Send + Sync {
     /// same moment together never exceed the cap. A reservation stays when the message is
     /// [`mark_sent`](Self::mark_sent) (its instant becomes the send's) and is released by
     /// every other result ([`reschedule`](Self::reschedule), [`hold`](Self::hold),
-    /// [`mark_failed`](Self::mark_failed), [`mark_suppressed`](Self::mark_suppressed)). A
-    /// claim whose lease ends keeps it: the email may have gone.
+    /// [`mark_failed`](Self::mark_failed), [`mark_suppressed`](Self::mark_suppressed)),
+    /// unless an attempt whose email may have gone kept it
+    /// ([`keep_reservation`](Self::keep_reservation)): then those results put it back to
+    /// that attempt's instant. A claim whose lease ends keeps it: the email may have gone.
     ///
     /// MUST answer [`Reservation::Lost`] unless the message is `sending` under this claim.
     async fn reserve_send(
@@ -139,6 +141,17 @@ pub trait DispatchQueue: Send + Sync {
         now: DateTime<Utc>,
         cap: FrequencyCap,
     ) -> Result<Reservation, StorageError>;
+
+    /// The claimed message's email may have gone (an ambiguous mail error: the server may
+    /// have accepted it): its reservation under the frequency cap, if this claim holds one
+    /// ([`reserve_send`](Self::reserve_send)), counts from now on as a send at the
+    /// reservation's instant. Every later result but a send (which moves it to the send's
+    /// instant) and every later reservation leave the message counted at that instant or
+    /// a later one, so the cap never lets more emails through than it allows, even when the
+    /// ambiguous one did go. Without a reservation, nothing changes.
+    ///
+    /// Same fencing as [`mark_sent`](Self::mark_sent).
+    async fn keep_reservation(&self, token: ClaimToken) -> Result<bool, StorageError>;
 
     /// Gives up on the message: status `failed`, `last_error = error`.
     ///

@@ -71,6 +71,9 @@ struct Row {
     lease_until: Option<DateTime<Utc>>,
     /// When its send was reserved under the frequency cap (then when it was sent).
     counted_at: Option<DateTime<Utc>>,
+    /// The reservation of the last attempt whose email may have gone: what a result other
+    /// than a send puts `counted_at` back to.
+    maybe_sent_at: Option<DateTime<Utc>>,
 }
 
 impl Row {
@@ -493,6 +496,7 @@ impl Conversations for MemoryStorage {
                     message: message.clone(),
                     lease_until: None,
                     counted_at: None,
+                    maybe_sent_at: None,
                 },
             );
             message
@@ -787,7 +791,7 @@ impl DispatchQueue for MemoryStorage {
         };
         row.message.status = MessageStatus::New;
         row.lease_until = None;
-        row.counted_at = None;
+        row.counted_at = row.maybe_sent_at;
         match error {
             Some(error) => {
                 row.message.next_attempt_at = Some(at);
@@ -811,7 +815,7 @@ impl DispatchQueue for MemoryStorage {
         row.message.status = MessageStatus::Failed;
         row.message.last_error = Some(error);
         row.lease_until = None;
-        row.counted_at = None;
+        row.counted_at = row.maybe_sent_at;
         Ok(true)
     }
 
@@ -832,7 +836,7 @@ impl DispatchQueue for MemoryStorage {
         row.message.waiting_for = waiting_for;
         row.message.attempts = row.message.attempts.saturating_sub(1);
         row.lease_until = None;
-        row.counted_at = None;
+        row.counted_at = row.maybe_sent_at;
         Ok(true)
     }
 
@@ -865,6 +869,16 @@ impl DispatchQueue for MemoryStorage {
         Ok(Reservation::Granted)
     }
 
+    async fn keep_reservation(&self, token: ClaimToken) -> Result<bool, StorageError> {
+        self.fault("keep_reservation")?;
+        let mut state = self.lock();
+        let Some(row) = state.fenced(token) else {
+            return Ok(false);
+        };
+        row.maybe_sent_at = row.counted_at.or(row.maybe_sent_at);
+        Ok(true)
+    }
+
     async fn mark_suppressed(
         &self,
         token: ClaimToken,
@@ -879,7 +893,7 @@ impl DispatchQueue for MemoryStorage {
         row.message.last_error = Some(reason);
         row.message.attempts = row.message.attempts.saturating_sub(1);
         row.lease_until = None;
-        row.counted_at = None;
+        row.counted_at = row.maybe_sent_at;
         Ok(true)
     }
 
@@ -956,6 +970,7 @@ impl Admin for MemoryStorage {
                 message: m.clone(),
                 lease_until: None,
                 counted_at: None,
+                maybe_sent_at: None,
             };
             inserted += add(&mut state.messages, m.id, &row);
         }

@@ -146,6 +146,10 @@ impl<D: Dialect> DispatchQueue for SqlStorage<D> {
         self.exec.noted(tx.finish(reserved).await)
     }
 
+    async fn keep_reservation(&self, token: ClaimToken) -> Result<bool, StorageError> {
+        self.fenced(sql::KEEP_RESERVATION, token, &[]).await
+    }
+
     async fn mark_failed(&self, token: ClaimToken, error: String) -> Result<bool, StorageError> {
         self.fenced(sql::MARK_FAILED, token, &[error.as_str().into()])
             .await

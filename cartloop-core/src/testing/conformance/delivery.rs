@@ -252,6 +252,118 @@ pub async fn frequency_cap_reservations(s: &dyn Storage) {
     );
 }
 
+/// An attempt whose email may have gone keeps its reservation ([`DispatchQueue::keep_reservation`]):
+/// the retry, a later transient failure and a hold all leave it counted at that attempt's
+/// instant; a send moves it to the send's. Without it, a retry releases the reservation.
+///
+/// [`DispatchQueue::keep_reservation`]: crate::ports::DispatchQueue::keep_reservation
+pub async fn an_ambiguous_send_keeps_its_reservation(s: &dyn Storage) {
+    s.import(&demo_data()).await.unwrap();
+    let client = s
+        .conversation(ConversationId(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .client
+        .id;
+    let a = insert(s, new_message(1, 24, "a", Some(t0()))).await;
+    let b = insert(s, new_message(1, 24, "b", Some(t0()))).await;
+    let cap = cap(1, "24h");
+    let minute = Duration::minutes(1);
+    let counted = || async {
+        s.delivery_facts(ConversationId(1), client, t0() - Duration::days(1))
+            .await
+            .unwrap()
+            .recent_sends
+    };
+    let claim = |at: DateTime<Utc>, id: MessageId| async move {
+        s.claim_due(at, LEASE, ClaimLimit::batch(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.message.id == id)
+            .unwrap_or_else(|| panic!("message {id} due at {at}"))
+            .token
+    };
+    let claims = s
+        .claim_due(t0(), LEASE, ClaimLimit::batch(10))
+        .await
+        .unwrap();
+    let token_b = claims.iter().find(|c| c.message.id == b.id).unwrap().token;
+    let token_a = claims.iter().find(|c| c.message.id == a.id).unwrap().token;
+    // b waits for tomorrow, out of the way.
+    assert!(s
+        .hold(token_b, t0() + Duration::days(2), None)
+        .await
+        .unwrap());
+
+    // Not handed over (a transient error): the retry releases the reservation.
+    assert_eq!(
+        s.reserve_send(token_a, t0(), cap).await.unwrap(),
+        Reservation::Granted
+    );
+    assert!(s
+        .reschedule(token_a, t0() + minute, Some("451 later".into()))
+        .await
+        .unwrap());
+    assert!(counted().await.is_empty(), "released");
+
+    // May have gone (an ambiguous error): kept through the retry.
+    let t1 = t0() + minute;
+    let token_a = claim(t1, a.id).await;
+    assert_eq!(
+        s.reserve_send(token_a, t1, cap).await.unwrap(),
+        Reservation::Granted
+    );
+    assert!(s.keep_reservation(token_a).await.unwrap());
+    assert!(s
+        .reschedule(token_a, t1 + minute, Some("timed out after DATA".into()))
+        .await
+        .unwrap());
+    assert_eq!(counted().await, vec![t1], "kept");
+
+    // Its retry may reserve again (its own send does not count against it); failing
+    // transiently then, or held, it is back at the instant it may have gone.
+    let t2 = t1 + minute;
+    let token_a = claim(t2, a.id).await;
+    assert_eq!(
+        s.reserve_send(token_a, t2, cap).await.unwrap(),
+        Reservation::Granted
+    );
+    assert_eq!(counted().await, vec![t2]);
+    assert!(s
+        .reschedule(token_a, t2 + minute, Some("451 later".into()))
+        .await
+        .unwrap());
+    assert_eq!(counted().await, vec![t1], "back to the ambiguous attempt");
+    let t3 = t2 + minute;
+    let token_a = claim(t3, a.id).await;
+    assert!(s.hold(token_a, t3 + minute, None).await.unwrap());
+    assert_eq!(counted().await, vec![t1], "held, still counted");
+
+    // Another message of the client meanwhile finds the cap full.
+    let t4 = t3 + minute;
+    let c = insert(s, new_message(1, 24, "c", Some(t4))).await;
+    let claims = s.claim_due(t4, LEASE, ClaimLimit::batch(10)).await.unwrap();
+    let token = |m: &Message| claims.iter().find(|c| c.message.id == m.id).unwrap().token;
+    assert_eq!(
+        s.reserve_send(token(&c), t4, cap).await.unwrap(),
+        Reservation::Full(vec![t1])
+    );
+    assert!(s
+        .hold(token(&c), t0() + Duration::days(2), None)
+        .await
+        .unwrap());
+
+    // Sent at last: counted once, at the send.
+    assert_eq!(
+        s.reserve_send(token(&a), t4, cap).await.unwrap(),
+        Reservation::Granted
+    );
+    assert!(s.mark_sent(token(&a), t4).await.unwrap());
+    assert_eq!(counted().await, vec![t4]);
+}
+
 /// Reservations made at the same moment for one client never exceed the cap together.
 pub async fn concurrent_reservations_keep_the_cap(s: &dyn Storage) {
     s.import(&demo_data()).await.unwrap();
