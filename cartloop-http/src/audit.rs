@@ -1,4 +1,4 @@
-//! The audit log: what [`authenticate`](crate::auth::authenticate) records of every request
+//! The audit log: what the authentication layer (`auth`) records of every request
 //! that changed something or was refused, written in the background in batches
 //! ([`AuditSink`]). `GET /audit/` reads it (`accounts`).
 //!

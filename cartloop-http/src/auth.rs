@@ -1,4 +1,4 @@
-//! Who makes each request: the [`Caller`], resolved once per request by [`authenticate`]
+//! Who makes each request: the [`Caller`], resolved once per request by `authenticate`
 //! from what it presents, and the refusals of the access rules as API errors.
 //!
 //! A request is made by one principal (`cartloop_core::access`):
