@@ -789,10 +789,22 @@ async fn the_openapi_document_lists_every_route() {
             assert!(responses.contains_key("default"), "{method} {path}");
         }
     }
-    // Public routes say so; the rest inherit the bearer requirement.
-    assert_eq!(doc["security"], json!([{"bearer": []}]));
+    // Public routes say so; the rest inherit the requirement: a bearer credential (an API
+    // key or the deployment token) or an operator's session cookie.
+    assert_eq!(doc["security"], json!([{"bearer": []}, {"session": []}]));
     assert_eq!(paths["/healthz"]["get"]["security"], json!([{}]));
+    assert_eq!(paths["/login"]["post"]["security"], json!([{}]));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let session = &doc["components"]["securitySchemes"]["session"];
+    assert_eq!(
+        (&session["type"], &session["in"], &session["name"]),
+        (
+            &json!("apiKey"),
+            &json!("cookie"),
+            &json!("cartloop_session")
+        ),
+        "{session}"
+    );
     // Every schema an operation refers to is in the document.
     let text = doc.to_string();
     let schemas = doc["components"]["schemas"].as_object().unwrap();
