@@ -89,10 +89,10 @@ fn check_password(field: &'static str, password: &str) -> Result<(), ApiError> {
     })
 }
 
-/// Runs `work` (an Argon2id hash or check) once a hashing permit is free, on one of the
-/// process's hashing threads: plain threads of lower priority (nice 10 on Linux), so that
-/// under a storm of sign-ins the API's own threads get the CPU first and reads stay fast;
-/// the sign-ins queue instead.
+/// Runs `work` (an Argon2id hash or check) once a hashing permit is free, on the
+/// low-priority hashing threads (`credentials::on_hashing_thread`): under a storm of
+/// sign-ins the API's own threads get the CPU first and reads stay fast; the sign-ins
+/// queue instead.
 async fn hashing<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
@@ -102,67 +102,10 @@ async fn hashing<T: Send + 'static>(
         .acquire()
         .await
         .map_err(|_| ApiError::unavailable("password hashing closed"))?;
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: HashJob = Box::new(move || {
-        let _ = done.send(work());
-    });
-    hash_threads()
-        .send(job)
-        .map_err(|_| ApiError::internal("the hashing threads are gone"))?;
-    result
+    crate::credentials::on_hashing_thread(work)
         .await
-        .map_err(|_| ApiError::internal("password hashing failed (a hashing thread panicked)"))
+        .ok_or_else(|| ApiError::internal("password hashing failed (a hashing thread panicked)"))
 }
-
-type HashJob = Box<dyn FnOnce() + Send>;
-
-/// The hashing threads' queue, started on first use: as many threads as the default number
-/// of permits (half the cores, at least one).
-fn hash_threads() -> &'static std::sync::mpsc::Sender<HashJob> {
-    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<HashJob>> =
-        std::sync::OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel::<HashJob>();
-        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
-        for n in 0..crate::default_hashing_permits() {
-            let receiver = receiver.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("cartloop-hash-{n}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        let job = receiver
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .recv();
-                        match job {
-                            // A panicking job drops its answer: its caller gets an error.
-                            Ok(job) => {
-                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start a password hashing thread");
-            }
-        }
-        sender
-    })
-}
-
-/// Nice 10 for the calling thread (Linux keeps a nice value per thread).
-#[cfg(target_os = "linux")]
-fn lower_priority() {
-    let me = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(me), 10) {
-        tracing::warn!(error = %e, "password hashing runs at normal priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
 
 /// `POST /login` body.
 #[derive(Deserialize, ToSchema)]

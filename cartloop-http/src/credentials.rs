@@ -24,8 +24,9 @@
 //! hash is fast. So passwords get the opposite: a random salt each (no precomputed tables,
 //! no two alike) and Argon2id with the OWASP parameters (19 MiB of memory, 2 passes, 1
 //! lane), which makes every guess cost memory and time. Checking one takes tens of
-//! milliseconds of CPU: run [`hash_password`] and [`verify_password`] on Tokio's blocking
-//! pool, which [`hash_password_blocking`] and [`verify_password_blocking`] do, never on
+//! milliseconds of CPU: run [`hash_password`] and [`verify_password`] on the hashing
+//! threads ([`on_hashing_thread`]), which [`hash_password_blocking`] and
+//! [`verify_password_blocking`] do, never on
 //! the async worker threads (they would stall every other request on that thread).
 //!
 //! Nothing here prints a secret: the types that hold one show only a redacted form in
@@ -503,27 +504,97 @@ pub fn dummy_verify(password: &str) -> bool {
     false
 }
 
-/// [`hash_password`] on Tokio's blocking pool.
-///
-/// # Errors
-/// As [`hash_password`]; [`PasswordError::Hashing`] if the blocking task did not finish.
-pub async fn hash_password_blocking(password: String) -> Result<String, PasswordError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .unwrap_or_else(|e| Err(PasswordError::Hashing(e.to_string())))
+/// How many hashes may run at once: half the cores, at least one. Argon2id is memory- and
+/// CPU-bound; the other half stays for the API.
+pub fn hashing_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
-/// [`verify_password`] on Tokio's blocking pool; `false` if the blocking task did not
-/// finish.
+/// Runs `work` on one of the process's hashing threads: plain threads of lower priority
+/// (nice 10 on Linux), started on first use, [`hashing_parallelism`] of them. Not Tokio's
+/// blocking pool: there the hashes would compete with the API's threads as equals, and a
+/// storm of sign-ins would stall every other request. `None` if `work` panicked.
+pub async fn on_hashing_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = done.send(work());
+    });
+    hash_threads().send(job).ok()?;
+    result.await.ok()
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads' queue, started on first use: as many threads as the default number
+/// of permits (half the cores, at least one).
+fn hash_threads() -> &'static std::sync::mpsc::Sender<HashJob> {
+    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<HashJob>> =
+        std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<HashJob>();
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        for n in 0..hashing_parallelism() {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cartloop-hash-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match job {
+                            // A panicking job drops its answer: its caller gets an error.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        sender
+    })
+}
+
+/// Nice 10 for the calling thread (Linux keeps a nice value per thread).
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), 10) {
+        tracing::warn!(error = %e, "password hashing runs at normal priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+/// [`hash_password`] on a hashing thread ([`on_hashing_thread`]).
+///
+/// # Errors
+/// As [`hash_password`]; [`PasswordError::Hashing`] if the hashing thread failed.
+pub async fn hash_password_blocking(password: String) -> Result<String, PasswordError> {
+    on_hashing_thread(move || hash_password(&password))
+        .await
+        .unwrap_or_else(|| Err(PasswordError::Hashing("the hashing thread failed".into())))
+}
+
+/// [`verify_password`] on a hashing thread; `false` if it failed.
 pub async fn verify_password_blocking(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    on_hashing_thread(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false)
 }
 
-/// [`dummy_verify`] on Tokio's blocking pool.
+/// [`dummy_verify`] on a hashing thread.
 pub async fn dummy_verify_blocking(password: String) -> bool {
-    tokio::task::spawn_blocking(move || dummy_verify(&password))
+    on_hashing_thread(move || dummy_verify(&password))
         .await
         .unwrap_or(false)
 }

@@ -158,7 +158,7 @@ impl AppState {
 
 /// Half the cores (at least one): password hashing never takes all of them.
 pub(crate) fn default_hashing_permits() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    credentials::hashing_parallelism()
 }
 
 /// Every route [`router`] serves.
