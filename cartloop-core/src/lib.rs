@@ -38,6 +38,7 @@
 //! - [`access`]: who may do what: principals, their roles and stores, one rule per question.
 //! - [`lockout`]: failed sign-ins that lock an email out; [`session_lifetime`]: how long a
 //!   session lasts.
+//! - [`event`]: the events every change writes (SPEC §10): types, ids and shapes.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
@@ -79,6 +80,7 @@ pub mod dispatch;
 pub mod domain;
 mod duration_text;
 pub mod email_address;
+pub mod event;
 pub mod frequency_cap;
 pub mod hourly_cap;
 pub mod ids;

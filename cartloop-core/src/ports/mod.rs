@@ -8,6 +8,8 @@
 //! - [`ApiKeys`]: the API keys handed out, stored as hashes;
 //! - [`Accounts`]: operators' sign-in accounts, sessions and failed sign-ins;
 //! - [`AuditLog`]: who did what;
+//! - [`EventLog`]: the events every change writes; [`Webhooks`]: the store's endpoints,
+//!   their delivery queue and log;
 //! - [`Storage`]: all of the above in one value, implemented for every type that implements
 //!   them (a new concern is a new port here and one more bound on [`Storage`]);
 //! - [`Mailer`]: delivers one email; its errors say whether a retry can help;
@@ -23,7 +25,7 @@
 //! # Layout
 //! One file per port: `directory`, `conversations`, `queue` (with the [`Backlog`] and the
 //! wake-up callback), `admin`, `mailer` (with [`Email`] and [`MailError`]), `links`,
-//! `clock`, `keys`, `sessions` (the [`Accounts`] port), `audit`; `error`: [`StorageError`], which every storage port returns.
+//! `clock`, `keys`, `sessions` (the [`Accounts`] port), `audit`, `events` (with [`Webhooks`]); `error`: [`StorageError`], which every storage port returns.
 
 mod admin;
 mod audit;
@@ -31,6 +33,7 @@ mod clock;
 mod conversations;
 mod directory;
 mod error;
+mod events;
 mod keys;
 mod links;
 mod mailer;
@@ -46,6 +49,10 @@ pub use conversations::{
 };
 pub use directory::Directory;
 pub use error::{Cause, StorageError};
+pub use events::{
+    AttemptStatus, ClaimedDelivery, DeliveryAttempt, DeliveryNext, DeliveryResult, EventFilter,
+    EventLog, NewWebhook, Webhook, WebhookChanges, WebhookId, Webhooks,
+};
 pub use keys::{ApiKeyRecord, ApiKeys, NewApiKey, SecretHash};
 pub use links::Links;
 pub use mailer::{Email, MailError, MailErrorKind, Mailer};
@@ -67,18 +74,28 @@ pub mod prelude {
     pub use super::Conversations as _;
     pub use super::Directory as _;
     pub use super::DispatchQueue as _;
+    pub use super::EventLog as _;
     pub use super::Storage;
+    pub use super::Webhooks as _;
 }
 
 /// Every storage port in one value: what the server and the API take.
 ///
 /// Implemented for every type that implements the ports, so a storage implements
-/// [`Directory`], [`Conversations`], [`DispatchQueue`], [`Admin`], [`ApiKeys`], [`Accounts`]
-/// and [`AuditLog`] and is a `Storage`.
+/// [`Directory`], [`Conversations`], [`DispatchQueue`], [`Admin`], [`ApiKeys`], [`Accounts`],
+/// [`AuditLog`], [`EventLog`] and [`Webhooks`] and is a `Storage`.
 /// Every implementation MUST pass the conformance suite `cartloop_core::testing::conformance`
 /// (feature `test-utils`; one line: `cartloop_core::storage_conformance_tests!`).
 pub trait Storage:
-    Directory + Conversations + DispatchQueue + Admin + ApiKeys + Accounts + AuditLog
+    Directory
+    + Conversations
+    + DispatchQueue
+    + Admin
+    + ApiKeys
+    + Accounts
+    + AuditLog
+    + EventLog
+    + Webhooks
 {
     /// The same storage as its dispatch queue alone, for a
     /// [`Dispatcher`](crate::dispatch::Dispatcher).
@@ -87,7 +104,16 @@ pub trait Storage:
 
 impl<T> Storage for T
 where
-    T: Directory + Conversations + DispatchQueue + Admin + ApiKeys + Accounts + AuditLog + 'static,
+    T: Directory
+        + Conversations
+        + DispatchQueue
+        + Admin
+        + ApiKeys
+        + Accounts
+        + AuditLog
+        + EventLog
+        + Webhooks
+        + 'static,
 {
     fn into_queue(self: Arc<Self>) -> Arc<dyn DispatchQueue> {
         self

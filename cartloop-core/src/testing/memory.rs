@@ -1,5 +1,6 @@
 //! [`MemoryStorage`]: every storage port in memory, behind one lock; its `accounts` module
-//! holds the access ports (API keys, accounts and sessions, the audit log).
+//! holds the access ports (API keys, accounts and sessions, the audit log), its `events`
+//! module the event log and webhooks.
 
 use crate::closures::Closures;
 use crate::delivery_policy::WaitingFor;
@@ -26,6 +27,9 @@ use std::time::Duration;
 
 // The access ports: keys, accounts and sessions, the audit log.
 mod accounts;
+// The event log and webhooks, written under the same lock as the changes.
+mod events;
+use crate::event::EventType;
 
 /// A complete [`Storage`](crate::ports::Storage) in memory, behind one lock. Meets the conformance suite; useful
 /// for tests and for embedding without a database.
@@ -63,6 +67,7 @@ struct State {
     /// Idempotency keys, scoped to their author.
     keys: HashMap<(UserId, String), MessageId>,
     secrets: HashMap<String, Vec<u8>>,
+    events: events::EventsState,
 }
 
 #[derive(Debug, Clone)]
@@ -414,6 +419,9 @@ impl Conversations for MemoryStorage {
             discount_code: new.discount_code,
         };
         state.conversations.insert(id, conversation.clone());
+        state.emit_conversation(id, EventType::ConversationCreated);
+        drop(state);
+        self.notify_events();
         Ok(conversation)
     }
 
@@ -422,13 +430,21 @@ impl Conversations for MemoryStorage {
         id: ConversationId,
         status: ConversationStatus,
     ) -> Result<bool, StorageError> {
-        Ok(match self.lock().conversations.get_mut(&id) {
-            Some(c) => {
-                c.status = status;
-                true
-            }
-            None => false,
-        })
+        let mut state = self.lock();
+        let Some(c) = state.conversations.get_mut(&id) else {
+            return Ok(false);
+        };
+        if c.status != status {
+            c.status = status;
+            let kind = match status {
+                ConversationStatus::Resolved => EventType::ConversationResolved,
+                ConversationStatus::Open => EventType::ConversationReopened,
+            };
+            state.emit_conversation(id, kind);
+            drop(state);
+            self.notify_events();
+        }
+        Ok(true)
     }
 
     async fn reassign_conversation(
@@ -447,8 +463,17 @@ impl Conversations for MemoryStorage {
         {
             return Ok(false);
         }
-        if let Some(c) = state.conversations.get_mut(&id) {
-            c.operator_id = operator;
+        let changed = match state.conversations.get_mut(&id) {
+            Some(c) if c.operator_id != operator => {
+                c.operator_id = operator;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            state.emit_conversation(id, EventType::ConversationAssigned);
+            drop(state);
+            self.notify_events();
         }
         Ok(true)
     }
@@ -499,8 +524,10 @@ impl Conversations for MemoryStorage {
                     maybe_sent_at: None,
                 },
             );
+            state.emit_message(id, true);
             message
         };
+        self.notify_events();
         if inserted.status == MessageStatus::New {
             self.notify_due();
         }
@@ -525,9 +552,16 @@ impl Conversations for MemoryStorage {
     }
 
     async fn cancel_message(&self, id: MessageId) -> Result<Transition, StorageError> {
-        Ok(self.lock().transition(id, MessageStatus::New, |row| {
+        let mut state = self.lock();
+        let transition = state.transition(id, MessageStatus::New, |row| {
             row.message.status = MessageStatus::Cancelled;
-        }))
+        });
+        if matches!(transition, Transition::Done(_)) {
+            state.emit_message(id, false);
+            drop(state);
+            self.notify_events();
+        }
+        Ok(transition)
     }
 
     async fn retry_message(
@@ -634,6 +668,9 @@ impl Directory for MemoryStorage {
             unsubscribed_at: None,
         };
         state.clients.insert(client.id, client.clone());
+        state.emit_client(client.id, EventType::ClientCreated);
+        drop(state);
+        self.notify_events();
         Ok(client)
     }
 
@@ -684,10 +721,19 @@ impl Directory for MemoryStorage {
         id: UserId,
         at: DateTime<Utc>,
     ) -> Result<Option<Client>, StorageError> {
-        Ok(self.lock().clients.get_mut(&id).map(|client| {
-            client.unsubscribed_at.get_or_insert(at);
-            client.clone()
-        }))
+        let mut state = self.lock();
+        let Some(client) = state.clients.get_mut(&id) else {
+            return Ok(None);
+        };
+        let first = client.unsubscribed_at.is_none();
+        client.unsubscribed_at.get_or_insert(at);
+        let client = client.clone();
+        if first {
+            state.emit_client(id, EventType::ClientUnsubscribed);
+            drop(state);
+            self.notify_events();
+        }
+        Ok(Some(client))
     }
 }
 
@@ -775,6 +821,9 @@ impl DispatchQueue for MemoryStorage {
         row.message.last_error = None;
         row.lease_until = None;
         row.counted_at = row.counted_at.map(|_| at);
+        state.emit_message(token.message_id, false);
+        drop(state);
+        self.notify_events();
         Ok(true)
     }
 
@@ -816,6 +865,9 @@ impl DispatchQueue for MemoryStorage {
         row.message.last_error = Some(error);
         row.lease_until = None;
         row.counted_at = row.maybe_sent_at;
+        state.emit_message(token.message_id, false);
+        drop(state);
+        self.notify_events();
         Ok(true)
     }
 
@@ -894,6 +946,9 @@ impl DispatchQueue for MemoryStorage {
         row.message.attempts = row.message.attempts.saturating_sub(1);
         row.lease_until = None;
         row.counted_at = row.maybe_sent_at;
+        state.emit_message(token.message_id, false);
+        drop(state);
+        self.notify_events();
         Ok(true)
     }
 
