@@ -438,6 +438,22 @@ pub trait Dialect: Driver {
     /// # Errors
     /// [`StorageError::Other`] outside a Tokio runtime, where a listener is needed.
     fn listen_due(pool: &sqlx::Pool<Self::Db>, due: &Arc<DueWatch>) -> Result<(), StorageError>;
+
+    /// Called by [`watch_events`](cartloop_core::ports::EventLog::watch_events): starts
+    /// listening to the other processes' new events, where the dialect can (PostgreSQL's
+    /// `LISTEN`; the events' triggers `NOTIFY` at commit).
+    ///
+    /// # Errors
+    /// [`StorageError::Other`] outside a Tokio runtime, where a listener is needed.
+    fn listen_events(
+        pool: &sqlx::Pool<Self::Db>,
+        events: &Arc<DueWatch>,
+    ) -> Result<(), StorageError>;
+
+    /// What a claim of webhook deliveries appends to lock the rows it takes and skip those
+    /// another server holds (PostgreSQL's `FOR UPDATE SKIP LOCKED`; nothing on SQLite,
+    /// whose writes take turns).
+    const LOCK_SKIP: &'static str;
 }
 
 /// Runs `sql` on `conn`, with errors as [`StorageError`]s.

@@ -3,7 +3,6 @@
 
 use cartloop_core::ports::DueCallback;
 use std::collections::HashMap;
-#[cfg(feature = "postgres")]
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 
@@ -40,7 +39,6 @@ impl DueWatch {
             .push(on_due);
     }
 
-    #[cfg(feature = "postgres")]
     /// Starts the background task `name` unless it runs; `spawn` gets a weak handle, so the
     /// task does not keep the storage alive.
     pub(crate) fn start_task(

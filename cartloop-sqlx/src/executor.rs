@@ -29,6 +29,8 @@ pub(crate) struct Executor<D: Dialect> {
     reads: [Arc<GroupQueue<D>>; 2],
     /// Who is told of due messages.
     pub(crate) due: Arc<DueWatch>,
+    /// Who is told of new events (the event log's watchers, SPEC §10).
+    pub(crate) events: Arc<DueWatch>,
     /// Whether the disk took the last writes.
     pub(crate) fault: Arc<FaultWatch>,
 }
@@ -94,6 +96,7 @@ impl<D: Dialect> Executor<D> {
             inserts: Arc::default(),
             reads: Default::default(),
             due: Arc::new(DueWatch::default()),
+            events: Arc::new(DueWatch::default()),
             fault: Arc::default(),
         }
     }

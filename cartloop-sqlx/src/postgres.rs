@@ -55,6 +55,12 @@ const CHANNEL: &str = "cartloop_due";
 /// The listener's `application_name`, so that operators can tell its connection apart.
 const LISTENER_NAME: &str = "cartloop-due-listener";
 
+/// The channel the events' triggers notify at commit (migration 0007).
+const EVENTS_CHANNEL: &str = "cartloop_events";
+
+/// The `application_name` of the events listener's connection.
+const EVENTS_LISTENER_NAME: &str = "cartloop-events-listener";
+
 /// The shortest and longest waits before a lost listener connects again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
 
@@ -262,10 +268,25 @@ impl Dialect for Postgres {
             .clone()
             .application_name(LISTENER_NAME);
         due.start_task("listen", |due| {
-            runtime.spawn(listen(options, due)).abort_handle()
+            runtime.spawn(listen(options, due, CHANNEL)).abort_handle()
         });
         Ok(())
     }
+
+    fn listen_events(pool: &PgPool, events: &Arc<DueWatch>) -> Result<(), StorageError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(StorageError::other)?;
+        let options = (*pool.connect_options())
+            .clone()
+            .application_name(EVENTS_LISTENER_NAME);
+        events.start_task("listen", |events| {
+            runtime
+                .spawn(listen(options, events, EVENTS_CHANNEL))
+                .abort_handle()
+        });
+        Ok(())
+    }
+
+    const LOCK_SKIP: &'static str = " FOR UPDATE OF d SKIP LOCKED";
 }
 
 /// Sends one `NOTIFY` whenever writes made messages due since the last one, at most one
@@ -282,11 +303,11 @@ async fn announce(pool: PgPool, unannounced: Arc<Notify>) {
     }
 }
 
-/// Listens on [`CHANNEL`] and wakes the watchers on every notification, and once after
-/// each (re)connection, since notifications sent while disconnected are lost. That wake-up
-/// comes once `LISTEN` has returned, so nothing sent after it is missed. Reconnects with
-/// exponential backoff. Ends with the storage.
-async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
+/// Listens on `channel` ([`CHANNEL`] or [`EVENTS_CHANNEL`]) and wakes the watchers on every
+/// notification, and once after each (re)connection, since notifications sent while
+/// disconnected are lost. That wake-up comes once `LISTEN` has returned, so nothing sent
+/// after it is missed. Reconnects with exponential backoff. Ends with the storage.
+async fn listen(options: PgConnectOptions, due: Weak<DueWatch>, channel: &'static str) {
     // A pool of its own, so that the listener's connection is not taken from the storage's.
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -294,7 +315,7 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
         .connect_lazy_with(options);
     let mut backoff = BACKOFF.0;
     loop {
-        let error = match subscribe(&pool).await {
+        let error = match subscribe(&pool, channel).await {
             Ok(mut listener) => {
                 backoff = BACKOFF.0;
                 loop {
@@ -314,12 +335,13 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
             Err(e) => Some(e),
         };
         match error {
-            None => tracing::warn!("the {CHANNEL} listener lost its connection; listening again"),
+            None => tracing::warn!("the {channel} listener lost its connection; listening again"),
             Some(error) => {
                 tracing::warn!(
                     error = %error,
                     retry_in = ?backoff,
-                    "cannot listen for due messages on PostgreSQL; retrying"
+                    channel,
+                    "cannot listen for notifications on PostgreSQL; retrying"
                 );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF.1);
@@ -328,8 +350,8 @@ async fn listen(options: PgConnectOptions, due: Weak<DueWatch>) {
     }
 }
 
-async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen(channel).await?;
     Ok(listener)
 }

@@ -148,4 +148,14 @@ impl Dialect for Sqlite {
     fn listen_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) -> Result<(), StorageError> {
         Ok(())
     }
+
+    // One process: the storage's own poll of the log finds every event.
+    fn listen_events(
+        _pool: &sqlx::Pool<Self::Db>,
+        _events: &Arc<DueWatch>,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    const LOCK_SKIP: &'static str = "";
 }

@@ -56,8 +56,9 @@ pub trait EventLog: Send + Sync {
     /// on the same database; a hint to read, never the only way to find an event.
     async fn watch_events(&self, on_event: super::DueCallback) -> Result<(), StorageError>;
 
-    /// Deletes the events written before `before`, and the deliveries and attempts of
-    /// those events; returns how many events.
+    /// Deletes the events written before `before` (but never the newest, so that
+    /// [`last_event_id`](Self::last_event_id) stays), the deliveries of those events and
+    /// the attempts logged before `before`; returns how many events.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StorageError>;
 }
 

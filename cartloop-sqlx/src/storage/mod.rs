@@ -1,6 +1,7 @@
 //! [`SqlStorage`]: the one [`Storage`](cartloop_core::ports::Storage) implementation,
 //! generic over its [`Dialect`]: what to run for each port's methods, one file per port
-//! (`directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`, `audit`); the
+//! (`directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`, `audit`, `events`: the
+//! event log and webhooks); the
 //! [`Executor`] runs it.
 
 mod accounts;
@@ -8,6 +9,7 @@ mod admin;
 mod audit;
 mod conversations;
 mod directory;
+mod events;
 mod keys;
 mod queue;
 

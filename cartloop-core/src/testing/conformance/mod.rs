@@ -14,7 +14,7 @@
 //! at `next_attempt_at`, else `send_at`.
 
 //! One file per port — `directory`, `conversations`, `queue`, `admin`, `keys`, `accounts`,
-//! `audit` — plus `delivery` (what the delivery policy keeps in the storage: store
+//! `audit`, `events` (the event log and webhooks) — plus `delivery` (what the delivery policy keeps in the storage: store
 //! settings, a message's timing, the frequency cap's reservations), and every `pub async
 //! fn` in them is a case, and the build script
 //! (`build.rs`) lists them all in the macro, so a new case cannot be left out.
@@ -25,6 +25,7 @@ pub mod audit;
 pub mod conversations;
 pub mod delivery;
 pub mod directory;
+pub mod events;
 pub mod keys;
 pub mod queue;
 

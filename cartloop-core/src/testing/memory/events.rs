@@ -194,13 +194,14 @@ impl EventLog for MemoryStorage {
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StorageError> {
         let mut state = self.lock();
         let events = &mut state.events;
+        let newest = events.events.last().map(|e| e.id);
         let old: Vec<EventId> = events
             .events
             .iter()
-            .filter(|e| e.created_at < before)
+            .filter(|e| e.created_at < before && Some(e.id) != newest)
             .map(|e| e.id)
             .collect();
-        events.events.retain(|e| e.created_at >= before);
+        events.events.retain(|e| !old.contains(&e.id));
         events.deliveries.retain(|_, d| !old.contains(&d.event));
         events
             .attempts
