@@ -26,17 +26,20 @@
 //!   links;
 //! - `listener`: the accept loop with its [`ConnectionLimits`];
 //! - `observe`: what the dispatcher reports, logged and counted in `/metrics`;
+//! - `retention`: pruning the event log after `EVENT_RETENTION`;
 //! - `settings`: [`Settings`], the bundled server's settings (flags and environment).
 
 mod clock;
 mod links;
 mod listener;
 mod observe;
+mod retention;
 mod settings;
 
 pub use clock::SystemClock;
 pub use links::{SignedLinks, TokenKey};
 pub use listener::ConnectionLimits;
+pub use retention::DEFAULT_EVENT_RETENTION;
 pub use settings::{Command, Settings};
 
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
@@ -97,6 +100,7 @@ pub struct ServerBuilder {
     limits: ConnectionLimits,
     request_timeout: Duration,
     audit_retention: Duration,
+    event_retention: Duration,
     credential_cache: Duration,
 }
 
@@ -185,6 +189,13 @@ impl ServerBuilder {
         self
     }
 
+    /// How long events are kept for webhooks and the stream's `Last-Event-ID` (default 7
+    /// days, [`DEFAULT_EVENT_RETENTION`]).
+    pub fn event_retention(mut self, retention: Duration) -> Self {
+        self.event_retention = retention;
+        self
+    }
+
     /// Reads (or creates) the token secret and assembles the server.
     ///
     /// # Errors
@@ -240,6 +251,7 @@ impl ServerBuilder {
                 self.clock.clone(),
                 self.audit_retention,
             ),
+            event_retention: self.event_retention,
             metrics,
             dispatch_metrics,
             metrics_listener: None,
@@ -263,6 +275,7 @@ pub struct Server {
     request_timeout: Duration,
     audit: cartloop_http::audit::AuditSink,
     credentials: Arc<cartloop_http::auth::CredentialCache>,
+    event_retention: Duration,
     metrics: Metrics,
     dispatch_metrics: DispatchMetrics,
     metrics_listener: Option<TcpListener>,
@@ -296,6 +309,7 @@ impl Server {
             limits: ConnectionLimits::default(),
             request_timeout: Duration::from_secs(30),
             audit_retention: cartloop_http::audit::DEFAULT_RETENTION,
+            event_retention: DEFAULT_EVENT_RETENTION,
             credential_cache: Duration::ZERO,
         }
     }
@@ -365,7 +379,8 @@ impl Server {
     }
 
     /// Runs the dispatcher's workers until `shutdown` resolves; then the emails in flight
-    /// finish and the rest of each claimed batch is handed back.
+    /// finish and the rest of each claimed batch is handed back. Meanwhile the event log
+    /// is pruned every hour.
     ///
     /// # Errors
     /// [`ServerError::Storage`] when the storage cannot be watched for new messages.
@@ -383,12 +398,18 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
         self.storage.watch_due(dispatcher.waker()).await?;
+        let pruning = tokio::spawn(retention::prune_events(
+            self.storage.clone(),
+            self.clock.clone(),
+            self.event_retention,
+        ));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.workers {
             let dispatcher = dispatcher.clone();
             workers.spawn(async move { dispatcher.run().await });
         }
         shutdown.await;
+        pruning.abort();
         dispatcher.stop();
         while let Some(result) = workers.join_next().await {
             if let Err(e) = result {

@@ -87,6 +87,9 @@ pub struct Settings {
     /// How long audit log entries are kept.
     #[arg(long, env = "AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub audit_retention: Duration,
+    /// How long events are kept for webhooks and the stream's `Last-Event-ID`.
+    #[arg(long, env = "EVENT_RETENTION", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub event_retention: Duration,
     /// This server's address as clients' mail programs and browsers reach it: unsubscribe
     /// links, the origin the console's changes must come from, and `Secure` session cookies
     /// when it is https (default `http://<BIND>`).
@@ -219,6 +222,7 @@ impl Settings {
             })
             .request_timeout(self.request_timeout)
             .audit_retention(self.audit_retention)
+            .event_retention(self.event_retention)
             // SQLite is one server's own database: what it revokes, it forgets at once.
             .credential_cache(if self.database_url.starts_with("sqlite:") {
                 Duration::from_secs(60)
