@@ -88,39 +88,72 @@ BEGIN
 END
 $$ LANGUAGE plpgsql;
 
-CREATE FUNCTION cartloop_chat_event() RETURNS trigger AS $$
+-- Chats come in groups (the POST path's group inserts, the dispatcher's grouped results),
+-- so their triggers are per statement: one insert of every event of the statement, in
+-- message id order, under one lock, with one notification.
+CREATE FUNCTION cartloop_write_chat_events(inserted BOOLEAN, changed messages[])
+RETURNS void AS $$
 DECLARE
-    event_kind TEXT;
+    written TIMESTAMPTZ;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        event_kind := CASE NEW.status WHEN 'received' THEN 'chat.received'
-                                      ELSE 'chat.created' END;
-    ELSIF NEW.status IS DISTINCT FROM OLD.status
-          AND NEW.status IN ('sent', 'failed', 'cancelled', 'suppressed') THEN
-        event_kind := 'chat.' || NEW.status;
-    ELSE
-        RETURN NULL;
+    IF cardinality(changed) = 0 THEN
+        RETURN;
     END IF;
-    PERFORM cartloop_write_event(
-        event_kind,
-        (SELECT store_id FROM conversations WHERE id = NEW.conversation_id),
-        NEW.conversation_id,
-        json_build_object('chatId', NEW.id, 'conversationId', NEW.conversation_id,
-                          'userId', NEW.author_id, 'payload', NEW.payload,
-                          'status', NEW.status, 'createdAt', NEW.created_at,
-                          'sendAt', NEW.send_at, 'sentAt', NEW.sent_at,
-                          'attempts', NEW.attempts, 'lastError', NEW.last_error)::text);
+    -- "cartloop" + 1, as in cartloop_write_event: ids in commit order.
+    PERFORM pg_advisory_xact_lock(7161121149532958577);
+    written := clock_timestamp();
+    WITH queued AS (
+        INSERT INTO events (kind, store_id, conversation_id, created_at, data)
+        SELECT CASE WHEN NOT inserted THEN 'chat.' || n.status
+                    WHEN n.status = 'received' THEN 'chat.received'
+                    ELSE 'chat.created' END,
+               c.store_id, n.conversation_id, written,
+               json_build_object('chatId', n.id, 'conversationId', n.conversation_id,
+                                 'userId', n.author_id, 'payload', n.payload,
+                                 'status', n.status, 'createdAt', n.created_at,
+                                 'sendAt', n.send_at, 'sentAt', n.sent_at,
+                                 'attempts', n.attempts, 'lastError', n.last_error)::text
+        FROM unnest(changed) AS n JOIN conversations c ON c.id = n.conversation_id
+        ORDER BY n.id
+        RETURNING id, kind, store_id, conversation_id
+    )
+    INSERT INTO webhook_deliveries (webhook_id, event_id, conversation_id, status, due_at,
+                                    created_at)
+    SELECT w.id, e.id, e.conversation_id, 'pending', written, written
+    FROM queued e JOIN webhooks w
+      ON w.enabled
+     AND (w.store_id IS NULL OR w.store_id = e.store_id)
+     AND (w.events = '["*"]' OR strpos(w.events, '"' || e.kind || '"') > 0);
+    PERFORM pg_notify('cartloop_events', '');
+END
+$$ LANGUAGE plpgsql;
+
+CREATE FUNCTION cartloop_chats_inserted() RETURNS trigger AS $$
+BEGIN
+    PERFORM cartloop_write_chat_events(TRUE, ARRAY(SELECT n::messages FROM new_rows n ORDER BY n.id));
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+-- Every UPDATE of messages runs it (a trigger with transition tables cannot name
+-- columns); a claim or a lease renewal finds no final status and writes nothing.
+CREATE FUNCTION cartloop_chats_updated() RETURNS trigger AS $$
+BEGIN
+    PERFORM cartloop_write_chat_events(FALSE, ARRAY(
+        SELECT n::messages FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.status IS DISTINCT FROM o.status
+          AND n.status IN ('sent', 'failed', 'cancelled', 'suppressed')
+        ORDER BY n.id));
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER messages_event_insert AFTER INSERT ON messages
-    FOR EACH ROW EXECUTE FUNCTION cartloop_chat_event();
-CREATE TRIGGER messages_event_status AFTER UPDATE OF status ON messages
-    FOR EACH ROW
-    WHEN (NEW.status IS DISTINCT FROM OLD.status
-          AND NEW.status IN ('sent', 'failed', 'cancelled', 'suppressed'))
-    EXECUTE FUNCTION cartloop_chat_event();
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cartloop_chats_inserted();
+CREATE TRIGGER messages_event_status AFTER UPDATE ON messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cartloop_chats_updated();
 
 CREATE FUNCTION cartloop_conversation_event() RETURNS trigger AS $$
 DECLARE
