@@ -32,15 +32,18 @@ const PRUNE_ATTEMPTS: &str = "DELETE FROM webhook_attempts WHERE at < $1";
 const WEBHOOK_COLUMNS: &str = "id, store_id, url, events, \
     CAST(CASE WHEN enabled THEN 1 ELSE 0 END AS BIGINT) AS enabled, disabled_reason, created_at";
 
+// Only the head of each webhook's and conversation's line may go: the heads are found once
+// per claim by one pass over the undelivered rows' index (`webhook_deliveries_chain`),
+// not by a probe per waiting row, so a long line behind a retried event costs little.
 const CLAIM: &str = "\
     SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
     WHERE w.enabled \
       AND ((d.status = 'pending' AND d.due_at <= $1) \
            OR (d.status = 'delivering' AND d.lease_until <= $1)) \
-      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
-                      WHERE e.webhook_id = d.webhook_id \
-                        AND e.conversation_id = d.conversation_id \
-                        AND e.status <> 'done' AND e.id < d.id) \
+      AND (d.conversation_id IS NULL OR d.id IN ( \
+           SELECT MIN(h.id) FROM webhook_deliveries h \
+           WHERE h.status <> 'done' AND h.conversation_id IS NOT NULL \
+           GROUP BY h.webhook_id, h.conversation_id)) \
     ORDER BY d.id LIMIT $2";
 
 fn storage_text(what: &str, id: i64, e: impl std::fmt::Display) -> StorageError {
