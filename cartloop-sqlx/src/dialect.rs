@@ -454,6 +454,11 @@ pub trait Dialect: Driver {
     /// another server holds (PostgreSQL's `FOR UPDATE SKIP LOCKED`; nothing on SQLite,
     /// whose writes take turns).
     const LOCK_SKIP: &'static str;
+
+    /// Where events are numbered after their transactions commit (PostgreSQL, migration
+    /// 0007): the statement that numbers a batch and returns how many as `n`. `None` where
+    /// the writing transaction numbers them (SQLite, whose writers take turns).
+    const SEQUENCE_EVENTS: Option<&'static str>;
 }
 
 /// Runs `sql` on `conn`, with errors as [`StorageError`]s.

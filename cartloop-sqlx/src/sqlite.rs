@@ -158,4 +158,6 @@ impl Dialect for Sqlite {
     }
 
     const LOCK_SKIP: &'static str = "";
+
+    const SEQUENCE_EVENTS: Option<&'static str> = None;
 }

@@ -4,6 +4,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::due::DueWatch;
 use cartloop_core::event::{self, Event, EventId, EventSelection, EventType};
 use cartloop_core::ports::{
     AttemptStatus, ClaimedDelivery, DeliveryAttempt, DeliveryNext, DeliveryResult, EventFilter,
@@ -14,6 +15,16 @@ use serde_json::Value;
 /// How often the storage looks for events other writers committed, between the
 /// notifications that say so (PostgreSQL) or instead of them (SQLite).
 const EVENT_POLL: Duration = Duration::from_millis(200);
+
+/// How often, where events are numbered after their commit ([`Dialect::SEQUENCE_EVENTS`]),
+/// the storage numbers what was committed while something watches the log: the most an
+/// event waits for its id, besides the reads that number first.
+const SEQUENCE_POLL: Duration = Duration::from_millis(50);
+
+/// Whether events wait to be numbered; one probe of a partial index.
+const UNSEQUENCED: &str = "\
+    SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \
+    (SELECT 1 FROM events WHERE id IS NULL LIMIT 1) AS waiting";
 
 const EVENTS_AFTER: &str = "\
     SELECT id, kind, store_id, conversation_id, created_at, data FROM events \
@@ -192,6 +203,12 @@ async fn insert_attempts<D: Dialect>(
 }
 
 impl<D: Dialect> SqlStorage<D> {
+    /// Numbers the events committed so far, where the dialect numbers them after their
+    /// commit: a read of the log that follows a write sees the write's events.
+    async fn sequence_events(&self) -> Result<(), StorageError> {
+        sequence::<D>(&self.exec.pool, &self.exec.events).await
+    }
+
     /// Wakes the event watchers whenever the log grows, however it grew: this process's
     /// writes, another server's (PostgreSQL's notifications wake sooner) or another
     /// process's on the same SQLite file. Stops with the storage.
@@ -203,7 +220,11 @@ impl<D: Dialect> SqlStorage<D> {
                 .spawn(async move {
                     let mut last = Some(start.0);
                     loop {
-                        tokio::time::sleep(EVENT_POLL).await;
+                        if D::SEQUENCE_EVENTS.is_some() {
+                            sequence_for::<D>(&pool, &watch, EVENT_POLL).await;
+                        } else {
+                            tokio::time::sleep(EVENT_POLL).await;
+                        }
                         let Some(watch) = watch.upgrade() else { return };
                         let conn = pool.acquire().await;
                         let Ok(mut conn) = conn else { continue };
@@ -222,6 +243,55 @@ impl<D: Dialect> SqlStorage<D> {
                 .abort_handle()
         });
         Ok(())
+    }
+}
+
+/// Numbers the committed events that have no id yet, batch after batch, and wakes this
+/// process's watchers when it numbered any (the function notifies the other servers).
+async fn sequence<D: Dialect>(
+    pool: &sqlx::Pool<D::Db>,
+    watch: &DueWatch,
+) -> Result<(), StorageError> {
+    let Some(statement) = D::SEQUENCE_EVENTS else {
+        return Ok(());
+    };
+    let mut conn = pool.acquire().await.map_err(storage_error)?;
+    loop {
+        let waiting = fetch::<D>(&mut conn, UNSEQUENCED, &[]).await?;
+        if waiting
+            .first()
+            .map(|row| count::<D>(row, "n"))
+            .transpose()?
+            != Some(1)
+        {
+            return Ok(());
+        }
+        let numbered = fetch::<D>(&mut conn, statement, &[]).await?;
+        let n = numbered
+            .first()
+            .map(|row| count::<D>(row, "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if n > 0 {
+            watch.wake();
+        }
+    }
+}
+
+/// Numbers events every [`SEQUENCE_POLL`] for `period`, while the watch lives; a failure
+/// is logged and tried again at the next turn.
+async fn sequence_for<D: Dialect>(
+    pool: &sqlx::Pool<D::Db>,
+    watch: &std::sync::Weak<DueWatch>,
+    period: Duration,
+) {
+    let until = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(SEQUENCE_POLL).await;
+        let Some(watch) = watch.upgrade() else { return };
+        if let Err(e) = sequence::<D>(pool, &watch).await {
+            tracing::warn!(error = %e, "could not number new events; trying again");
+        }
     }
 }
 
@@ -244,11 +314,13 @@ impl<D: Dialect> EventLog for SqlStorage<D> {
             types.as_deref().into(),
             i64::from(limit).into(),
         ];
+        self.sequence_events().await?;
         let rows = self.exec.read(EVENTS_AFTER, &params).await?;
         rows.iter().map(event_row::<D>).collect()
     }
 
     async fn last_event_id(&self) -> Result<EventId, StorageError> {
+        self.sequence_events().await?;
         let row = self.exec.read_one(LAST_EVENT, &[]).await?;
         let row = row.ok_or_else(|| StorageError::other("no last event row"))?;
         Ok(EventId(rows::int::<D>(&row, "id")?))
@@ -291,6 +363,9 @@ impl<D: Dialect> EventLog for SqlStorage<D> {
 #[async_trait]
 impl<D: Dialect> Webhooks for SqlStorage<D> {
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StorageError> {
+        // Events committed before are queued (or not) by the selection they were
+        // written under.
+        self.sequence_events().await?;
         let sql = format!(
             "INSERT INTO webhooks (store_id, url, events, secret, created_at) \
              SELECT $1, $2, $3, $4, $5 \
@@ -340,6 +415,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
         id: WebhookId,
         changes: WebhookChanges,
     ) -> Result<Option<Webhook>, StorageError> {
+        self.sequence_events().await?;
         let sql = format!(
             "UPDATE webhooks SET url = COALESCE($2, url), events = COALESCE($3, events), \
              enabled = COALESCE($4 = 1, enabled), \
@@ -394,6 +470,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StorageError> {
+        self.sequence_events().await?;
         let until = super::lease_end(now, lease)?;
         let claim = format!(
             "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, \
@@ -559,6 +636,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
     }
 
     async fn oldest_undelivered(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.sequence_events().await?;
         let row = self
             .exec
             .read_one(
