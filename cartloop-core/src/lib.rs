@@ -39,9 +39,6 @@
 //! - [`lockout`]: failed sign-ins that lock an email out; [`session_lifetime`]: how long a
 //!   session lasts.
 //! - [`event`]: the events every change writes (SPEC §10): types, ids and shapes.
-//! - [`webhook_retry`]: when a failed webhook delivery is tried again, and given up;
-//!   [`webhook_signature`]: how deliveries are signed; [`webhook_url`]: where webhooks may
-//!   deliver.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
@@ -100,9 +97,6 @@ pub mod session_lifetime;
 pub mod template;
 pub mod text;
 pub mod validate;
-pub mod webhook_retry;
-pub mod webhook_signature;
-pub mod webhook_url;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
