@@ -2,12 +2,13 @@
 //! SMTP to a real (in-process) SMTP server that takes `delay` per email, record `sent`.
 //!
 //! ```text
-//! cargo run --release --example dispatch_throughput -- [emails] [delay_ms] [concurrency] [workers]
+//! cargo run --release --example dispatch_throughput -- [emails] [delay_ms] [concurrency] [workers] [pool]
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/cartloop_bench cargo run --release --example dispatch_throughput
 //! ```
 //!
 //! Defaults: 2,000 emails, 20 ms per email at the server, 8 emails in flight per pass,
-//! 4 dispatcher tasks (the server's defaults), on a fresh SQLite file. Prints emails per
+//! 4 dispatcher tasks, as many SMTP connections as emails in flight (`concurrency` times
+//! `workers`), on a fresh SQLite file. Prints emails per
 //! second and checks that every email arrived exactly once. `MAX_PER_CLIENT=1000/24h`
 //! sets the store's frequency cap (SPEC §11), so that every send also reserves its place
 //! under it (one more write each; at most 1,000 emails then, the largest cap); by default
@@ -22,7 +23,7 @@ use cartloop_core::frequency_cap::FrequencyCap;
 use cartloop_core::ids::{ConversationId, StoreId, UserId};
 use cartloop_core::testing::ManualClock;
 use cartloop_mail::testing::{SinkBehavior, SmtpSink};
-use cartloop_mail::SmtpMailer;
+use cartloop_mail::{SmtpMailer, SmtpOptions};
 use chrono::{TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delay = Duration::from_millis(next(20)?);
     let concurrency = next(8)? as usize;
     let workers = next(4)? as usize;
+    let pool = next((concurrency * workers) as u64)? as usize;
 
     let dir = tempfile::tempdir()?;
     let url = std::env::var("DATABASE_URL")
@@ -81,7 +83,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let sink = SmtpSink::start_with(SinkBehavior::slow(delay)).await;
-    let mailer = Arc::new(SmtpMailer::from_url(&sink.url())?);
+    let options = SmtpOptions {
+        pool_size: pool,
+        ..SmtpOptions::default()
+    };
+    let mailer = Arc::new(SmtpMailer::from_url_with(&sink.url(), options)?);
     let clock = Arc::new(ManualClock::new(nine));
     let config = DispatchConfig {
         concurrency,
@@ -126,7 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(received.len() as u64, emails, "every email arrived");
     assert_eq!(unique.len() as u64, emails, "no email twice");
     println!(
-        "{emails} emails, {} ms per email at the server, concurrency {concurrency}, {workers} workers, {}{}: {:.0} emails/s ({elapsed:.2?})",
+        "{emails} emails, {} ms per email at the server, concurrency {concurrency}, {workers} workers, pool {pool}, {}{}: {:.0} emails/s ({elapsed:.2?})",
         delay.as_millis(),
         url.split(':').next().unwrap_or(""),
         cap.map(|cap| format!(", cap {cap}")).unwrap_or_default(),

@@ -345,6 +345,8 @@ async fn shutdown_hands_back_what_is_not_in_flight() {
         slow.url(),
         "--dispatch-workers".into(),
         "1".into(),
+        "--dispatch-concurrency".into(),
+        "8".into(),
         "--active-hours".into(),
         active_hours.clone(),
     ]);

@@ -39,6 +39,9 @@
 //! - [`lockout`]: failed sign-ins that lock an email out; [`session_lifetime`]: how long a
 //!   session lasts.
 //! - [`event`]: the events every change writes (SPEC §10): types, ids and shapes.
+//! - [`webhook_url`]: where a webhook may deliver (http(s), public addresses only);
+//!   [`webhook_signature`]: its secret and the Standard Webhooks signature;
+//!   [`webhook_retry`]: when a failed delivery is tried again, and when given up.
 //! - [`demo`]: the demo data set every storage imports.
 //! - [`text`]: small text helpers for error messages.
 //! - `testing` (feature `test-utils`): in-memory storage, recording mailer, manual clock and
@@ -97,6 +100,9 @@ pub mod session_lifetime;
 pub mod template;
 pub mod text;
 pub mod validate;
+pub mod webhook_retry;
+pub mod webhook_signature;
+pub mod webhook_url;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;

@@ -21,9 +21,14 @@
 //! - `openapi`: what the OpenAPI 3.1 document says of the whole API (description, tags,
 //!   errors, security); `console`: the operator console's page, script and stylesheet;
 //!   `pages`: the security headers of every page (console and unsubscribe).
+//! - [`hub`]: [`hub::Hub`], the server's one reader of the event log, fanning events out to
+//!   the live streams; `stream`: `GET /events/`, the live stream as Server-Sent Events.
 //! - `middleware`: what runs around every request (below).
 //! - `chats`, `directory`, `email`, `ops`, `accounts` (signing in, operators' accounts, API
 //!   keys): the handlers; `api`: the JSON shapes.
+//! - `webhooks`: the webhook routes (SPEC §10); [`webhook_client`]: sending one attempt,
+//!   signed, through a resolver that refuses private addresses; [`deliverer`]: the loop
+//!   that claims queued deliveries, sends them and records the results.
 //!
 //! Around every request, matched or not: metrics and one log line, a panic guard (JSON
 //! 500), the caller's credentials (checked before routing: an unknown path or method is
@@ -50,16 +55,21 @@ pub mod auth;
 mod chats;
 mod console;
 pub mod credentials;
+pub mod deliverer;
 mod directory;
 mod email;
 pub mod error;
 pub mod extract;
+pub mod hub;
 pub mod metrics;
 mod middleware;
 mod openapi;
 mod ops;
 mod pages;
 mod routes;
+mod stream;
+pub mod webhook_client;
+mod webhooks;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -120,6 +130,12 @@ pub struct AppState {
     /// Password hashes checked or made at once at most (each takes ~19 MiB and tens of
     /// milliseconds of one core): sign-in storms queue here, not on the async workers.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Sends webhook test events, and resolves a new webhook's host to check its
+    /// addresses (private ones refused unless its policy allows them).
+    pub webhook_client: webhook_client::WebhookClient,
+    /// The live stream's one reader of the event log (`GET /events/`); a server shares
+    /// one among its routers and closes it when it stops.
+    pub hub: hub::Hub,
 }
 
 impl std::fmt::Debug for AppState {
@@ -152,6 +168,8 @@ impl AppState {
             audit: audit::AuditSink::new(storage.clone(), clock.clone(), audit::DEFAULT_RETENTION),
             hashing: Arc::new(tokio::sync::Semaphore::new(default_hashing_permits())),
             credentials: Arc::new(auth::CredentialCache::default()),
+            webhook_client: webhook_client::WebhookClient::default(),
+            hub: hub::Hub::new(storage, hub::HubSettings::default()),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! | `cartloop_oldest_due_message_age_seconds` | gauge, read at scrape time | |
 //! | `cartloop_storage_disk_faults_total` | counter | |
 //! | `cartloop_storage_degraded` | gauge | |
+//! | `cartloop_event_streams_open` | gauge | |
+//! | `cartloop_events_streamed_total` | counter | |
 //!
 //! The bundled runtime adds the dispatcher's (`cartloop::server`): emails sent, retried,
 //! failed and suppressed, its storage errors and the dispatch lag.
@@ -70,6 +72,9 @@ pub struct Metrics {
     durations: Durations,
     disk_faults: Counter,
     degraded: Gauge,
+    // The live stream (`GET /events/`).
+    streams_open: Gauge,
+    events_streamed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,12 +135,26 @@ impl Metrics {
             "1 while the database's disk refuses writes (full or failing), else 0",
             degraded.clone(),
         );
+        let streams_open = Gauge::default();
+        registry.register(
+            "cartloop_event_streams_open",
+            "Event streams (GET /events/) open now",
+            streams_open.clone(),
+        );
+        let events_streamed = Counter::default();
+        registry.register(
+            "cartloop_events_streamed",
+            "Events sent on event streams (GET /events/)",
+            events_streamed.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             durations,
             disk_faults,
             degraded,
+            streams_open,
+            events_streamed,
         }
     }
 
@@ -149,6 +168,21 @@ impl Metrics {
     /// scrape last found it.
     pub fn storage_degraded(&self, degraded: bool) {
         self.degraded.set(i64::from(degraded));
+    }
+
+    /// One more event stream open.
+    pub fn stream_opened(&self) {
+        self.streams_open.inc();
+    }
+
+    /// One event stream fewer.
+    pub fn stream_closed(&self) {
+        self.streams_open.dec();
+    }
+
+    /// Counts one event sent on an event stream.
+    pub fn event_streamed(&self) {
+        self.events_streamed.inc();
     }
 
     /// Counts one answered HTTP request. `route` is the matched route template (e.g.

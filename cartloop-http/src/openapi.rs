@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         (name = "email", description = "Unsubscribe links and clients' replies by email"),
         (name = "service", description = "Health, metrics, demo data, this document"),
         (name = "access", description = "Signing in, API keys, who the caller is, the audit log"),
+        (name = "webhooks", description = "Webhooks: events delivered to a store's systems, their delivery log"),
+        (name = "events", description = "The live stream of events (Server-Sent Events)"),
     )
 )]
 struct ApiDoc;

@@ -3,7 +3,7 @@
 //! its trailing slash), [`route_table`](crate::route_table) and the OpenAPI document's
 //! paths, so they cannot drift apart.
 
-use crate::{accounts, chats, console, directory, email, openapi, ops, AppState};
+use crate::{accounts, chats, console, directory, email, openapi, ops, stream, webhooks, AppState};
 use axum::body::Bytes;
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method};
@@ -158,7 +158,17 @@ pub(crate) fn routes() -> Routes {
         // Email, both ways.
         .add::<email::__path_unsubscribe_page, _, _>(email::unsubscribe_page)
         .add::<email::__path_unsubscribe, _, _>(email::unsubscribe)
-        .add::<email::__path_inbound_email, _, _>(email::inbound_email);
+        .add::<email::__path_inbound_email, _, _>(email::inbound_email)
+        // Webhooks (SPEC §10).
+        .add::<webhooks::__path_create_webhook, _, _>(webhooks::create_webhook)
+        .add::<webhooks::__path_list_webhooks, _, _>(webhooks::list_webhooks)
+        .add::<webhooks::__path_get_webhook, _, _>(webhooks::get_webhook)
+        .add::<webhooks::__path_patch_webhook, _, _>(webhooks::patch_webhook)
+        .add::<webhooks::__path_delete_webhook, _, _>(webhooks::delete_webhook)
+        .add::<webhooks::__path_list_deliveries, _, _>(webhooks::list_deliveries)
+        .add::<webhooks::__path_test_webhook, _, _>(webhooks::test_webhook)
+        // The live stream.
+        .add::<stream::__path_events, _, _>(stream::events);
     // The operator console: its page, script and stylesheet, no token needed to load them
     // (its API calls need one).
     for path in console::PATHS {

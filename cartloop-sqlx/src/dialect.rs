@@ -397,6 +397,12 @@ pub trait Dialect: Driver {
     /// was taken. `None` where writes are already group committed (SQLite).
     const GROUP_INSERT: Option<&'static str>;
 
+    /// Records a group of sends in one statement (see `group_sent.rs`): `$1` is a JSON array
+    /// of objects with `ord` and the parameters of `sql::MARK_SENT` (`id`, `attempts`,
+    /// `at`), each fenced by its own claim; returns the `ord` of each recorded one. `None`
+    /// where writes are already group committed (SQLite).
+    const GROUP_MARK_SENT: Option<&'static str>;
+
     /// The conversation read (`sql::CONVERSATION`, parameter `id`) for groups of reads; `None`
     /// where each read runs alone.
     const GROUP_CONVERSATION: Option<GroupRead>;

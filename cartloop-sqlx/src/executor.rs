@@ -9,6 +9,7 @@ use crate::fault::FaultWatch;
 use crate::group::{Answer, GroupQueue};
 use crate::group_insert;
 use crate::group_read::{self, ReadKind};
+use crate::group_sent;
 use crate::tx::Tx;
 use cartloop_core::ports::StorageError;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +26,8 @@ pub(crate) struct Executor<D: Dialect> {
     group: Mutex<Vec<GroupedWrite<D>>>,
     /// Messages waiting for a grouped insert, where [`Dialect::GROUP_INSERT`].
     inserts: Arc<GroupQueue<D>>,
+    /// Sends waiting to be recorded together, where [`Dialect::GROUP_MARK_SENT`].
+    sents: Arc<GroupQueue<D>>,
     /// Reads waiting for a grouped read, one queue per [`ReadKind`].
     reads: [Arc<GroupQueue<D>>; 2],
     /// Who is told of due messages.
@@ -94,6 +97,7 @@ impl<D: Dialect> Executor<D> {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             group: Mutex::new(Vec::new()),
             inserts: Arc::default(),
+            sents: Arc::default(),
             reads: Default::default(),
             due: Arc::new(DueWatch::default()),
             events: Arc::new(DueWatch::default()),
@@ -108,6 +112,23 @@ impl<D: Dialect> Executor<D> {
         params: &[Param<'_>],
     ) -> Answer<D> {
         group_insert::insert(&self.inserts, &self.pool, group_sql, params).await
+    }
+
+    /// Records a send ([`sql::MARK_SENT`](crate::sql::MARK_SENT)'s parameters) with those
+    /// that arrive meanwhile, by the dialect's `group_sql`; a row when its claim held. Tells
+    /// the fault watch what the write met, as [`write`](Self::write) does.
+    pub(crate) async fn mark_sent_grouped(
+        &self,
+        group_sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Option<DbRow<D>>, StorageError> {
+        let answer = group_sent::mark_sent(&self.sents, &self.pool, group_sql, params).await;
+        match &answer {
+            Ok(Some(_)) => self.fault.stored(),
+            Ok(None) => {}
+            Err(e) => self.fault.note_sqlx(e),
+        }
+        answer.map_err(storage_error)
     }
 
     /// Waits for this process's turn to write, where the dialect needs one.

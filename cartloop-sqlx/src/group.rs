@@ -1,5 +1,6 @@
-//! What grouped inserts (`group_insert.rs`) and grouped reads (`group_read.rs`) share: a
-//! statement that returns at most one row is queued, and runner tasks run what is queued,
+//! What grouped inserts (`group_insert.rs`), grouped reads (`group_read.rs`) and grouped
+//! records of sends (`group_sent.rs`) share: a statement that returns at most one row is
+//! queued, and runner tasks run what is queued,
 //! group after group.
 //!
 //! If fewer than its [`Grouped::runners`] are running, a runner task starts at once with

@@ -39,8 +39,8 @@
 //! - `executor.rs`: how statements reach the database — the pool, this process's turn to
 //!   write, the group commit (SQLite: writes that arrive during a commit go in the next
 //!   one), the queues of `group.rs` (statements that arrive together run as one, joined
-//!   back by their place) for grouped inserts (`group_insert.rs`) and grouped reads
-//!   (`group_read.rs`), the fault watch (`fault.rs`: the disk full or failing) and the
+//!   back by their place) for grouped inserts (`group_insert.rs`), grouped reads
+//!   (`group_read.rs`) and grouped records of sends (`group_sent.rs`), the fault watch (`fault.rs`: the disk full or failing) and the
 //!   due-watch (`due.rs`: who is told of due messages, and the listener tasks); `tx.rs`:
 //!   transactions that never go back to the pool open.
 //! - `dialect.rs`: the seam. Each dialect says how it stores instants (INTEGER
@@ -88,6 +88,8 @@ mod group;
 mod group_insert;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_read;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group_sent;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rows;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

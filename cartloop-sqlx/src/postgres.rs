@@ -111,6 +111,21 @@ const GROUP_INSERT: &str = concat!(
     ") SELECT input.ord AS ord, inserted.* FROM inserted JOIN input ON input.new_id = inserted.id"
 );
 
+/// Records the sends of the JSON array `$1` (objects with `ord`, `id`, `attempts`, `at`: the
+/// parameters of [`sql::MARK_SENT`]), each under its own claim as the single statement
+/// does; returns the `ord` of each one whose claim held (see [`Dialect::GROUP_MARK_SENT`]).
+/// One statement, so the chat events' trigger runs once for the group.
+const GROUP_MARK_SENT: &str = "WITH input AS ( \
+       SELECT * FROM json_to_recordset($1::json) AS t (ord BIGINT, id BIGINT, attempts BIGINT, \
+         at TIMESTAMPTZ)) \
+     UPDATE messages SET status = 'sent', sent_at = input.at, last_error = NULL, \
+       lease_until = NULL, \
+       counted_at = CASE WHEN messages.counted_at IS NULL THEN NULL ELSE input.at END \
+     FROM input \
+     WHERE messages.id = input.id AND messages.status = 'sending' \
+       AND messages.attempts = input.attempts \
+     RETURNING input.ord AS ord";
+
 impl Codec for Postgres {
     type Db = sqlx::Postgres;
     type Instant = DateTime<Utc>;
@@ -146,6 +161,7 @@ impl Dialect for Postgres {
     const IMPORT_LOCK: Option<&'static str> =
         Some("LOCK TABLE stores, users, conversations, messages IN SHARE ROW EXCLUSIVE MODE");
     const GROUP_INSERT: Option<&'static str> = Some(GROUP_INSERT);
+    const GROUP_MARK_SENT: Option<&'static str> = Some(GROUP_MARK_SENT);
     const GROUP_CONVERSATION: Option<GroupRead> = Some(GroupRead {
         sql: sql::PG_GROUP_CONVERSATION,
         names: &["id"],

@@ -86,6 +86,8 @@ impl Dialect for Sqlite {
     const IMPORT_LOCK: Option<&'static str> = None;
     // Writes take turns and are group committed already (`SqlStorage::write`).
     const GROUP_INSERT: Option<&'static str> = None;
+    // Writes are group committed already: many `sent` in one transaction, one fsync.
+    const GROUP_MARK_SENT: Option<&'static str> = None;
     // Grouping the conversation reads made POST slower (measured: BENCHMARKS.md, "Design
     // choices measured"): reads on SQLite need no round trip, and the pool's connections
     // run them side by side.

@@ -52,6 +52,14 @@ async fn grouped_inserts_answer_each_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_sends_answer_each_caller() {
+    let Some(storage) = fresh().await else {
+        return;
+    };
+    scenarios::grouped_sends_answer_each_caller(Arc::new(storage.storage.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_reads_answer_each_caller() {
     let Some(storage) = fresh().await else {
         return;

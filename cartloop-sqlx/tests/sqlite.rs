@@ -43,6 +43,12 @@ async fn grouped_inserts_answer_each_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_sends_answer_each_caller() {
+    let (a, _, _dir) = two_on_one_file().await;
+    scenarios::grouped_sends_answer_each_caller(a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_reads_answer_each_caller() {
     let (a, _, _dir) = two_on_one_file().await;
     scenarios::grouped_reads_answer_each_caller(a).await;

@@ -20,7 +20,7 @@
 //!
 //! # Layout
 //! - this module: [`Server`], [`ServerBuilder`], [`ServerError`] and the helpers the
-//!   bundled binary uses ([`open_mailer`], [`redact`], [`shutdown_signal`]);
+//!   bundled binary uses ([`open_mailer`], [`open_mailer_with`], [`redact`], [`shutdown_signal`]);
 //! - `clock`: [`SystemClock`], the core's `Clock` on the system time and Tokio's timer;
 //! - `links`: [`SignedLinks`] and [`TokenKey`], the signed reply addresses and unsubscribe
 //!   links;
@@ -45,7 +45,10 @@ pub use settings::{Command, Settings};
 use cartloop_core::dispatch::{DispatchConfig, Dispatcher};
 use cartloop_core::ports::{Clock, Links, Mailer, Storage, StorageError};
 use cartloop_core::rules::Rules;
+use cartloop_core::webhook_url::AddressPolicy;
+use cartloop_http::deliverer::{Deliverer, DelivererConfig, DeliveryMetrics};
 use cartloop_http::metrics::Metrics;
+use cartloop_http::webhook_client::WebhookClient;
 use cartloop_http::AppState;
 use observe::DispatchMetrics;
 use prometheus_client::registry::Registry;
@@ -102,6 +105,10 @@ pub struct ServerBuilder {
     audit_retention: Duration,
     event_retention: Duration,
     credential_cache: Duration,
+    // Webhooks (SPEC §10): where deliveries may go, how they are claimed and sent.
+    webhook_allow_private: bool,
+    webhooks: DelivererConfig,
+    event_stream: cartloop_http::hub::HubSettings,
 }
 
 impl ServerBuilder {
@@ -196,6 +203,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether webhooks may deliver to private, loopback and link-local addresses
+    /// (`WEBHOOK_ALLOW_PRIVATE`; default false).
+    pub fn webhook_allow_private(mut self, allow: bool) -> Self {
+        self.webhook_allow_private = allow;
+        self
+    }
+
+    /// How the webhook deliverer claims and sends (`WEBHOOK_LEASE`, `WEBHOOK_CONCURRENCY`).
+    pub fn webhooks(mut self, config: DelivererConfig) -> Self {
+        self.webhooks = config;
+        self
+    }
+
+    /// How the live stream behaves: how far a client may fall behind before it is cut off,
+    /// and how often an idle stream gets a keep-alive comment (default 10,000 events and
+    /// 15 s).
+    pub fn event_stream(mut self, settings: cartloop_http::hub::HubSettings) -> Self {
+        self.event_stream = settings;
+        self
+    }
+
     /// Reads (or creates) the token secret and assembles the server.
     ///
     /// # Errors
@@ -228,6 +256,8 @@ impl ServerBuilder {
         // One registry per server: the dispatcher counts into it, the API serves it.
         let mut registry = Registry::default();
         let dispatch_metrics = DispatchMetrics::register(&mut registry);
+        let delivery_metrics = DeliveryMetrics::default();
+        delivery_metrics.register(&mut registry);
         let metrics = Metrics::with_registry(registry);
         let dispatch_metrics = dispatch_metrics.with_api(&metrics);
         Ok(Server {
@@ -255,6 +285,12 @@ impl ServerBuilder {
             metrics,
             dispatch_metrics,
             metrics_listener: None,
+            webhook_client: WebhookClient::new(AddressPolicy {
+                allow_private: self.webhook_allow_private,
+            }),
+            webhooks: self.webhooks,
+            delivery_metrics,
+            hub: cartloop_http::hub::Hub::new(self.storage.clone(), self.event_stream),
         })
     }
 }
@@ -279,6 +315,11 @@ pub struct Server {
     metrics: Metrics,
     dispatch_metrics: DispatchMetrics,
     metrics_listener: Option<TcpListener>,
+    webhook_client: WebhookClient,
+    webhooks: DelivererConfig,
+    delivery_metrics: DeliveryMetrics,
+    /// The live stream's reader of the event log, shared by the server's routers.
+    hub: cartloop_http::hub::Hub,
 }
 
 impl std::fmt::Debug for Server {
@@ -311,6 +352,9 @@ impl Server {
             audit_retention: cartloop_http::audit::DEFAULT_RETENTION,
             event_retention: DEFAULT_EVENT_RETENTION,
             credential_cache: Duration::ZERO,
+            webhook_allow_private: false,
+            webhooks: DelivererConfig::default(),
+            event_stream: cartloop_http::hub::HubSettings::default(),
         }
     }
 
@@ -332,6 +376,8 @@ impl Server {
         state.public_url = self.public_url.as_deref().map(Arc::from);
         state.audit = self.audit.clone();
         state.credentials = self.credentials.clone();
+        state.webhook_client = self.webhook_client.clone();
+        state.hub = self.hub.clone();
         state.inbound_parser = Some(Arc::new(|raw: &[u8]| {
             cartloop_mail::inbound::parse_reply(raw).map_err(|e| e.to_string())
         }));
@@ -357,6 +403,41 @@ impl Server {
     pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
         self.metrics_listener = Some(listener);
         self
+    }
+
+    /// Every event after `after` (`EventId(0)`: the oldest kept) that passes `filter`:
+    /// first those still kept in the event log, then live ones as they are written, on this
+    /// server or another on the same database; none missed, none twice. The stream ends
+    /// with an error when it falls [`HubSettings::capacity`] events behind or the log
+    /// cannot be read (resume with the error's `last` id), and ends when the server stops.
+    ///
+    /// It applies **no access rules**: the embedder is trusted and sees every store's
+    /// events unless `filter` says otherwise (`GET /events/` is the API's stream, which
+    /// does apply them). It shares the server's one reader of the log with `GET /events/`.
+    ///
+    /// [`HubSettings::capacity`]: cartloop_http::hub::HubSettings::capacity
+    ///
+    /// ```no_run
+    /// # async fn run(server: cartloop::server::Server) {
+    /// use cartloop_core::event::EventId;
+    /// use cartloop_core::ports::EventFilter;
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut events = std::pin::pin!(server.events(EventId(0), EventFilter::default()));
+    /// while let Some(Ok(event)) = events.next().await {
+    ///     println!("{} {}", event.id, event.kind);
+    /// }
+    /// # }
+    /// ```
+    pub fn events(
+        &self,
+        after: cartloop_core::event::EventId,
+        filter: cartloop_core::ports::EventFilter,
+    ) -> impl futures_util::Stream<
+        Item = Result<cartloop_core::event::Event, cartloop_http::hub::FollowError>,
+    > + Send
+           + 'static {
+        self.hub.events(Some(after), filter)
     }
 
     /// The dispatcher alone: call [`Dispatcher::run`] on as many clones as you want
@@ -403,12 +484,33 @@ impl Server {
             self.clock.clone(),
             self.event_retention,
         ));
+        // The webhook deliverer runs beside the dispatcher and stops with it.
+        let (stop_deliverer, deliverer_stopped) = tokio::sync::oneshot::channel::<()>();
+        // Not spawned: dropping this future (a server aborted) drops the attempts in flight
+        // too, as a crash would; their leases bring them back.
+        let deliverer = Deliverer::new(
+            self.storage.clone(),
+            self.clock.clone(),
+            self.webhook_client.clone(),
+            self.webhooks,
+            self.delivery_metrics.clone(),
+        )
+        .run(async move {
+            let _ = deliverer_stopped.await;
+        });
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.workers {
             let dispatcher = dispatcher.clone();
             workers.spawn(async move { dispatcher.run().await });
         }
-        shutdown.await;
+        let stopping = async {
+            shutdown.await;
+            let _ = stop_deliverer.send(());
+        };
+        let ((), delivered) = tokio::join!(stopping, deliverer);
+        if let Err(e) = delivered {
+            tracing::error!(error = %e, "the webhook deliverer could not run");
+        }
         pruning.abort();
         dispatcher.stop();
         while let Some(result) = workers.join_next().await {
@@ -445,9 +547,12 @@ impl Server {
             "cartloop listening on {local_url} (operator console: {local_url}/)"
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let hub = self.hub.clone();
         let signal = async move {
             shutdown.await;
             tracing::info!("stopping: finishing in-flight requests and sends");
+            // Event streams never finish by themselves: end them (clients resume).
+            hub.close();
             let _ = stop.send(true);
         };
         let http_stopped = {
@@ -539,10 +644,31 @@ pub fn open_mailer(
     smtp_url: Option<&str>,
     outbox_dir: &Path,
 ) -> Result<Arc<dyn Mailer>, ServerError> {
+    open_mailer_with(
+        smtp_url,
+        outbox_dir,
+        cartloop_mail::SmtpOptions::default().pool_size,
+    )
+}
+
+/// [`open_mailer`] with at most `pool_size` SMTP connections open at once (the server's
+/// `SMTP_POOL_SIZE`).
+///
+/// # Errors
+/// As [`open_mailer`].
+pub fn open_mailer_with(
+    smtp_url: Option<&str>,
+    outbox_dir: &Path,
+    pool_size: usize,
+) -> Result<Arc<dyn Mailer>, ServerError> {
     match smtp_url {
         Some(url) => {
-            tracing::info!(smtp = %redact(url), "emails go over SMTP");
-            let mailer = cartloop_mail::SmtpMailer::from_url(url)
+            tracing::info!(smtp = %redact(url), pool_size, "emails go over SMTP");
+            let options = cartloop_mail::SmtpOptions {
+                pool_size,
+                ..cartloop_mail::SmtpOptions::default()
+            };
+            let mailer = cartloop_mail::SmtpMailer::from_url_with(url, options)
                 .map_err(|e| ServerError::Mailer(e.to_string()))?;
             Ok(Arc::new(mailer))
         }

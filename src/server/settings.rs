@@ -2,7 +2,7 @@
 //! meaning, parsed with clap. Embedders with a CLI of their own can
 //! `#[command(flatten)]` them.
 
-use super::{open_mailer, redact, ConnectionLimits, Server, ServerBuilder, ServerError};
+use super::{open_mailer_with, redact, ConnectionLimits, Server, ServerBuilder, ServerError};
 use cartloop_core::active_hours::ActiveHours;
 use cartloop_core::dispatch::DispatchConfig;
 use cartloop_core::rules::Rules;
@@ -45,11 +45,21 @@ pub struct Settings {
     /// The longest the dispatcher sleeps; every new message wakes it.
     #[arg(long, env = "DISPATCH_INTERVAL", default_value = "5s", value_parser = at_least_10ms)]
     pub dispatch_interval: Duration,
-    /// Dispatcher tasks, each claiming up to 100 due messages and keeping up to 8 emails in
-    /// flight.
+    /// Dispatcher tasks, each claiming up to 100 due messages and keeping up to
+    /// `DISPATCH_CONCURRENCY` emails in flight.
     #[arg(long, env = "DISPATCH_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub dispatch_workers: u16,
+    /// Most emails of one dispatcher task in flight at once (of the up to 100 it claims per
+    /// pass); the server's total is this times `DISPATCH_WORKERS`, bounded by
+    /// `SMTP_POOL_SIZE`.
+    #[arg(long, env = "DISPATCH_CONCURRENCY", default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub dispatch_concurrency: u16,
+    /// Most SMTP connections open at once, and so most emails in flight to the relay.
+    #[arg(long, env = "SMTP_POOL_SIZE", default_value_t = 128,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub smtp_pool_size: u16,
     /// At most this many emails per rolling hour, across every server on the database.
     #[arg(long, env = "HOURLY_CAP", value_parser = clap::value_parser!(u32).range(1..))]
     pub hourly_cap: Option<u32>,
@@ -102,6 +112,21 @@ pub struct Settings {
     /// and kept in the database).
     #[arg(long, env = "CARTLOOP_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Let webhooks deliver to loopback, private, link-local and unique-local addresses
+    /// (refused by default, when made and at every delivery). `--webhook-allow-private`
+    /// alone means true.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+    /// How long a server holds a claimed webhook delivery before another may take it
+    /// (keep it above the 10 s an attempt may take).
+    #[arg(long, env = "WEBHOOK_LEASE", default_value = "30s", value_parser = lease)]
+    pub webhook_lease: Duration,
+    /// Webhook delivery attempts in flight at most, per server.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub webhook_concurrency: u16,
 }
 
 /// What the binary does instead of serving.
@@ -205,7 +230,11 @@ impl Settings {
                 message: format!("cannot open {database}: {}", e.detail()),
             })?;
         tracing::info!(%database, "database ready");
-        let mailer = open_mailer(self.smtp_url.as_deref(), &self.outbox_dir)?;
+        let mailer = open_mailer_with(
+            self.smtp_url.as_deref(),
+            &self.outbox_dir,
+            self.smtp_pool_size.into(),
+        )?;
         Ok(Server::builder(storage, mailer)
             .rules(self.rules())
             .dispatch(self.dispatch())
@@ -223,6 +252,12 @@ impl Settings {
             .request_timeout(self.request_timeout)
             .audit_retention(self.audit_retention)
             .event_retention(self.event_retention)
+            .webhook_allow_private(self.webhook_allow_private)
+            .webhooks(cartloop_http::deliverer::DelivererConfig {
+                lease: self.webhook_lease,
+                concurrency: self.webhook_concurrency.into(),
+                ..Default::default()
+            })
             // SQLite is one server's own database: what it revokes, it forgets at once.
             .credential_cache(if self.database_url.starts_with("sqlite:") {
                 Duration::from_secs(60)
@@ -277,6 +312,7 @@ impl Settings {
             backoff_base: self.retry_backoff,
             backoff_max: self.retry_backoff_max,
             lease: self.lease,
+            concurrency: self.dispatch_concurrency.into(),
             ..DispatchConfig::default()
         }
     }
@@ -315,5 +351,37 @@ mod tests {
         ] {
             assert!(parse(&[flag, value]).is_err(), "{flag} {value}");
         }
+    }
+
+    #[test]
+    fn webhook_allow_private_is_a_flag_or_a_value() {
+        assert!(!parse(&[]).unwrap().webhook_allow_private);
+        assert!(
+            parse(&["--webhook-allow-private"])
+                .unwrap()
+                .webhook_allow_private
+        );
+        assert!(
+            parse(&["--webhook-allow-private=true"])
+                .unwrap()
+                .webhook_allow_private
+        );
+        assert!(
+            !parse(&["--webhook-allow-private=false"])
+                .unwrap()
+                .webhook_allow_private
+        );
+        // The flag alone takes no value: a command after it is still a command.
+        let settings = parse(&["--webhook-allow-private", "backup", "x.db"]).unwrap();
+        assert!(settings.webhook_allow_private && settings.command.is_some());
+        assert!(parse(&["--webhook-allow-private=maybe"]).is_err());
+        assert_eq!(
+            parse(&["--webhook-concurrency", "8"])
+                .unwrap()
+                .webhook_concurrency,
+            8
+        );
+        assert!(parse(&["--webhook-concurrency", "0"]).is_err());
+        assert!(parse(&["--webhook-lease", "2s"]).is_ok());
     }
 }

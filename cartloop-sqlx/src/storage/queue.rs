@@ -80,7 +80,18 @@ impl<D: Dialect> DispatchQueue for SqlStorage<D> {
     }
 
     async fn mark_sent(&self, token: ClaimToken, at: DateTime<Utc>) -> Result<bool, StorageError> {
-        self.fenced(sql::MARK_SENT, token, &[at.into()]).await
+        match D::GROUP_MARK_SENT {
+            Some(group_sql) => {
+                let params = [
+                    token.message_id.0.into(),
+                    i64::from(token.attempt).into(),
+                    at.into(),
+                ];
+                let row = self.exec.mark_sent_grouped(group_sql, &params).await?;
+                Ok(row.is_some())
+            }
+            None => self.fenced(sql::MARK_SENT, token, &[at.into()]).await,
+        }
     }
 
     async fn reschedule(

@@ -161,6 +161,70 @@ pub async fn grouped_inserts_answer_each_caller(storage: Arc<dyn Storage>) {
     assert_eq!(stored.len(), 3 + first + second);
 }
 
+/// 300 results recorded at once, each under its claim: 200 current claims (half of them
+/// recorded twice), 100 stale ones (the attempt before). Where sends are recorded in groups,
+/// each caller gets the answer it would get alone: a current claim is recorded once (`true`,
+/// then `false` for the second record), a stale one never, and each row gets its own
+/// instant.
+pub async fn grouped_sends_answer_each_caller(storage: Arc<dyn Storage>) {
+    storage.import(&demo_data()).await.unwrap();
+    let nine = nine_am_chicago();
+    for n in 0..300 {
+        let message = operator_message(&format!("send {n}"), nine);
+        storage.insert_message(message).await.unwrap();
+    }
+    let limit = ClaimLimit {
+        batch: 300,
+        hourly_cap: None,
+    };
+    let claimed = storage.claim_due(nine, LEASE, limit).await.unwrap();
+    assert_eq!(claimed.len(), 300);
+    let at = move |n: usize| nine + chrono::Duration::milliseconds(n as i64);
+    let mut records = Vec::new();
+    for (n, claim) in claimed.iter().enumerate() {
+        let mut token = claim.token;
+        if n >= 200 {
+            token.attempt -= 1;
+        }
+        records.push((n, token));
+        if n < 100 {
+            records.push((n, token));
+        }
+    }
+    let tasks: Vec<_> = records
+        .into_iter()
+        .map(|(n, token)| {
+            let storage = storage.clone();
+            tokio::spawn(async move { (n, storage.mark_sent(token, at(n)).await.unwrap()) })
+        })
+        .collect();
+    let mut recorded = vec![0; 300];
+    for task in tasks {
+        let (n, answer) = task.await.unwrap();
+        recorded[n] += u32::from(answer);
+    }
+    for (n, times) in recorded.iter().enumerate() {
+        assert_eq!(
+            *times,
+            u32::from(n < 200),
+            "message {n} recorded {times} times"
+        );
+    }
+    let stored = messages(&*storage, ConversationId(1)).await;
+    for (n, claim) in claimed.iter().enumerate() {
+        let message = stored
+            .iter()
+            .find(|m| m.id == claim.token.message_id)
+            .unwrap();
+        if n < 200 {
+            assert_eq!(message.status, MessageStatus::Sent, "message {n}");
+            assert_eq!(message.sent_at, Some(at(n)), "message {n}");
+        } else {
+            assert_eq!(message.status, MessageStatus::Sending, "message {n}");
+        }
+    }
+}
+
 /// 400 reads at once (conversations and pages of them, some unknown, pages of every size)
 /// each get the answer the same read gets alone: where reads are grouped, no caller gets
 /// another's rows.
