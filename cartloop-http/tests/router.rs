@@ -543,7 +543,17 @@ async fn every_route_answers_with_and_without_the_trailing_slash() {
                 .uri(uri)
                 .body(Body::empty())
                 .unwrap();
-            let (status, _, text) = common::text_of(app.call(request).await).await;
+            let response = app.call(request).await;
+            // The event stream's body does not end: its answer is its head.
+            let streaming = response
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            if streaming {
+                assert!(response.status().is_success(), "{} {uri}", route.method);
+                continue;
+            }
+            let (status, _, text) = common::text_of(response).await;
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let code = body["error"]["code"].as_str().unwrap_or("");
             assert!(

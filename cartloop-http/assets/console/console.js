@@ -1,6 +1,6 @@
 'use strict';
 (() => {
-  const POLL_MS = 2500;
+  const RECONNECT_MS = 2500;
   const PREVIEW_DELAY_MS = 200;
   const PAGE_SIZE = 50;
   const MAX_PAGE = 500;
@@ -85,6 +85,17 @@
     operators: new Map(),
     operatorNames: new Map(),
     pollTimer: 0,
+    // The live stream (`GET /events/`): its abort handle, which opening is current, the
+    // last event id seen (to resume from), and the refresh its events have asked for.
+    stream: null,
+    streamGen: 0,
+    streamTimer: 0,
+    streamFailures: 0,
+    lastEventId: null,
+    refreshTimer: 0,
+    dirtyList: false,
+    dirtyConversation: false,
+    resyncedAt: Date.now(),
   };
 
   // ---------------------------------------------------------------- API
@@ -148,7 +159,8 @@
   function showSignIn(reason) {
     const wasShown = !el.signin.hidden;
     state.me = null;
-    clearTimeout(state.pollTimer);
+    stopFollowing();
+    state.lastEventId = null;
     setConnection('locked');
     el.layout.hidden = true;
     el.signin.hidden = false;
@@ -196,7 +208,7 @@
       me = await api('GET', '/me');
     } catch (error) {
       // 401: the sign-in view is up. Unreachable: ask again shortly.
-      if (error.status !== 401) state.pollTimer = setTimeout(connect, POLL_MS);
+      if (error.status !== 401) state.pollTimer = setTimeout(connect, RECONNECT_MS);
       return;
     }
     state.me = me;
@@ -211,7 +223,7 @@
       loadOperators(me.storeId);
     }
     route();
-    poll();
+    follow();
   }
 
   function renderWho() {
@@ -1049,7 +1061,7 @@
           if (chat.status === 'new' && reason) showWaitReason(reason, chat, state.conversation);
           else renderChats();
         })
-        .catch(() => { /* the next poll tries again */ })
+        .catch(() => { /* the next refresh tries again */ })
         .finally(() => state.detailsLoading.delete(chat.chatId));
     }
   }
@@ -1289,21 +1301,160 @@
     }
   });
 
-  // ---------------------------------------------------------------- polling
+  // ---------------------------------------------------------------- live events
 
-  async function poll() {
+  // The console follows `GET /events/` (Server-Sent Events, SPEC §10) instead of polling:
+  // each event refreshes what it touches, a moment later, so a burst of events costs one
+  // refresh. It reads the stream with fetch rather than EventSource, so that a bearer
+  // token works as well as the session cookie. A dropped stream is reopened after a
+  // growing pause with `Last-Event-ID`, and every (re)opening refreshes everything once:
+  // that covers what changed before the stream was open. The only timer left redraws
+  // relative times ("in 5 minutes"), and a slow full refresh catches what has no event
+  // (a message's wait moved by the delivery rules).
+  const EVENT_SETTLE_MS = 120;
+  const TICK_MS = 15000;
+  const RESYNC_MS = 60000;
+  const STREAM_RETRY_MS = [500, 1000, 2000, 5000, 10000];
+
+  function stopFollowing() {
+    state.streamGen += 1;
+    if (state.stream) state.stream.abort();
+    state.stream = null;
+    clearTimeout(state.streamTimer);
+    clearTimeout(state.refreshTimer);
     clearTimeout(state.pollTimer);
-    if (!state.me) return;
-    if (!document.hidden) {
-      await Promise.allSettled([loadList(), loadConversation()]);
-      if (state.conversation) loadFailureDetails();
-    }
-    refreshRelativeTimes();
-    state.pollTimer = setTimeout(poll, POLL_MS);
   }
 
+  function follow() {
+    stopFollowing();
+    if (!state.me) return;
+    state.streamFailures = 0;
+    openStream(state.streamGen);
+    tick();
+  }
+
+  async function openStream(gen) {
+    const controller = new AbortController();
+    state.stream = controller;
+    const headers = { Accept: 'text/event-stream' };
+    const bearer = token();
+    if (bearer) headers.Authorization = `Bearer ${bearer}`;
+    if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
+    let response;
+    try {
+      response = await fetch('/events/', { headers, cache: 'no-store', signal: controller.signal });
+    } catch (_) {
+      return streamLost(gen);
+    }
+    if (gen !== state.streamGen) return;
+    if (response.status === 401) {
+      showSignIn(bearer !== '' ? 'token' : state.me && state.me.via === 'session' ? 'session' : null);
+      return;
+    }
+    if (!response.ok || !response.body) return streamLost(gen);
+    state.streamFailures = 0;
+    setConnection('live');
+    el.layout.dataset.stream = 'open';
+    refreshSoon({ list: true, conversation: true });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    let pending = { id: null, type: 'message', data: [] };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || gen !== state.streamGen) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, end).replace(/\r$/, '');
+          buffer = buffer.slice(end + 1);
+          if (line === '') {
+            if (pending.data.length || pending.id !== null) onStreamEvent(pending);
+            pending = { id: null, type: 'message', data: [] };
+          } else if (!line.startsWith(':')) {
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'id') pending.id = text;
+            else if (field === 'event') pending.type = text;
+            else if (field === 'data') pending.data.push(text);
+          }
+        }
+      }
+    } catch (_) {
+      // Aborted, or the connection dropped: either way, the stream is over.
+    }
+    streamLost(gen);
+  }
+
+  function streamLost(gen) {
+    if (gen !== state.streamGen || !state.me) return;
+    delete el.layout.dataset.stream;
+    state.stream = null;
+    const wait = STREAM_RETRY_MS[Math.min(state.streamFailures, STREAM_RETRY_MS.length - 1)];
+    state.streamFailures += 1;
+    if (state.streamFailures > 1) setConnection('offline');
+    state.streamTimer = setTimeout(() => {
+      if (gen === state.streamGen && state.me) openStream(gen);
+    }, wait);
+  }
+
+  function onStreamEvent({ id, type, data }) {
+    if (id) state.lastEventId = id;
+    if (type === 'cutoff') return; // the stream ends now; it reopens from this id
+    if (type === 'reset') {
+      refreshSoon({ list: true, conversation: true });
+      return;
+    }
+    let event = null;
+    try { event = JSON.parse(data.join('\n')); } catch (_) { event = null; }
+    const thing = (event && event.data) || {};
+    const conversationId = Number.isInteger(thing.conversationId) ? thing.conversationId : null;
+    refreshSoon({
+      list: true,
+      conversation: conversationId === null || conversationId === state.selectedId,
+    });
+  }
+
+  function refreshSoon({ list, conversation }) {
+    state.dirtyList = state.dirtyList || list;
+    state.dirtyConversation = state.dirtyConversation || conversation;
+    if (state.refreshTimer) return;
+    state.refreshTimer = setTimeout(refreshNow, EVENT_SETTLE_MS);
+  }
+
+  async function refreshNow() {
+    state.refreshTimer = 0;
+    if (!state.me || document.hidden) return;
+    const work = [];
+    if (state.dirtyList) work.push(loadList());
+    if (state.dirtyConversation) work.push(loadConversation());
+    state.dirtyList = false;
+    state.dirtyConversation = false;
+    await Promise.allSettled(work);
+  }
+
+  // Relative times, and now and then a full refresh for what no event reports.
+  function tick() {
+    clearTimeout(state.pollTimer);
+    if (!state.me) return;
+    refreshRelativeTimes();
+    if (Date.now() - state.resyncedAt >= RESYNC_MS) {
+      state.resyncedAt = Date.now();
+      refreshSoon({ list: true, conversation: true });
+    }
+    state.pollTimer = setTimeout(tick, TICK_MS);
+  }
+
+  // Drops the stream as a lost connection would (the browser tests use it to see the
+  // console reopen it).
+  window.addEventListener('cartloop:drop-stream', () => {
+    if (state.stream) state.stream.abort();
+  });
+
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && state.me) poll();
+    // Events that came while hidden were noted but not fetched: fetch them now.
+    if (!document.hidden && state.me) refreshSoon({ list: true, conversation: true });
   });
 
   window.addEventListener('hashchange', () => {
