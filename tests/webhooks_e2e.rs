@@ -264,7 +264,10 @@ async fn a_receiver_down_for_a_while_gets_everything_after_in_order_per_conversa
             let body = json!({"storeId": 1, "operatorId": 24, "clientId": client["clientId"]});
             let (status, conversation) = a.post("/conversations/", &body).await;
             assert_eq!(status, 201, "{conversation}");
-            conversations.push((client["clientId"].clone(), conversation["conversationId"].clone()));
+            conversations.push((
+                client["clientId"].clone(),
+                conversation["conversationId"].clone(),
+            ));
         }
         let per_conversation = 5;
         for n in 0..per_conversation {
@@ -279,7 +282,9 @@ async fn a_receiver_down_for_a_while_gets_everything_after_in_order_per_conversa
         // Down past the first retry (5 s after the first attempt), then up.
         tokio::time::sleep(std::time::Duration::from_secs(7)).await;
         let webhook = made["webhookId"].clone();
-        let (_, log) = a.get(&format!("/webhook/{webhook}/deliveries/?limit=100")).await;
+        let (_, log) = a
+            .get(&format!("/webhook/{webhook}/deliveries/?limit=100"))
+            .await;
         let attempts = log["deliveries"].as_array().unwrap();
         assert!(
             !attempts.is_empty() && attempts.iter().all(|d| d["status"] == "retrying"),
@@ -306,16 +311,25 @@ async fn a_receiver_down_for_a_while_gets_everything_after_in_order_per_conversa
             .await
             .unwrap();
         });
-        wait_until("everything delivered after the receiver came back", 60, || {
-            let arrivals = arrivals.clone();
-            async move { arrivals.lock().unwrap().len() >= expected }
-        })
+        wait_until(
+            "everything delivered after the receiver came back",
+            60,
+            || {
+                let arrivals = arrivals.clone();
+                async move { arrivals.lock().unwrap().len() >= expected }
+            },
+        )
         .await;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let arrivals = arrivals.lock().unwrap().clone();
         assert_eq!(arrivals.len(), expected, "{}: {arrivals:?}", backend.name());
         let ids: std::collections::HashSet<_> = arrivals.iter().map(|(id, _)| id).collect();
-        assert_eq!(ids.len(), expected, "{}: each once: {arrivals:?}", backend.name());
+        assert_eq!(
+            ids.len(),
+            expected,
+            "{}: each once: {arrivals:?}",
+            backend.name()
+        );
         for (_, conversation) in &conversations {
             let order: Vec<&String> = arrivals
                 .iter()
