@@ -44,8 +44,9 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cartloop_core::webhook_signature::WebhookSecret;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::OnceLock;
@@ -57,8 +58,6 @@ pub const SECRET_BYTES: usize = 32;
 const ENCODED_CHARS: usize = 43;
 /// What every API key starts with.
 pub const API_KEY_PREFIX: &str = "ck_";
-/// What every webhook secret starts with.
-pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "cartloop_session";
 
@@ -318,54 +317,19 @@ impl SessionToken {
     }
 }
 
-/// Why a webhook secret is not one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum MalformedSecret {
-    /// It does not start with `whsec_`.
-    #[error("a webhook secret starts with \"whsec_\"")]
-    MissingPrefix,
-    /// Not standard base64 after the prefix, or no bytes at all.
-    #[error("a webhook secret is base64 after \"whsec_\"")]
-    NotBase64,
-}
-
-/// Making and reading webhook secrets.
-#[derive(Debug)]
-pub enum WebhookSecret {}
-
-impl WebhookSecret {
-    /// A new secret, `whsec_` and 32 random bytes in standard base64: shown once, kept to
-    /// sign deliveries.
-    ///
-    /// # Panics
-    /// If the operating system has no random numbers to give.
-    pub fn generate() -> String {
-        format!(
-            "{WEBHOOK_SECRET_PREFIX}{}",
-            STANDARD.encode(random_bytes::<SECRET_BYTES>())
-        )
-    }
-
-    /// The bytes a secret stands for: the HMAC key deliveries are signed with.
-    ///
-    /// # Errors
-    /// [`MalformedSecret`] when it is not `whsec_` and base64.
-    ///
-    /// ```
-    /// use cartloop_http::credentials::WebhookSecret;
-    ///
-    /// let secret = WebhookSecret::generate();
-    /// assert_eq!(WebhookSecret::key(&secret).unwrap().len(), 32);
-    /// ```
-    pub fn key(secret: &str) -> Result<Vec<u8>, MalformedSecret> {
-        let encoded = secret
-            .strip_prefix(WEBHOOK_SECRET_PREFIX)
-            .ok_or(MalformedSecret::MissingPrefix)?;
-        match STANDARD.decode(encoded) {
-            Ok(bytes) if !bytes.is_empty() => Ok(bytes),
-            _ => Err(MalformedSecret::NotBase64),
-        }
-    }
+/// A new webhook secret: `whsec_` and 32 random bytes in standard base64, shown once and
+/// kept to sign deliveries (read back with
+/// [`WebhookSecret::parse`](cartloop_core::webhook_signature::WebhookSecret::parse)).
+///
+/// # Panics
+/// If the operating system has no random numbers to give.
+///
+/// ```
+/// let secret = cartloop_http::credentials::new_webhook_secret();
+/// assert!(secret.expose().starts_with("whsec_"));
+/// ```
+pub fn new_webhook_secret() -> WebhookSecret {
+    WebhookSecret::from_bytes(random_bytes::<SECRET_BYTES>())
 }
 
 /// Why a password is refused.
@@ -602,6 +566,7 @@ pub async fn dummy_verify_blocking(password: String) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
 
     fn base64url(text: &str) -> bool {
         text.chars()
@@ -740,35 +705,14 @@ mod tests {
 
     #[test]
     fn a_webhook_secret_is_whsec_and_standard_base64_of_32_bytes() {
-        let secret = WebhookSecret::generate();
-        let encoded = secret.strip_prefix("whsec_").expect("the prefix");
-        assert_eq!(encoded.len(), 44, "{secret}");
-        assert!(encoded.ends_with('='), "{secret}");
-        let key = WebhookSecret::key(&secret).unwrap();
-        assert_eq!(key.len(), 32);
-        assert_eq!(STANDARD.encode(&key), encoded);
-        assert_ne!(WebhookSecret::generate(), secret);
-    }
-
-    #[test]
-    fn malformed_webhook_secrets_are_refused() {
-        assert_eq!(
-            WebhookSecret::key("c2VjcmV0"),
-            Err(MalformedSecret::MissingPrefix)
-        );
-        assert_eq!(
-            WebhookSecret::key("whsec_"),
-            Err(MalformedSecret::NotBase64)
-        );
-        assert_eq!(
-            WebhookSecret::key("whsec_not base64!"),
-            Err(MalformedSecret::NotBase64)
-        );
-        // The Standard Webhooks specification's example secret.
-        assert_eq!(
-            WebhookSecret::key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").map(|k| k.len()),
-            Ok(24)
-        );
+        let secret = new_webhook_secret();
+        let text = secret.expose().to_owned();
+        let encoded = text.strip_prefix("whsec_").expect("the prefix");
+        assert_eq!(encoded.len(), 44, "{text}");
+        assert!(encoded.ends_with('='), "{text}");
+        assert_eq!(STANDARD.decode(encoded).unwrap().len(), 32);
+        assert_eq!(WebhookSecret::parse(&text), Ok(secret.clone()));
+        assert_ne!(new_webhook_secret(), secret);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use crate::audit::AuditTarget;
 use crate::auth::{denied, Caller};
-use crate::credentials::WebhookSecret as NewSecret;
+use crate::credentials::new_webhook_secret;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{self, JsonBody, PathId, QueryMap};
 use crate::webhook_client::HostError;
@@ -245,14 +245,14 @@ pub(crate) async fn create_webhook(
     let url = parse_url(&body.url)?;
     let events = parse_events(&body.events)?;
     check_url(&state, &url).await?;
-    let secret = NewSecret::generate();
+    let secret = new_webhook_secret();
     let webhook = state
         .storage
         .create_webhook(NewWebhook {
             store_id: store,
             url: url.as_str().to_owned(),
             events,
-            secret: secret.clone(),
+            secret: secret.expose().to_owned(),
             created_at: state.clock.now(),
         })
         .await
@@ -262,7 +262,7 @@ pub(crate) async fn create_webhook(
         })?;
     tracing::info!(webhook = webhook.id.0, store = ?webhook.store_id.map(|s| s.0), "webhook made");
     let mut answer = WebhookResponse::from(webhook.clone());
-    answer.secret = Some(secret);
+    answer.secret = Some(secret.expose().to_owned());
     Ok(audited((StatusCode::CREATED, Json(answer)), &webhook))
 }
 
