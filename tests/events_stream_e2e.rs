@@ -97,3 +97,29 @@ async fn an_event_written_on_one_postgres_server_reaches_a_stream_on_another_wit
 async fn an_event_written_on_one_sqlite_server_reaches_a_stream_on_another_within_a_second() {
     across_servers(Backend::sqlite()).await;
 }
+
+/// A stream outlives the keep-alive timeout: the connection is busy while its answer is
+/// being written, so the sweeper that closes idle connections leaves it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_stays_open_past_the_keep_alive_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::sqlite_and_outbox(dir.path());
+    args.extend(["--keep-alive-timeout".to_owned(), "1s".to_owned()]);
+    let server = TestServer::start(&args).await;
+    let (status, _) = server.get("/import_data/").await;
+    assert_eq!(status, 200);
+    let mut stream = server
+        .client
+        .get(format!("{}/events/?types=chat.received", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = server.post_chat(1, 27, "three seconds on").await;
+    assert_eq!(status, 201, "{body}");
+    wait_for(&mut stream, &mut buffer, "three seconds on").await;
+    drop(stream);
+    server.stop().await;
+}

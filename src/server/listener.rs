@@ -5,7 +5,9 @@
 //!   [`ConnectionLimits::header_read_timeout`], and a keep-alive connection is closed once it
 //!   has been idle (or sending its next request's headers) for
 //!   [`ConnectionLimits::keep_alive_timeout`]: a sweeper closes the connections that have sent
-//!   no complete request for that long.
+//!   no complete request for that long. A connection is busy from its request's headers
+//!   until its response's body is written, so a long answer (the event stream) is never
+//!   closed as idle.
 //! - At most [`ConnectionLimits::max_connections`] connections are open. When a new one
 //!   arrives at the limit, the connection that has been idle (or waiting for headers) the
 //!   longest is closed to make room: slow or idle clients cannot lock out working ones.
@@ -137,6 +139,50 @@ impl Tracker {
     }
 }
 
+/// A response body that marks its connection idle once it is written (or dropped).
+struct WrittenBody {
+    inner: axum::body::Body,
+    idle: Option<(Arc<Tracker>, Arc<Activity>)>,
+}
+
+impl WrittenBody {
+    fn done(&mut self) {
+        if let Some((tracker, activity)) = self.idle.take() {
+            tracker.set(&activity, IDLE);
+        }
+    }
+}
+
+impl hyper::body::Body for WrittenBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.done();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for WrittenBody {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -198,8 +244,16 @@ pub(crate) async fn serve(
                 async move {
                     tracker.set(&activity, BUSY);
                     let response = app.oneshot(request.map(axum::body::Body::new)).await;
-                    tracker.set(&activity, IDLE);
-                    response
+                    // Busy until the body is written, not just the head: an event stream
+                    // is one long answer, neither idle nor to be closed to make room.
+                    response.map(|r| {
+                        r.map(|body| {
+                            axum::body::Body::new(WrittenBody {
+                                inner: body,
+                                idle: Some((tracker, activity)),
+                            })
+                        })
+                    })
                 }
             })
         };
