@@ -28,7 +28,7 @@ profile=${PROFILE:-release}
 pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db_url="${pg_admin%/*}/cartloop_burst"
 port=${PORT:-8095}
-target=${CARGO_TARGET_DIR:-target}
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")  # absolute: the servers start in $work
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 command -v psql >/dev/null || { echo "psql not found: apt-get install postgresql-client" >&2; exit 1; }
 flag=(); [ "$profile" = release ] && flag=(--release)
@@ -38,6 +38,7 @@ if [ -z "${SERVER:-}" ]; then
   cargo build --quiet "${flag[@]}" --example server
   SERVER="$target/$profile/examples/server"
 fi
+SERVER=$(realpath "$SERVER")
 
 work="$(mktemp -d)"
 pids=()
