@@ -114,7 +114,8 @@ const GROUP_INSERT: &str = concat!(
 /// Records the sends of the JSON array `$1` (objects with `ord`, `id`, `attempts`, `at`: the
 /// parameters of [`sql::MARK_SENT`]), each under its own claim as the single statement
 /// does; returns the `ord` of each one whose claim held (see [`Dialect::GROUP_MARK_SENT`]).
-/// One statement, so the chat events' trigger runs once for the group.
+/// One statement, so the chat events' trigger runs once for the group. The status is
+/// compared as in [`sql::MARK_SENT`]'s fence, so that each row is found by its primary key.
 const GROUP_MARK_SENT: &str = "WITH input AS ( \
        SELECT * FROM json_to_recordset($1::json) AS t (ord BIGINT, id BIGINT, attempts BIGINT, \
          at TIMESTAMPTZ)) \
@@ -122,7 +123,7 @@ const GROUP_MARK_SENT: &str = "WITH input AS ( \
        lease_until = NULL, \
        counted_at = CASE WHEN messages.counted_at IS NULL THEN NULL ELSE input.at END \
      FROM input \
-     WHERE messages.id = input.id AND messages.status = 'sending' \
+     WHERE messages.id = input.id AND messages.status || '' = 'sending' \
        AND messages.attempts = input.attempts \
      RETURNING input.ord AS ord";
 

@@ -545,6 +545,8 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
             .filter(|r| r.next == DeliveryNext::Done)
             .map(|r| r.delivery)
             .collect();
+        // `status || ''`: found by the primary key, not by a scan of the whole partial
+        // index on `delivering` (see the fence of messages' results in `sql`).
         let _turn = self.exec.write_turn().await;
         let mut tx = self.exec.begin_write().await?;
         let recorded = async {
@@ -552,7 +554,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
             if !done.is_empty() {
                 let sql = format!(
                     "UPDATE webhook_deliveries SET status = 'done', lease_until = NULL \
-                     WHERE status = 'delivering' AND {} RETURNING id",
+                     WHERE status || '' = 'delivering' AND {} RETURNING id",
                     claims_in(&done)
                 );
                 held += fetch::<D>(tx.conn(), &sql, &[]).await?.len() as u64;
@@ -569,7 +571,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
                     tx.conn(),
                     "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, \
                      due_at = $3 \
-                     WHERE id = $1 AND attempts = $2 AND status = 'delivering' RETURNING id",
+                     WHERE id = $1 AND attempts = $2 AND status || '' = 'delivering' RETURNING id",
                     &[fence[0], fence[1], due.into()],
                 )
                 .await?;
@@ -602,7 +604,7 @@ impl<D: Dialect> Webhooks for SqlStorage<D> {
         }
         let sql = format!(
             "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, \
-             attempts = attempts - 1 WHERE status = 'delivering' AND {} RETURNING id",
+             attempts = attempts - 1 WHERE status || '' = 'delivering' AND {} RETURNING id",
             claims_in(deliveries)
         );
         let _turn = self.exec.write_turn().await;
