@@ -3,7 +3,7 @@
 use cartloop_core::email_address::EmailAddress;
 use cartloop_core::ids::MessageId;
 use cartloop_core::ports::{Email, MailErrorKind, Mailer};
-use cartloop_mail::testing::{ParsedEmail, SinkBehavior, SmtpSink};
+use cartloop_mail::testing::{Fault, ParsedEmail, SinkBehavior, SmtpSink};
 use cartloop_mail::{OutboxMailer, SmtpMailer, SmtpOptions};
 use chrono::{TimeZone, Utc};
 use std::sync::Arc;
@@ -132,6 +132,79 @@ async fn a_pooled_connection_the_server_closed_is_replaced() {
     mailer.send(&email(2)).await.unwrap();
     assert_eq!(sink.wait_for(2, WAIT).await.len(), 2);
     assert_eq!(sink.connections_total(), 2);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_idle_for_a_while_is_checked_before_use() {
+    let sink = SmtpSink::start().await;
+    let mailer = SmtpMailer::from_url(&sink.url()).unwrap();
+    mailer.send(&email(1)).await.unwrap();
+    // Past the 2 s within which a connection is reused without a `NOOP`.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    mailer.send(&email(2)).await.unwrap();
+    assert_eq!(sink.connections_total(), 1, "the NOOP found it alive");
+    sink.disconnect_all();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    mailer.send(&email(3)).await.unwrap();
+    assert_eq!(sink.wait_for(3, WAIT).await.len(), 3);
+    assert_eq!(sink.connections_total(), 2);
+}
+
+#[tokio::test]
+async fn commands_are_pipelined_where_the_server_offers_it() {
+    let sink = SmtpSink::start().await;
+    let mailer = SmtpMailer::from_url(&sink.url()).unwrap();
+    for id in 1..=3 {
+        mailer.send(&email(id)).await.unwrap();
+    }
+    assert_eq!(sink.wait_for(3, WAIT).await.len(), 3);
+    // `RCPT TO` and `DATA` of each email came before the reply to the command before them.
+    assert_eq!(sink.pipelined_commands(), 6);
+}
+
+#[tokio::test]
+async fn a_server_without_pipelining_gets_one_command_at_a_time() {
+    let sink = SmtpSink::start_with(SinkBehavior::no_pipelining()).await;
+    let mailer = SmtpMailer::from_url(&sink.url()).unwrap();
+    for id in 1..=3 {
+        mailer.send(&email(id)).await.unwrap();
+    }
+    assert_eq!(sink.wait_for(3, WAIT).await.len(), 3);
+    assert_eq!(sink.pipelined_commands(), 0);
+    sink.set_behavior(SinkBehavior {
+        rcpt: Some(Fault::Reply("550 5.1.1 no such user".into())),
+        refuse_pipelining: true,
+        ..SinkBehavior::default()
+    });
+    let error = mailer.send(&email(4)).await.unwrap_err();
+    assert_eq!(error.kind, MailErrorKind::Permanent, "{error}");
+    assert!(error.message.contains("RCPT TO"), "{error}");
+    assert_eq!(sink.pipelined_commands(), 0);
+}
+
+#[tokio::test]
+async fn a_refusal_of_a_pipelined_command_names_its_step() {
+    for (behavior, step) in [
+        (
+            SinkBehavior::reject_rcpt("550 5.1.1 no such user"),
+            "RCPT TO",
+        ),
+        (
+            SinkBehavior::reject_data("554 5.6.0 message refused"),
+            "end of data",
+        ),
+    ] {
+        let sink = SmtpSink::start_with(behavior).await;
+        let mailer = SmtpMailer::from_url(&sink.url()).unwrap();
+        let error = mailer.send(&email(1)).await.unwrap_err();
+        assert_eq!(error.kind, MailErrorKind::Permanent, "{error}");
+        assert!(error.message.contains(step), "{step}: {error}");
+        assert!(sink.messages().is_empty());
+        // The next email goes on a new connection, not one with replies left unread.
+        sink.set_behavior(SinkBehavior::default());
+        mailer.send(&email(2)).await.unwrap();
+        assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    }
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ pub use url::{MailConfigError, TlsMode};
 
 use async_trait::async_trait;
 use cartloop_core::ports::{Email, MailError, Mailer};
-use classify::{mail_error, Step};
+use classify::{mail_error, Failure, Step};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::TlsParameters;
 use lettre::transport::smtp::extension::ClientId;
@@ -29,10 +29,11 @@ pub struct SmtpOptions {
     /// Most connections open at once, and so most emails in flight; further sends wait for
     /// a free connection. Default 10.
     pub pool_size: usize,
-    /// Longest wait for each network step: checking a pooled connection (`NOOP`),
-    /// connecting (TCP, TLS, greeting, `EHLO`, `AUTH` together), and the reply to each
-    /// command and to the message. A send takes at most six of them, plus any wait for a
-    /// free connection. Default 10 s.
+    /// Longest wait for each network step: checking a pooled connection idle for over 2 s
+    /// (`NOOP`), connecting (TCP, TLS, greeting, `EHLO`s, `AUTH` together), and the reply to
+    /// each command and to the message (pipelined commands where the server offers
+    /// `PIPELINING`). A send takes at most six of them, plus any wait for a free connection
+    /// and one new connection when a pooled one turns out closed. Default 10 s.
     pub timeout: Duration,
     /// How long an unused connection is kept open for the next email. Default 60 s.
     pub idle_timeout: Duration,
@@ -201,21 +202,36 @@ impl fmt::Debug for SmtpMailer {
 impl Mailer for SmtpMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
         let mail = prepared::prepare(email)?;
-        let mut lease = self
-            .pool
-            .lease()
-            .await
-            .map_err(|failure| mail_error(&failure, Step::Connect))?;
-        match transaction::deliver(&mut lease.conn, &mail, self.options.timeout).await {
-            Ok(()) => {
-                lease.release();
-                Ok(())
-            }
-            Err((step, failure)) => {
-                lease.discard(&failure);
-                let error = mail_error(&failure, step);
-                tracing::debug!(message_id = %email.message_id, error = %error, "SMTP send failed");
-                Err(error)
+        loop {
+            let mut lease = self
+                .pool
+                .lease()
+                .await
+                .map_err(|failure| mail_error(&failure, Step::Connect))?;
+            let (unchecked, pipelining) = (lease.unchecked, lease.pipelining);
+            match transaction::deliver(&mut lease.conn, &mail, self.options.timeout, pipelining)
+                .await
+            {
+                Ok(()) => {
+                    lease.release();
+                    return Ok(());
+                }
+                // A pooled connection lent without a `NOOP` turned out closed (the server's
+                // idle timeout, a restart) before the message went out: the server cannot
+                // have it, so it goes again on a new connection. Once: a fresh connection
+                // is never `unchecked`.
+                Err((step, Failure::Smtp(e)))
+                    if unchecked && step != Step::EndOfData && e.status().is_none() =>
+                {
+                    tracing::debug!(message_id = %email.message_id, error = %e, "a pooled SMTP connection was closed; sending on a new one");
+                    self.pool.drop_idle();
+                }
+                Err((step, failure)) => {
+                    lease.discard(&failure);
+                    let error = mail_error(&failure, step);
+                    tracing::debug!(message_id = %email.message_id, error = %error, "SMTP send failed");
+                    return Err(error);
+                }
             }
         }
     }

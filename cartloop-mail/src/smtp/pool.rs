@@ -25,6 +25,7 @@ use super::classify::Failure;
 use super::url::TlsMode;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::ClientId;
 use std::future::Future;
 use std::sync::Mutex;
@@ -43,8 +44,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// A new, ready connection: TCP (and TLS), greeting, `EHLO`, `STARTTLS`, `AUTH`.
-    async fn connect(&self, timeout: Duration) -> Result<AsyncSmtpConnection, Failure> {
+    /// A new, ready connection: TCP (and TLS), greeting, `EHLO`, `STARTTLS`, `AUTH`; and
+    /// whether the server offers `PIPELINING` (RFC 2920).
+    async fn connect(&self, timeout: Duration) -> Result<(AsyncSmtpConnection, bool), Failure> {
         let implicit_tls = match self.tls {
             TlsMode::Implicit => self.tls_parameters.clone(),
             TlsMode::None | TlsMode::StartTls => None,
@@ -64,17 +66,34 @@ impl Target {
                 .await
                 .map_err(Failure::Smtp)?;
         }
+        // lettre keeps only the extensions it uses from its own `EHLO`; `PIPELINING` is not
+        // one of them. A second `EHLO` (allowed at any time, RFC 5321 4.1.4) lists them
+        // again; before `AUTH`, so that the login is not reset by it.
+        let extensions = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(Failure::Smtp)?;
+        let pipelining = extensions.message().skip(1).any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+        });
         if let Some(credentials) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, credentials)
                 .await
                 .map_err(Failure::Smtp)?;
         }
-        Ok(conn)
+        Ok((conn, pipelining))
     }
 }
 
+/// A connection used within this long is lent without a `NOOP` first: a send on it that
+/// finds it closed before the message went out is tried again on a new connection.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(2);
+
 struct Idle {
     conn: AsyncSmtpConnection,
+    pipelining: bool,
     since: Instant,
 }
 
@@ -93,6 +112,10 @@ pub(crate) struct Pool {
 /// [`Lease::release`] returns it to the pool instead.
 pub(crate) struct Lease<'a> {
     pub(crate) conn: AsyncSmtpConnection,
+    /// The server offers `PIPELINING`.
+    pub(crate) pipelining: bool,
+    /// A pooled connection lent without a `NOOP`: it may have been closed meanwhile.
+    pub(crate) unchecked: bool,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
 }
@@ -117,9 +140,10 @@ impl Pool {
         &self.target
     }
 
-    /// Waits for a free slot, then lends the most recently used idle connection if it still
-    /// answers `NOOP`, or opens a new one. At most one `NOOP` and one connection attempt, each
-    /// within the timeout.
+    /// Waits for a free slot, then lends the most recently used idle connection — at once
+    /// when it was used within [`CHECK_AFTER_IDLE`], else if it still answers `NOOP` — or
+    /// opens a new one. At most one `NOOP` and one connection attempt, each within the
+    /// timeout.
     ///
     /// # Errors
     /// Connecting failed or timed out.
@@ -129,11 +153,27 @@ impl Pool {
             .acquire()
             .await
             .expect("the pool's semaphore is never closed");
-        if let Some(mut conn) = self.take_idle() {
+        if let Some(Idle {
+            mut conn,
+            pipelining,
+            since,
+        }) = self.take_idle()
+        {
+            if since.elapsed() < CHECK_AFTER_IDLE {
+                return Ok(Lease {
+                    conn,
+                    pipelining,
+                    unchecked: true,
+                    pool: self,
+                    _permit: permit,
+                });
+            }
             // The server may have closed it while it was idle.
             if let Ok(true) = tokio::time::timeout(self.timeout, conn.test_connected()).await {
                 return Ok(Lease {
                     conn,
+                    pipelining,
+                    unchecked: false,
                     pool: self,
                     _permit: permit,
                 });
@@ -143,17 +183,20 @@ impl Pool {
             tracing::debug!("a pooled SMTP connection no longer answers; dropping the idle ones");
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
-        let conn = with_timeout(self.timeout, self.target.connect(self.timeout)).await?;
-        tracing::debug!(host = %self.target.host, port = self.target.port, "opened an SMTP connection");
+        let (conn, pipelining) =
+            with_timeout(self.timeout, self.target.connect(self.timeout)).await?;
+        tracing::debug!(host = %self.target.host, port = self.target.port, pipelining, "opened an SMTP connection");
         Ok(Lease {
             conn,
+            pipelining,
+            unchecked: false,
             pool: self,
             _permit: permit,
         })
     }
 
     /// The most recently used idle connection; closes those idle for too long.
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let expired = idle
             .iter()
@@ -162,7 +205,12 @@ impl Pool {
         for stale in idle.drain(..expired) {
             quit_in_background(stale.conn, self.timeout);
         }
-        idle.pop().map(|i| i.conn)
+        idle.pop()
+    }
+
+    /// Closes every idle connection at once (after one was found closed).
+    pub(crate) fn drop_idle(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Says `QUIT` to every idle connection.
@@ -183,6 +231,7 @@ impl Lease<'_> {
         let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.push(Idle {
             conn: self.conn,
+            pipelining: self.pipelining,
             since: Instant::now(),
         });
     }

@@ -48,6 +48,10 @@ pub struct SinkBehavior {
     /// How long the sink thinks before its reply to each message's data, as a distant or
     /// busy server would (a round trip and a queue write). Zero by default.
     pub data_delay: Duration,
+    /// Does not offer `PIPELINING` (RFC 2920), and answers a command that arrives before
+    /// the reply to the one before it with `554 5.5.0 improper command pipelining` and
+    /// closes the connection, as Postfix does with `smtpd_forbid_unauth_pipelining`.
+    pub refuse_pipelining: bool,
 }
 
 impl SinkBehavior {
@@ -99,6 +103,15 @@ impl SinkBehavior {
         }
     }
 
+    /// Accepts everything from a client that waits for each reply, and nothing from one
+    /// that pipelines (see [`SinkBehavior::refuse_pipelining`]).
+    pub fn no_pipelining() -> Self {
+        Self {
+            refuse_pipelining: true,
+            ..Self::default()
+        }
+    }
+
     /// Records each message, then never answers.
     pub fn hang_after_data() -> Self {
         Self {
@@ -118,6 +131,7 @@ struct Shared {
     total: AtomicUsize,
     open: AtomicUsize,
     max_open: AtomicUsize,
+    pipelined: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,6 +237,7 @@ impl SmtpSink {
             total: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             max_open: AtomicUsize::new(0),
+            pipelined: AtomicUsize::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Self {
@@ -278,6 +293,12 @@ impl SmtpSink {
     /// The most connections that were open at the same time.
     pub fn max_concurrent_connections(&self) -> usize {
         self.shared.max_open.load(Ordering::SeqCst)
+    }
+
+    /// Commands that arrived before the reply to the command before them: pipelined
+    /// (`MAIL FROM`, `RCPT TO` and `DATA` in one write make two).
+    pub fn pipelined_commands(&self) -> usize {
+        self.shared.pipelined.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` emails have arrived or `timeout` has passed, and returns
@@ -384,7 +405,17 @@ impl Session {
             let flow = match self.read_line(MAX_COMMAND_LINE).await? {
                 Line::Eof => return Ok(()),
                 Line::TooLong => self.reply("500 5.5.2 line too long").await?,
-                Line::Text(line) => self.command(&String::from_utf8_lossy(&line)).await?,
+                Line::Text(line) => {
+                    // More input already here: the next command came before this reply.
+                    if !self.reader.buffer().is_empty() {
+                        self.shared.pipelined.fetch_add(1, Ordering::SeqCst);
+                        if self.shared.behavior().refuse_pipelining {
+                            self.reply("554 5.5.0 improper command pipelining").await?;
+                            return Ok(());
+                        }
+                    }
+                    self.command(&String::from_utf8_lossy(&line)).await?
+                }
             };
             if flow == Flow::Close {
                 return Ok(());
@@ -400,11 +431,16 @@ impl Session {
             "EHLO" => {
                 self.reset();
                 self.greeted = true;
-                self.reply(
-                    "250-cartloop-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n\
-                     250-SIZE 10485760\r\n250 AUTH PLAIN",
-                )
-                .await
+                let pipelining = if self.shared.behavior().refuse_pipelining {
+                    ""
+                } else {
+                    "250-PIPELINING\r\n"
+                };
+                let reply = format!(
+                    "250-cartloop-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{pipelining}\
+                     250-SIZE 10485760\r\n250 AUTH PLAIN"
+                );
+                self.reply(&reply).await
             }
             "HELO" => {
                 self.reset();
