@@ -434,6 +434,15 @@ pub trait Dialect: Driver {
         options: ConnectOptions<Self>,
     ) -> Result<(PoolOptions<Self>, ConnectOptions<Self>), StorageError>;
 
+    /// Run once with the configured options before the pool opens its connections, which it
+    /// may do several at a time: whatever the database file must have before that.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the database cannot be reached.
+    fn prepare(
+        options: &ConnectOptions<Self>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + '_;
+
     /// Called after a committed write made a message due: tells the other processes sharing
     /// the database, where the dialect can (PostgreSQL's `NOTIFY`).
     fn announce_due(pool: &sqlx::Pool<Self::Db>, due: &Arc<DueWatch>);

@@ -268,6 +268,10 @@ impl Dialect for Postgres {
         Ok((pool, options))
     }
 
+    async fn prepare(_options: &PgConnectOptions) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     fn announce_due(pool: &PgPool, due: &Arc<DueWatch>) {
         due.unannounced.notify_one();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -9,6 +9,7 @@
 
 use crate::dialect::{Codec, DbRow, Dialect, Driver, GroupRead, PoolOptions};
 use crate::due::DueWatch;
+use crate::error::storage_error;
 use crate::rows;
 use crate::sql::{self, expired_leases, message_columns, new_due};
 use crate::storage::SqlStorage;
@@ -143,6 +144,18 @@ impl Dialect for Sqlite {
                 Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
             });
         Ok((pool, options))
+    }
+
+    // The pool opens its first connection and, for `min_connections`, another at the same
+    // time. On a new file both would switch it to WAL at once, which needs the exclusive
+    // lock, and one fails with `database is locked` without waiting out the busy timeout.
+    // One connection first makes the file WAL (it stays so); the pool's then find it done.
+    // (An in-memory database made here goes with this connection, harmlessly.)
+    async fn prepare(options: &SqliteConnectOptions) -> Result<(), StorageError> {
+        let conn = sqlx::ConnectOptions::connect(options)
+            .await
+            .map_err(storage_error)?;
+        sqlx::Connection::close(conn).await.map_err(storage_error)
     }
 
     fn announce_due(_pool: &sqlx::Pool<Self::Db>, _due: &Arc<DueWatch>) {}

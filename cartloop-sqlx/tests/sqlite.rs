@@ -461,3 +461,18 @@ async fn claims_and_imports_dropped_mid_way_leave_no_transaction_open() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A new file opened by a multi-threaded runtime: the pool opens two connections at once,
+/// and before they both switched the file to WAL together, one now and then failed with
+/// `database is locked` (the server did not start). Many fresh files, none may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_opens_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..200 {
+        let url = format!("sqlite://{}", dir.path().join(format!("{n}.db")).display());
+        let storage = SqliteStorage::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("open #{n}: {e}"));
+        storage.pool().close().await;
+    }
+}

@@ -103,6 +103,7 @@ impl<D: Dialect> SqlStorage<D> {
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: ConnectOptions<D>) -> Result<Self, StorageError> {
         let (pool, options) = D::configure(options)?;
+        D::prepare(&options).await?;
         let pool = pool
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
