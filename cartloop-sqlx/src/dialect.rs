@@ -471,7 +471,8 @@ pub trait Dialect: Driver {
     const LOCK_SKIP: &'static str;
 
     /// Where events are numbered after their transactions commit (PostgreSQL, migration
-    /// 0007): the statement that numbers a batch and returns how many as `n`. `None` where
+    /// 0007): the statement that numbers a batch of at most `$1` and returns how many as
+    /// `n`. `None` where
     /// the writing transaction numbers them (SQLite, whose writers take turns).
     const SEQUENCE_EVENTS: Option<&'static str>;
 }

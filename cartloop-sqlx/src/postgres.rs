@@ -321,8 +321,7 @@ impl Dialect for Postgres {
 
     const LOCK_SKIP: &'static str = " FOR UPDATE OF d SKIP LOCKED";
 
-    const SEQUENCE_EVENTS: Option<&'static str> =
-        Some("SELECT cartloop_sequence_events(5000) AS n");
+    const SEQUENCE_EVENTS: Option<&'static str> = Some("SELECT cartloop_sequence_events($1) AS n");
 }
 
 /// Sends one `NOTIFY` whenever writes made messages due since the last one, at most one
