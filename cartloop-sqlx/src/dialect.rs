@@ -472,8 +472,8 @@ pub trait Dialect: Driver {
 
     /// Where events are numbered after their transactions commit (PostgreSQL, migration
     /// 0007): the statement that numbers a batch of at most `$1` and returns how many as
-    /// `n`. `None` where
-    /// the writing transaction numbers them (SQLite, whose writers take turns).
+    /// `n`. `None` where the writing transaction numbers them (SQLite, whose writers take
+    /// turns).
     const SEQUENCE_EVENTS: Option<&'static str>;
 }
 
